@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "core/error.h"
 
 namespace ignis {
@@ -59,5 +61,10 @@ class ByteReader {
 
 // True if s is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view s);
+
+// Parses untrusted JSON text. Every failure is an ignis::Error naming `what` (nlohmann's own
+// exceptions never escape): syntax errors, nesting deeper than `max_depth`, and a key that
+// appears twice in one object (nlohmann would silently keep the last one).
+nlohmann::json parse_json(std::string_view text, const std::string& what, int max_depth = 64);
 
 }  // namespace ignis
