@@ -1,0 +1,107 @@
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "ops/ops.h"
+
+namespace ignis::ops {
+
+void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
+  double ss = 0;  // double: the sum of squares of thousands of values keeps its precision
+  for (int i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const float scale = float(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; ++i) out[i] = x[i] * scale * w[i];
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+Rope::Rope(const LlamaConfig& c) : style_(c.rope_style), rope_dim_(c.rope_dim) {
+  const int half = c.rope_dim / 2;
+  inv_freq_.resize(size_t(half));
+  for (int i = 0; i < half; ++i) {
+    double f = 1.0 / std::pow(double(c.rope_theta), 2.0 * i / c.rope_dim);
+    if (c.rope_scaling == RopeScaling::kLlama3) {
+      // Llama 3.1: wavelengths longer than original_ctx / low_freq_factor are slowed down by
+      // `factor`, shorter than original_ctx / high_freq_factor kept, and blended in between.
+      const double wavelen = 2 * std::numbers::pi / f;
+      const double low_wavelen = c.rope_original_max_pos / c.rope_low_freq_factor;
+      const double high_wavelen = c.rope_original_max_pos / c.rope_high_freq_factor;
+      if (wavelen > low_wavelen) {
+        f /= c.rope_factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (c.rope_original_max_pos / wavelen - c.rope_low_freq_factor) /
+                              (c.rope_high_freq_factor - c.rope_low_freq_factor);
+        f = (1 - smooth) * f / c.rope_factor + smooth * f;
+      }
+    }
+    inv_freq_[size_t(i)] = float(f);
+  }
+  if (c.rope_scaling == RopeScaling::kLinear) pos_scale_ = 1.0f / c.rope_factor;
+}
+
+void Rope::apply(float* x, int n_heads, int head_dim, int pos) const {
+  const int half = rope_dim_ / 2;
+  const float p = float(pos) * pos_scale_;
+  for (int i = 0; i < half; ++i) {
+    const float angle = p * inv_freq_[size_t(i)];
+    const float c = std::cos(angle), s = std::sin(angle);
+    for (int h = 0; h < n_heads; ++h) {
+      float* v = x + size_t(h) * head_dim;
+      // interleaved: pair (2i, 2i+1); half-split: pair (i, i + rope_dim/2)
+      const int a = style_ == RopeStyle::kInterleaved ? 2 * i : i;
+      const int b = style_ == RopeStyle::kInterleaved ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = x0 * c - x1 * s;
+      v[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+void softmax(float* x, int n) {
+  float mx = x[0];
+  for (int i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+  float sum = 0;
+  for (int i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void attention(ThreadPool& pool, const float* q, const float* kcache, const float* vcache, float* out, int n,
+               int pos, int n_heads, int n_kv_heads, int head_dim, int kv_stride, std::vector<float>& scratch) {
+  const int group = n_heads / n_kv_heads;
+  const int max_len = pos + n;
+  scratch.resize(size_t(pool.size()) * size_t(max_len));
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const int q_stride = n_heads * head_dim;
+  pool.run(int64_t(n) * n_heads, [&](int64_t task, int thread) {
+    const int i = int(task / n_heads), h = int(task % n_heads);
+    const int len = pos + i + 1;  // causal: query at pos+i sees keys [0, pos+i]
+    const float* qh = q + size_t(i) * q_stride + size_t(h) * head_dim;
+    const size_t kv_off = size_t(h / group) * head_dim;
+    float* s = scratch.data() + size_t(thread) * size_t(max_len);
+    for (int t = 0; t < len; ++t) {
+      const float* k = kcache + size_t(t) * kv_stride + kv_off;
+      float d = 0;
+      for (int j = 0; j < head_dim; ++j) d += qh[j] * k[j];
+      s[t] = d * scale;
+    }
+    softmax(s, len);
+    float* o = out + size_t(i) * q_stride + size_t(h) * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    for (int t = 0; t < len; ++t) {
+      const float* v = vcache + size_t(t) * kv_stride + kv_off;
+      const float w = s[t];
+      for (int j = 0; j < head_dim; ++j) o[j] += w * v[j];
+    }
+  });
+}
+
+}  // namespace ignis::ops

@@ -1,0 +1,32 @@
+// Pieces of the CLI shared by the subcommands (kept out of main.cpp to keep it short).
+#pragma once
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+
+#include "io/model_source.h"
+#include "models/llama.h"
+
+namespace ignis::cli {
+
+// ~/.cache/ignis/models/SmolLM2-135M-Instruct.Q4_1.gguf (XDG_CACHE_HOME respected).
+std::string default_model_path();
+// An empty path means the default model, with a clear error if it has not been fetched.
+std::string resolve_model_path(const std::string& path);
+
+int cmd_info(const ModelSource& src);
+
+struct BenchArgs {
+  int prompt_tokens = 128, gen_tokens = 64, reps = 3, batch = 1;
+  std::string synthetic;  // shape name for a random-weight model on the GPU
+  bool json = false;
+  void add(CLI::App* app);
+};
+int cmd_bench(const BenchArgs& a, const std::string& model_path, const std::string& tokenizer, const std::string& device,
+              int threads, int ctx);
+
+// The CUDA backend, or a clear error when this build or machine has none.
+std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx);
+
+}  // namespace ignis::cli
