@@ -14,6 +14,47 @@
 
 namespace ignis::quant {
 
+// GGML block layouts (ggml-common.h), byte for byte. Halves are raw IEEE fp16 bits.
+// QK = 32 values per block for the legacy formats, QK_K = 256 for the K-quants.
+namespace blocks {
+constexpr int QK = 32;
+constexpr int QK_K = 256;
+struct Q4_0 { uint16_t d; uint8_t qs[16]; };                        // q = nibble - 8
+struct Q4_1 { uint16_t d, m; uint8_t qs[16]; };                     // x = d*q + m
+struct Q5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };         // q = (nibble | hbit<<4) - 16
+struct Q5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
+struct Q8_0 { uint16_t d; int8_t qs[32]; };
+struct Q8_1 { uint16_t d, s; int8_t qs[32]; };                      // s = d * sum(qs)
+struct Q2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };
+struct Q3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
+struct Q4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+struct Q5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+struct Q6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+struct Q8_K { float d; int8_t qs[256]; int16_t bsums[16]; };        // bsums: sums of 16 qs
+static_assert(sizeof(Q4_0) == 18 && sizeof(Q4_1) == 20 && sizeof(Q5_0) == 22 && sizeof(Q5_1) == 24);
+static_assert(sizeof(Q8_0) == 34 && sizeof(Q8_1) == 36 && sizeof(Q2_K) == 84 && sizeof(Q3_K) == 110);
+static_assert(sizeof(Q4_K) == 144 && sizeof(Q5_K) == 176 && sizeof(Q6_K) == 210 && sizeof(Q8_K) == 292);
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block (12 packed bytes).
+inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
+  if (j < 4) {
+    *d = q[j] & 63;
+    *m = q[j + 4] & 63;
+  } else {
+    *d = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+// The 16 6-bit scales of a Q3_K block (stored +32), unpacked to signed values.
+inline void q3k_scales(const uint8_t* packed, int8_t* out) {
+  for (int i = 0; i < 16; ++i) {
+    const int lo = i < 8 ? (packed[i & 7] & 0xF) : (packed[i & 7] >> 4);
+    const int hi = (packed[8 + (i & 3)] >> (2 * (i / 4))) & 3;
+    out[i] = int8_t((lo | (hi << 4)) - 32);
+  }
+}
+}  // namespace blocks
+
 // Reference (scalar) conversions, valid for every dtype in DType except I32/I8.
 void dequantize_row(DType t, const void* src, float* dst, int64_t n);
 // Quantizes n floats into blocks of type t (round to nearest; for the K-quants a simple
@@ -37,5 +78,27 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y);
 
 // Rows `ids` of a table of any supported type, dequantized to f32 into out[n, cols].
 void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out);
+
+// Testing / benchmarking switch: when true, vec_dot and matmul use the scalar reference
+// kernels even on CPUs with AVX2. Process-wide (relaxed atomic); default false.
+void set_force_scalar(bool force);
+bool force_scalar();
+// True when the AVX2+FMA kernels are available on this CPU (and not forced off).
+bool using_avx2();
+
+namespace detail {
+// Tile kernel: y[c * ldy + r] = dot(weight row r, activation row c) for r < nr, c < nc,
+// over k values. w: nr rows of `w_stride` bytes in the weight dtype; x: nc rows of
+// `x_stride` bytes in vec_dot_type(weight dtype). Sizes nr, nc in [1, 4].
+using TileFn = void (*)(const void* w, size_t w_stride, const void* x, size_t x_stride, float* y,
+                        size_t ldy, int nr, int nc, int64_t k);
+// Kernels of the AVX2 build (quant_avx2.cpp); nullptr for types it does not cover.
+// Only call after checking using_avx2().
+TileFn avx2_tile(DType t);
+float avx2_vec_dot(DType t, const void* w, const void* x, int64_t n);
+bool avx2_has_vec_dot(DType t);
+// Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
+void avx2_quantize_row(DType t, const float* src, void* dst, int64_t n);
+}  // namespace detail
 
 }  // namespace ignis::quant

@@ -1,0 +1,173 @@
+// matmul / get_rows / vec_dot dispatch (see quant.h).
+//
+// matmul: y[M, N] = x[M, K] . W[N, K]^T.
+//   1. x is converted once to vec_dot_type(W) (Q8_0 / Q8_K blocks, or left in f32) into a
+//      scratch buffer that lives as long as the calling thread (no malloc per token).
+//   2. The N weight rows are cut into chunks handed out over the thread pool; within a
+//      chunk, tiles of 4 weight rows x 4 activation rows call a tile kernel, so each weight
+//      block is unpacked once and used against 4 activation rows (prompt processing is
+//      compute-bound: this is where its speed comes from). Decode (M = 1) streams the
+//      weights once: memory traffic = W bytes + N*4 (y), which sets its speed.
+// The tile kernel is AVX2 when the CPU has it (quant_avx2.cpp), else the scalar reference.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "ops/quant.h"
+
+namespace ignis::quant {
+namespace {
+
+std::atomic<bool> g_force_scalar{false};
+
+bool cpu_has_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+// Scalar tile: one reference dot product per (weight row, activation row) pair.
+void scalar_tile(DType t, const void* w, size_t ws, const void* x, size_t xs, float* y, size_t ldy, int nr, int nc,
+                 int64_t k) {
+  for (int c = 0; c < nc; ++c)
+    for (int r = 0; r < nr; ++r)
+      y[size_t(c) * ldy + size_t(r)] = vec_dot_ref(t, static_cast<const uint8_t*>(w) + size_t(r) * ws,
+                                                   static_cast<const uint8_t*>(x) + size_t(c) * xs, k);
+}
+
+// A growable 64-byte aligned buffer, one per calling thread.
+struct Scratch {
+  uint8_t* data = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(data); }
+  uint8_t* get(size_t bytes) {
+    if (bytes > cap) {
+      std::free(data);
+      cap = std::max<size_t>((bytes + 63) / 64 * 64, 1 << 16);
+      data = static_cast<uint8_t*>(std::aligned_alloc(64, cap));
+      if (!data) {
+        cap = 0;
+        fail("matmul: out of memory for a scratch buffer of ", bytes, " bytes");
+      }
+    }
+    return data;
+  }
+};
+
+void check_f32_cpu(const Tensor& t, const char* what) {
+  IGNIS_CHECK(t.device() == Device::CPU, "matmul: ", what, " must be on the CPU");
+  IGNIS_CHECK(t.dtype() == DType::F32, "matmul: ", what, " must be f32, got ", dtype_name(t.dtype()));
+  IGNIS_CHECK(t.data() != nullptr || t.numel() == 0, "matmul: ", what, " has no data");
+}
+
+}  // namespace
+
+void set_force_scalar(bool force) { g_force_scalar.store(force, std::memory_order_relaxed); }
+bool force_scalar() { return g_force_scalar.load(std::memory_order_relaxed); }
+bool using_avx2() { return !force_scalar() && cpu_has_avx2(); }
+
+float vec_dot(DType t, const void* w, const void* x, int64_t n) {
+  if (using_avx2() && detail::avx2_has_vec_dot(t)) {
+    const int64_t bs = dtype_info(t).block_size;
+    IGNIS_CHECK(n >= 0 && n % bs == 0, "vec_dot: a row of ", n, " values is not a whole number of ", dtype_name(t),
+                " blocks");
+    return detail::avx2_vec_dot(t, w, x, n);
+  }
+  return vec_dot_ref(t, w, x, n);
+}
+
+void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
+  IGNIS_CHECK(W.device() == Device::CPU, "matmul: the weight must be on the CPU");
+  check_f32_cpu(x, "the input x");
+  check_f32_cpu(y, "the output y");
+  const DType wt = W.dtype();
+  const int64_t N = W.rows(), K = W.cols();
+  const int64_t M = x.rows();
+  IGNIS_CHECK(x.cols() == K, "matmul: x has ", x.cols(), " columns but the weight ", W.shape_str(), " has ", K);
+  IGNIS_CHECK(y.rows() == M && y.cols() == N, "matmul: y is ", y.shape_str(), ", expected [", M, ", ", N, "]");
+  if (M == 0 || N == 0) return;
+  const DType vt = vec_dot_type(wt);
+  const size_t w_stride = W.row_bytes();
+  IGNIS_CHECK(row_bytes(vt, K) > 0 || K == 0, "matmul: bad row size");
+  if (K == 0) {
+    std::fill(y.ptr<float>(), y.ptr<float>() + M * N, 0.0f);
+    return;
+  }
+
+  const bool avx2 = using_avx2();
+  detail::TileFn tile = avx2 ? detail::avx2_tile(wt) : nullptr;
+
+  // 1. activations in the weight's dot-product format.
+  const uint8_t* xq;
+  size_t x_stride;
+  if (vt == DType::F32) {
+    xq = static_cast<const uint8_t*>(x.data());
+    x_stride = size_t(K) * 4;
+  } else {
+    thread_local Scratch scratch;
+    x_stride = row_bytes(vt, K);
+    uint8_t* buf = scratch.get(x_stride * size_t(M));
+    const float* xf = x.ptr<float>();
+    auto quant_rows = [&](int64_t b, int64_t e) {
+      for (int64_t m = b; m < e; ++m) {
+        if (avx2)
+          detail::avx2_quantize_row(vt, xf + m * K, buf + size_t(m) * x_stride, K);
+        else
+          quantize_row(vt, xf + m * K, buf + size_t(m) * x_stride, K);
+      }
+    };
+    if (M >= 16)
+      pool.parallel_for(M, 4, quant_rows);
+    else
+      quant_rows(0, M);
+    xq = buf;
+  }
+
+  // 2. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows.
+  const uint8_t* wp = static_cast<const uint8_t*>(W.data());
+  float* yp = y.ptr<float>();
+  const int64_t n_tiles = (N + 3) / 4;
+  // Enough chunks to balance the threads, few enough that each is worth a hand-off.
+  const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
+  const int64_t tiles_per_chunk = std::max<int64_t>(1, n_tiles / want);
+  const int64_t n_chunks = (n_tiles + tiles_per_chunk - 1) / tiles_per_chunk;
+  pool.run(n_chunks, [&](int64_t chunk, int) {
+    const int64_t n0 = chunk * tiles_per_chunk * 4;
+    const int64_t n1 = std::min(N, n0 + tiles_per_chunk * 4);
+    // The weight rows of the chunk stay in L1/L2 while all activation rows pass by.
+    for (int64_t m = 0; m < M; m += 4) {
+      const int nc = int(std::min<int64_t>(4, M - m));
+      for (int64_t n = n0; n < n1; n += 4) {
+        const int nr = int(std::min<int64_t>(4, n1 - n));
+        const void* wr = wp + size_t(n) * w_stride;
+        const void* xr = xq + size_t(m) * x_stride;
+        float* yr = yp + m * N + n;
+        if (tile)
+          tile(wr, w_stride, xr, x_stride, yr, size_t(N), nr, nc, K);
+        else
+          scalar_tile(wt, wr, w_stride, xr, x_stride, yr, size_t(N), nr, nc, K);
+      }
+    }
+  });
+}
+
+void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out) {
+  IGNIS_CHECK(table.device() == Device::CPU, "get_rows: the table must be on the CPU");
+  const int64_t rows = table.rows(), cols = table.cols();
+  for (int64_t i = 0; i < n; ++i) {
+    IGNIS_CHECK(ids[i] >= 0 && ids[i] < rows, "get_rows: id ", ids[i], " out of range for a table of ", rows,
+                " rows");
+    dequantize_row(table.dtype(), table.row<const uint8_t>(ids[i]), out + i * cols, cols);
+  }
+}
+
+}  // namespace ignis::quant
