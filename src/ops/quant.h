@@ -87,16 +87,28 @@ bool force_scalar();
 bool using_avx2();
 
 namespace detail {
+// Per-block side data of activations quantized to Q8_0, laid out [block][row] so a tile
+// reads its rows' values for one block contiguously: d = the block's scale as f32,
+// s = d * sum(qs). (The Q4_0/Q4_1/Q5 kernels run on the unsigned nibbles and fold the
+// offset or min in through s.) `ld` is the row count of the layout (>= rows + 4, padded).
+struct XAux {
+  const float* d = nullptr;
+  const float* s = nullptr;
+  int64_t ld = 0;
+};
+// Fills aux for M rows of Q8_0 blocks (row stride x_stride bytes, nb blocks a row).
+void fill_q8_0_aux(const void* x, size_t x_stride, int64_t M, int64_t nb, float* d, float* s, int64_t ld);
+
 // Tile kernel: y[c * ldy + r] = dot(weight row r, activation row c) for r < nr, c < nc,
 // over k values. w: nr rows of `w_stride` bytes in the weight dtype; x: nc rows of
-// `x_stride` bytes in vec_dot_type(weight dtype). Sizes nr, nc in [1, 4].
-using TileFn = void (*)(const void* w, size_t w_stride, const void* x, size_t x_stride, float* y,
+// `x_stride` bytes in vec_dot_type(weight dtype); aux: side data of these x rows (Q8_0
+// activations only; aux.d[b * aux.ld + c] for row c). Sizes nr, nc in [1, 4].
+using TileFn = void (*)(const void* w, size_t w_stride, const void* x, size_t x_stride, XAux aux, float* y,
                         size_t ldy, int nr, int nc, int64_t k);
 // Kernels of the AVX2 build (quant_avx2.cpp); nullptr for types it does not cover.
 // Only call after checking using_avx2().
 TileFn avx2_tile(DType t);
 float avx2_vec_dot(DType t, const void* w, const void* x, int64_t n);
-bool avx2_has_vec_dot(DType t);
 // Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
 void avx2_quantize_row(DType t, const float* src, void* dst, int64_t n);
 }  // namespace detail

@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "ops/quant.h"
 
 namespace ignis::quant {
@@ -71,12 +72,27 @@ void check_f32_cpu(const Tensor& t, const char* what) {
 
 }  // namespace
 
+namespace detail {
+void fill_q8_0_aux(const void* x, size_t x_stride, int64_t M, int64_t nb, float* d, float* s, int64_t ld) {
+  for (int64_t m = 0; m < M; ++m) {
+    const auto* row = reinterpret_cast<const blocks::Q8_0*>(static_cast<const uint8_t*>(x) + size_t(m) * x_stride);
+    for (int64_t b = 0; b < nb; ++b) {
+      int sum = 0;
+      for (int j = 0; j < blocks::QK; ++j) sum += row[b].qs[j];
+      const float dx = f16_to_f32(row[b].d);
+      d[b * ld + m] = dx;
+      s[b * ld + m] = dx * float(sum);
+    }
+  }
+}
+}  // namespace detail
+
 void set_force_scalar(bool force) { g_force_scalar.store(force, std::memory_order_relaxed); }
 bool force_scalar() { return g_force_scalar.load(std::memory_order_relaxed); }
 bool using_avx2() { return !force_scalar() && cpu_has_avx2(); }
 
 float vec_dot(DType t, const void* w, const void* x, int64_t n) {
-  if (using_avx2() && detail::avx2_has_vec_dot(t)) {
+  if (using_avx2() && detail::avx2_tile(t)) {
     const int64_t bs = dtype_info(t).block_size;
     IGNIS_CHECK(n >= 0 && n % bs == 0, "vec_dot: a row of ", n, " values is not a whole number of ", dtype_name(t),
                 " blocks");
@@ -106,23 +122,32 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
   const bool avx2 = using_avx2();
   detail::TileFn tile = avx2 ? detail::avx2_tile(wt) : nullptr;
 
-  // 1. activations in the weight's dot-product format.
+  // 1. activations in the weight's dot-product format (+ per-block side data for Q8_0).
   const uint8_t* xq;
   size_t x_stride;
+  detail::XAux aux;
   if (vt == DType::F32) {
     xq = static_cast<const uint8_t*>(x.data());
     x_stride = size_t(K) * 4;
   } else {
     thread_local Scratch scratch;
     x_stride = row_bytes(vt, K);
-    uint8_t* buf = scratch.get(x_stride * size_t(M));
+    const int64_t nb = K / dtype_info(vt).block_size;
+    const int64_t ld = M + 4;
+    const size_t qbytes = (x_stride * size_t(M) + 63) / 64 * 64;
+    const size_t aux_bytes = vt == DType::Q8_0 ? size_t(nb * ld) * 2 * sizeof(float) : 0;
+    uint8_t* buf = scratch.get(qbytes + aux_bytes);
+    float* aux_d = reinterpret_cast<float*>(buf + qbytes);
+    float* aux_s = aux_d + nb * ld;
     const float* xf = x.ptr<float>();
     auto quant_rows = [&](int64_t b, int64_t e) {
       for (int64_t m = b; m < e; ++m) {
+        uint8_t* row = buf + size_t(m) * x_stride;
         if (avx2)
-          detail::avx2_quantize_row(vt, xf + m * K, buf + size_t(m) * x_stride, K);
+          detail::avx2_quantize_row(vt, xf + m * K, row, K);
         else
-          quantize_row(vt, xf + m * K, buf + size_t(m) * x_stride, K);
+          quantize_row(vt, xf + m * K, row, K);
+        if (vt == DType::Q8_0) detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
       }
     };
     if (M >= 16)
@@ -130,6 +155,7 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
     else
       quant_rows(0, M);
     xq = buf;
+    if (vt == DType::Q8_0) aux = detail::XAux{aux_d, aux_s, ld};
   }
 
   // 2. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows.
@@ -151,10 +177,12 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
         const void* wr = wp + size_t(n) * w_stride;
         const void* xr = xq + size_t(m) * x_stride;
         float* yr = yp + m * N + n;
-        if (tile)
-          tile(wr, w_stride, xr, x_stride, yr, size_t(N), nr, nc, K);
-        else
+        if (tile) {
+          const detail::XAux a{aux.d ? aux.d + m : nullptr, aux.s ? aux.s + m : nullptr, aux.ld};
+          tile(wr, w_stride, xr, x_stride, a, yr, size_t(N), nr, nc, K);
+        } else {
           scalar_tile(wt, wr, w_stride, xr, x_stride, yr, size_t(N), nr, nc, K);
+        }
       }
     }
   });
