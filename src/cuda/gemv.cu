@@ -1,0 +1,340 @@
+// Skinny GEMM for decode: y[B, N] = x[B, K] W[N, K]^T for B = 1..8 sequences, fp32 accumulation,
+// with the epilogues of kernels.h (store, store f32, residual add, SwiGLU of a fused gate/up weight).
+//
+// Decode is memory-bound: every weight byte is read once per step and used B <= 8 times, so the
+// only goal is to stream W at the memory bandwidth. Bytes moved: N*K*sizeof(T) of W (+ B*K of x,
+// served from L1/L2, + B*N outputs). Two kernels:
+//
+// gemv_tc_kernel (bf16, K % 8 == 0): tensor cores as a bandwidth trick, not for flops. A warp owns
+//   a tile of 16 rows of W and walks K in steps of 32: lane (g = lane/4, c = lane%4) loads 16 bytes
+//   (8 bf16) of rows g and g+8 at k = 8c, which are exactly the A fragments of two
+//   mma.m16n8k16 (the dot product does not care in which order k is summed, so the "k" slots of
+//   a fragment may hold any physical k as long as A and B agree); the B fragment is x[b = g] at the
+//   same k (lanes with g >= B load zeros). So each 16-byte load of W is used as-is, for every B
+//   at once, with no shuffles, no conversions and no FMA pipe pressure (at B = 8 the CUDA-core
+//   version needs ~13 instructions per weight). U = 4 steps are loaded before use: 8 x 16 B in
+//   flight per lane, 4 KB per warp.
+//   Launch: grid (ceil(N/16), splits), 128 threads; the 4 warps of a block share the 16 rows and
+//   take super-blocks of 128 k in turn; partial sums meet in shared memory. When N is small
+//   (few tiles for the 132 SMs) K is also split across `splits` blocks: partials go to a fp32
+//   workspace, the last block of a tile (atomic counter) adds them in a fixed order (deterministic)
+//   and runs the epilogue, then re-zeroes the counter for the next launch.
+//   With PDL the first weights are loaded before griddepcontrol.wait, overlapping the previous
+//   kernel's tail (weights never depend on it).
+//
+// gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
+//   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
+//   fp32 models, odd K, and as a fallback (IGNIS_GEMV=simple). Launch: ceil(outputs/4) x 128.
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "cuda/common.h"
+#include "cuda/kernels.h"
+
+namespace ignis::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kU = 4;                 // 32-k steps loaded per warp before use
+constexpr int kSuper = 32 * kU;       // k per super-block
+
+template <int EPI>
+__device__ __forceinline__ void epilogue_store(void* out, int ldo, int b, int row, float v) {
+  if constexpr (EPI == int(GemvEpilogue::kStore)) {
+    static_cast<bf16*>(out)[size_t(b) * ldo + row] = __float2bfloat16(v);
+  } else if constexpr (EPI == int(GemvEpilogue::kStoreF32)) {
+    static_cast<float*>(out)[size_t(b) * ldo + row] = v;
+  } else if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+    static_cast<float*>(out)[size_t(b) * ldo + row] += v;
+  }
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.f + __expf(-g)); }
+
+__device__ __forceinline__ uint4 ld_stream(const bf16* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                         uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+template <int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const bf16* __restrict__ x,
+                                                              int B, int N, int K, void* out, int ldo,
+                                                              float* __restrict__ ws, unsigned* counters) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c = lane & 3;
+  const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
+  const int row0 = tile * 16;
+  const int nsb = (K + kSuper - 1) / kSuper;
+  const int per = (nsb + splits - 1) / splits;
+  const int sb_begin = split * per, sb_end = min(nsb, sb_begin + per);
+
+  // Rows past N read row N-1 (valid memory); their results are never stored.
+  const bf16* wa = W + size_t(min(row0 + g, N - 1)) * K + 8 * c;
+  const bf16* wb = W + size_t(min(row0 + g + 8, N - 1)) * K + 8 * c;
+  const bf16* xp = x + size_t(min(g, B - 1)) * K + 8 * c;
+  const bool x_row = g < B;
+
+  uint4 a_lo[kU], a_hi[kU];
+  auto load_w = [&](int sb) {
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int k = sb * kSuper + 32 * u + 8 * c;
+      if (k < K) {
+        a_lo[u] = ld_stream(wa + sb * kSuper + 32 * u);
+        a_hi[u] = ld_stream(wb + sb * kSuper + 32 * u);
+      } else {
+        a_lo[u] = make_uint4(0, 0, 0, 0);
+        a_hi[u] = make_uint4(0, 0, 0, 0);
+      }
+    }
+  };
+
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  int sb = sb_begin + warp;
+  if (sb < sb_end) load_w(sb);  // weights are constant: safe before the PDL wait
+  pdl_trigger();
+  pdl_wait();
+  for (; sb < sb_end; sb += kWarps) {
+    uint4 xv[kU];
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int k = sb * kSuper + 32 * u + 8 * c;
+      xv[u] = (x_row && k < K) ? __ldg(reinterpret_cast<const uint4*>(xp + sb * kSuper + 32 * u))
+                               : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      mma_bf16(acc, a_lo[u].x, a_hi[u].x, a_lo[u].y, a_hi[u].y, xv[u].x, xv[u].y);
+      mma_bf16(acc, a_lo[u].z, a_hi[u].z, a_lo[u].w, a_hi[u].w, xv[u].z, xv[u].w);
+    }
+    if (sb + kWarps < sb_end) load_w(sb + kWarps);
+  }
+
+  // acc: [0] = (row g, b 2c), [1] = (row g, b 2c+1), [2] = (row g+8, b 2c), [3] = (row g+8, b 2c+1)
+  __shared__ float red[kWarps][4][32];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[i];
+  __syncthreads();
+  if (warp != 0) return;
+  float v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    v[i] = red[0][i][lane];
+#pragma unroll
+    for (int w = 1; w < kWarps; ++w) v[i] += red[w][i][lane];
+  }
+
+  if (splits > 1) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
+      if (b < B && row < N) ws[(size_t(split) * B + b) * N + row] = v[i];
+    }
+    __threadfence();
+    __syncwarp();
+    unsigned prev = 0;
+    if (lane == 0) prev = atomicAdd(&counters[tile], 1u);
+    prev = __shfl_sync(0xffffffffu, prev, 0);
+    if (prev != unsigned(splits - 1)) return;
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
+      float s = 0.f;
+      if (b < B && row < N)
+        for (int sp = 0; sp < splits; ++sp) s += __ldcg(ws + (size_t(sp) * B + b) * N + row);
+      v[i] = s;
+    }
+    if (lane == 0) counters[tile] = 0;
+  }
+
+  if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
+    const int j = tile * 8 + g;  // N = 2 * hp with hp % 8 == 0: every tile is 8 gate + 8 up rows
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int b = 2 * c + i;
+      if (b < B) static_cast<bf16*>(out)[size_t(b) * ldo + j] = __float2bfloat16(silu(v[i]) * v[i + 2]);
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
+      if (b < B && row < N) epilogue_store<EPI>(out, ldo, b, row, v[i]);
+    }
+  }
+}
+
+// ---- simple CUDA-core version ----------------------------------------------------------------------
+
+template <typename T, int EPI>
+__device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row, float v) {
+  if constexpr (EPI == int(GemvEpilogue::kStore) || EPI == int(GemvEpilogue::kSwiGLU)) {
+    static_cast<T*>(out)[size_t(b) * ldo + row] = from_f<T>(v);
+  } else if constexpr (EPI == int(GemvEpilogue::kStoreF32)) {
+    static_cast<float*>(out)[size_t(b) * ldo + row] = v;
+  } else {
+    static_cast<float*>(out)[size_t(b) * ldo + row] += v;
+  }
+}
+
+template <typename T, int VEC, int BMAX, int EPI>
+__global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
+                                                           int N, int K, void* out, int ldo) {
+  constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
+  const int lane = threadIdx.x & 31;
+  const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
+  const int n_out = R == 2 ? N / 2 : N;
+  pdl_trigger();
+  pdl_wait();
+  if (j >= n_out) return;
+  int rows[R];
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(j)) : j;
+  if constexpr (R == 2) rows[1] = rows[0] + 8;
+  float acc[R][BMAX];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+  for (int k = lane * VEC; k < K; k += 32 * VEC) {
+    float w[R][VEC];
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      if (b < B) {
+        float xv[VEC];
+        load_vec<T, VEC>(x + size_t(b) * K + k, xv);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) acc[r][b] = fmaf(w[r][e], xv[e], acc[r][b]);
+      }
+    }
+  }
+#pragma unroll
+  for (int b = 0; b < BMAX; ++b) {
+    if (b >= B) break;
+    float s[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) s[r] = warp_sum(acc[r][b]);
+    if (lane == 0) {
+      if constexpr (R == 2)
+        simple_store<T, EPI>(out, ldo, b, j, silu(s[0]) * s[1]);
+      else
+        simple_store<T, EPI>(out, ldo, b, j, s[0]);
+    }
+  }
+}
+
+template <typename T, int VEC, int EPI>
+void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
+  const int n_out = a.epi == GemvEpilogue::kSwiGLU ? a.N / 2 : a.N;
+  const dim3 grid(ceil_div(n_out, 4));
+  const T* W = static_cast<const T*>(a.W);
+  const T* x = static_cast<const T*>(a.x);
+  if (a.B <= 1)
+    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+  else if (a.B <= 4)
+    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+  else
+    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+}
+
+template <typename T, int EPI>
+void dispatch_simple_vec(const GemvArgs& a, int ldo, cudaStream_t stream) {
+  constexpr int kMax = 16 / int(sizeof(T));
+  if (a.K % kMax == 0)
+    launch_simple<T, kMax, EPI>(a, ldo, stream);
+  else if (a.K % 4 == 0)
+    launch_simple<T, 4, EPI>(a, ldo, stream);
+  else if (a.K % 2 == 0)
+    launch_simple<T, 2, EPI>(a, ldo, stream);
+  else
+    launch_simple<T, 1, EPI>(a, ldo, stream);
+}
+
+template <typename T>
+void dispatch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
+  switch (a.epi) {
+    case GemvEpilogue::kStore: return dispatch_simple_vec<T, int(GemvEpilogue::kStore)>(a, ldo, stream);
+    case GemvEpilogue::kStoreF32: return dispatch_simple_vec<T, int(GemvEpilogue::kStoreF32)>(a, ldo, stream);
+    case GemvEpilogue::kAddF32: return dispatch_simple_vec<T, int(GemvEpilogue::kAddF32)>(a, ldo, stream);
+    case GemvEpilogue::kSwiGLU: return dispatch_simple_vec<T, int(GemvEpilogue::kSwiGLU)>(a, ldo, stream);
+  }
+}
+
+bool force_simple() {
+  static const bool v = [] {
+    const char* e = std::getenv("IGNIS_GEMV");
+    return e && std::strcmp(e, "simple") == 0;
+  }();
+  return v;
+}
+
+}  // namespace
+
+int gemv_splits(int N, int K, int max_splits_by_ws) {
+  const int tiles = ceil_div(N, 16);
+  const int nsb = ceil_div(K, kSuper);
+  const int target = 4 * sm_count();  // blocks: ~4 per SM keeps ~16 warps x 4 KB in flight per SM
+  int s = (target + tiles / 2) / tiles;
+  s = std::min(s, std::max(1, nsb / 8));  // keep >= 2 super-blocks per warp
+  s = std::min(s, max_splits_by_ws);
+  return std::max(1, s);
+}
+
+void gemv(const GemvArgs& a, cudaStream_t stream) {
+  IGNIS_CHECK(a.dtype == DType::F32 || a.dtype == DType::BF16, "gemv: dtype must be F32 or BF16");
+  IGNIS_CHECK(a.B >= 1 && a.B <= 8, "gemv: batch must be 1..8, got ", a.B);
+  IGNIS_CHECK(a.N > 0 && a.K > 0, "gemv: empty shape ", a.N, "x", a.K);
+  const bool swiglu = a.epi == GemvEpilogue::kSwiGLU;
+  IGNIS_CHECK(!swiglu || a.N % 16 == 0, "gemv: SwiGLU needs N = 2 * (multiple of 8), got ", a.N);
+  const int ldo = a.ldo ? a.ldo : (swiglu ? a.N / 2 : a.N);
+
+  const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && a.impl != GemvImpl::kSimple &&
+                  !(a.impl == GemvImpl::kAuto && force_simple());
+  if (!tc) {
+    if (a.dtype == DType::F32)
+      dispatch_simple<float>(a, ldo, stream);
+    else
+      dispatch_simple<bf16>(a, ldo, stream);
+    return;
+  }
+  const int tiles = ceil_div(a.N, 16);
+  int max_by_ws = 1;
+  if (a.ws && a.counters && a.n_counters >= tiles)
+    max_by_ws = int(std::min<size_t>(64, a.ws_floats / (size_t(a.B) * a.N)));
+  const int splits = gemv_splits(a.N, a.K, max_by_ws);
+  const dim3 grid(tiles, splits), block(kWarps * 32);
+  const bf16* W = static_cast<const bf16*>(a.W);
+  const bf16* x = static_cast<const bf16*>(a.x);
+  switch (a.epi) {
+    case GemvEpilogue::kStore:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStore)>, grid, block, 0, stream, W, x, a.B, a.N, a.K, a.out,
+                    ldo, a.ws, a.counters);
+    case GemvEpilogue::kStoreF32:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
+                    a.out, ldo, a.ws, a.counters);
+    case GemvEpilogue::kAddF32:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
+                    a.out, ldo, a.ws, a.counters);
+    case GemvEpilogue::kSwiGLU:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
+                    a.out, ldo, a.ws, a.counters);
+  }
+}
+
+}  // namespace ignis::cuda

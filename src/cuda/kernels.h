@@ -1,0 +1,144 @@
+// Host-side entry points of the CUDA kernels of the Llama backend. Plain C++ (includes only the
+// CUDA runtime header), so tests and the model code call them without nvcc.
+//
+// Conventions: activations and weights are of one "compute dtype" T, F32 or BF16 (given as a
+// DType); accumulation is always fp32; the residual stream is fp32. Matrices are row-major;
+// a linear layer's weight is W[N, K] (out, in) and computes y = x W^T. Positions, KV lengths
+// and token ids are read from device memory so a captured CUDA graph serves every step.
+// Every launcher checks its launch (CUDA_CHECK_LAUNCH) and throws ignis::Error on bad sizes.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "models/config.h"
+
+#ifdef __CUDACC__
+#define IGNIS_HD __host__ __device__
+#else
+#define IGNIS_HD
+#endif
+
+namespace ignis::cuda {
+
+// ---- skinny GEMM for decode: y[B, N] = x[B, K] W[N, K]^T, B in 1..8 (gemv.cu) ---------------------
+enum class GemvEpilogue : uint8_t {
+  kStore,     // out: T[B, ldo]           out[b, n] = y
+  kStoreF32,  // out: float[B, ldo]       out[b, n] = y          (logits)
+  kAddF32,    // out: float[B, ldo]       out[b, n] += y         (residual add)
+  kSwiGLU,    // out: T[B, ldo], N/2 cols out[b, j] = silu(y[gate row of j]) * y[up row of j]
+};
+// Row layout of a fused [gate; up] weight for kSwiGLU: blocks of 16 rows, the first 8 are gate
+// rows 8t..8t+7 and the next 8 the up rows 8t..8t+7 (so N = 2 * round_up(hidden, 8)).
+IGNIS_HD inline int64_t swiglu_row_of_gate(int64_t j) { return (j / 8) * 16 + j % 8; }
+
+enum class GemvImpl : uint8_t { kAuto, kSimple, kTensorCore };
+
+struct GemvArgs {
+  DType dtype = DType::BF16;  // of W and x
+  const void* W = nullptr;    // [N, K]
+  const void* x = nullptr;    // [B, K], contiguous
+  int B = 1, N = 0, K = 0;
+  GemvEpilogue epi = GemvEpilogue::kStore;
+  void* out = nullptr;
+  int ldo = 0;                // row stride of out in elements (0: N, or N/2 for kSwiGLU)
+  // Split-K across blocks (optional): workspace of ws_floats floats and n_counters zeroed
+  // counters (each launch leaves them zero again). Without it, no split across blocks.
+  float* ws = nullptr;
+  size_t ws_floats = 0;
+  unsigned* counters = nullptr;
+  int n_counters = 0;
+  GemvImpl impl = GemvImpl::kAuto;
+};
+void gemv(const GemvArgs& a, cudaStream_t stream);
+// Grid the tensor-core GEMV would use (for tests that want to force split-K): splits across blocks.
+int gemv_splits(int N, int K, int max_splits_by_ws);
+
+// ---- RMSNorm (rmsnorm.cu) -------------------------------------------------------------------------------
+// For each of n rows: x += residual (if residual != nullptr; residual is T[n, dim]);
+// h = x / sqrt(mean(x^2) + eps) * w. x: float[n, dim] updated in place, w: float[dim], h: T[n, dim].
+void rmsnorm(DType t, float* x, const void* residual, const float* w, void* h, int n, int dim, float eps,
+             cudaStream_t stream);
+
+// ---- RoPE + KV-cache write (rope.cu) -----------------------------------------------------------------
+// The KV cache of one layer: k and v of shape [slots][n_kv_heads][ctx][head_dim] (T).
+struct RopeArgs {
+  DType dtype = DType::BF16;
+  const void* qkv = nullptr;     // [n, (nh + 2 nkv) * hd]: q heads, then k heads, then v heads
+  const float* bias = nullptr;   // optional [(nh + 2 nkv) * hd] (qwen2)
+  void* q_out = nullptr;         // [n, nh, hd], rotated q
+  void* k_cache = nullptr;       // layer base
+  void* v_cache = nullptr;
+  const int* pos = nullptr;      // device: start position of each sequence
+  int n = 0;                     // tokens; token i is token i % q_per_seq of sequence i / q_per_seq
+  int q_per_seq = 1;
+  int slot0 = 0;                 // sequence b uses cache slot slot0 + b and position pos[b] + i % q_per_seq
+  int nh = 0, nkv = 0, hd = 0, ctx = 0, rope_dim = 0;
+  RopeStyle style = RopeStyle::kInterleaved;
+  const float* inv_freq = nullptr;  // device [rope_dim / 2]
+};
+void rope_kv(const RopeArgs& a, cudaStream_t stream);
+
+// ---- attention (attention_decode.cu, attention_prefill.cu) ------------------------------------------
+// out[i, h, :] = softmax(q[i, h] . K[0..p_i]^T * scale) V[0..p_i] with p_i the position of token i
+// (causal), K/V of kv head h / (nh / nkv) of its sequence's cache slot.
+enum class AttnImpl : uint8_t { kAuto, kGeneric, kFlash };
+struct AttnArgs {
+  DType dtype = DType::BF16;
+  const void* q = nullptr;       // [n, nh, hd]
+  const void* k_cache = nullptr; // layer base, [slots][nkv][ctx][hd]
+  const void* v_cache = nullptr;
+  void* out = nullptr;           // [n, nh, hd]
+  const int* pos = nullptr;      // device, as in RopeArgs
+  int n = 0, q_per_seq = 1, slot0 = 0;
+  int nh = 0, nkv = 0, hd = 0, ctx = 0;
+  float scale = 1.f;
+  // Flash-decoding: the keys of each query are split in n_splits ranges processed by separate
+  // blocks, then combined. Needs ws of attn_ws_floats() floats. n_splits == 1: no workspace.
+  int n_splits = 1;
+  float* ws = nullptr;
+  size_t ws_floats = 0;
+  AttnImpl impl = AttnImpl::kAuto;
+};
+size_t attn_ws_floats(int n, int nh, int hd, int n_splits);
+// A good split count for decode of B sequences of up to ctx positions on this GPU.
+int attn_decode_splits(int B, int nkv, int ctx);
+void attention(const AttnArgs& a, cudaStream_t stream);
+// Whether the tensor-core flash kernel handles this shape (bf16, hd 64 or 128, one sequence).
+bool flash_attention_supported(const AttnArgs& a);
+
+// ---- element-wise (elementwise.cu) -------------------------------------------------------------------
+// out[i, j] = silu(gu[i, gate(j)]) * gu[i, up(j)] for the 8-row-block interleaved layout above;
+// gu: T[n, 2 * hp], out: T[n, hp], hp a multiple of 8.
+void swiglu(DType t, const void* gu, void* out, int n, int hp, cudaStream_t stream);
+// x[i, :] = float(table[tokens[i], :]); table: T[vocab, dim]. Ids outside [0, vocab) give zeros.
+void embed(DType t, const void* table, const int* tokens, int n, int dim, int vocab, float* x,
+           cudaStream_t stream);
+// Converts a [rows, cols] matrix of src_type (F32, F16, BF16) into dst_type (F32, BF16) rows of
+// dst: source row r goes to dst row  row_offset + (interleave8 ? swiglu_row_of_gate(r) : r),
+// with dst row stride dst_ld (>= cols; the padding columns are left alone).
+void convert_matrix(DType src_type, const void* src, DType dst_type, void* dst, int64_t rows, int64_t cols,
+                    int64_t dst_ld, int64_t row_offset, bool interleave8, cudaStream_t stream);
+// p[i] = scale * u(seed, i), u uniform in [-1, 1) from a counter-based hash (+ offset).
+void fill_random(DType t, void* p, size_t n, uint64_t seed, float scale, float offset, cudaStream_t stream);
+
+// ---- sampling (sampling.cu) ---------------------------------------------------------------------------
+// Lives in device memory so a captured graph picks up new values.
+struct SamplingParamsDev {
+  float temperature;  // <= 0: greedy (argmax, lowest index on ties)
+  int top_k;          // <= 0: off
+  float top_p;        // >= 1: off
+  uint32_t seed_lo, seed_hi;
+};
+// For each row b < B of logits (float[B, ld]): picks a token into tokens[b]. With temperature > 0:
+// p = softmax(logits / temperature); keep the top_k most probable (all tokens tied with the
+// k-th are kept), then the smallest set of most probable whose mass >= top_p of what is kept
+// (ties kept too), and draw from the kept ones, in token order, with
+// u = philox_uniform(seed_lo, seed_hi, counter[b], b) (philox.h); then counter[b]++.
+// scratch: float[B, vocab].
+void sample(const float* logits, int B, int vocab, int ld, const SamplingParamsDev* params, uint32_t* counters,
+            float* scratch, int* tokens, cudaStream_t stream);
+
+}  // namespace ignis::cuda
