@@ -1,25 +1,43 @@
-// Placeholder factories until the tokenizer implementations land (owned by the tokenizer work).
+// The parts of Tokenizer shared by every implementation: whole-sequence and streaming decode.
+// The factories live in gguf_loader.cpp, hf_json_loader.cpp and llama2c_loader.cpp.
 #include "tokenizer/tokenizer.h"
 
 #include "core/error.h"
+#include "tokenizer/unicode.h"
 
 namespace ignis {
 
-std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GGUFFile&) { fail("tokenizer: not built yet"); }
-std::unique_ptr<Tokenizer> Tokenizer::from_hf_json(const std::string&) { fail("tokenizer: not built yet"); }
-std::unique_ptr<Tokenizer> Tokenizer::from_llama2c(const std::string&, int) { fail("tokenizer: not built yet"); }
-std::unique_ptr<Tokenizer> Tokenizer::from_hf_json_text(std::string_view, std::string_view, const std::string&) {
-  fail("tokenizer: not built yet");
+std::string Tokenizer::decode(const std::vector<int32_t>& ids) const { return decode(ids, false); }
+
+std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+  std::string bytes;
+  bool first = true;
+  for (int32_t id : ids) {
+    if (skip_special && is_special(id)) continue;
+    bytes += decode_piece(id, first);
+    first = false;
+  }
+  std::string out;
+  out.reserve(bytes.size());
+  tok::append_utf8_lossy(out, bytes, true);
+  return out;
 }
-std::unique_ptr<Tokenizer> Tokenizer::from_llama2c_bytes(const uint8_t*, size_t, int, const std::string&) {
-  fail("tokenizer: not built yet");
+
+std::string StreamDecoder::push(int32_t id) {
+  if (skip_special_ && tok_.is_special(id)) return {};
+  pending_ += tok_.decode_piece(id, first_);
+  first_ = false;
+  std::string out;
+  const size_t used = tok::append_utf8_lossy(out, pending_, false);
+  pending_.erase(0, used);
+  return out;
 }
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-  std::string s;
-  for (int32_t id : ids) s += token_bytes(id);
-  return s;
+
+std::string StreamDecoder::flush() {
+  std::string out;
+  tok::append_utf8_lossy(out, pending_, true);
+  pending_.clear();
+  return out;
 }
-std::string StreamDecoder::push(int32_t id) { return tok_.token_bytes(id); }
-std::string StreamDecoder::flush() { return {}; }
 
 }  // namespace ignis

@@ -42,7 +42,13 @@ class Tokenizer {
   // The raw bytes a token stands for (may be part of a UTF-8 character); specials as their text.
   virtual std::string token_bytes(int32_t id) const = 0;
   // Whole-sequence decode (as HF's decode with skip_special_tokens=False, no cleanup).
+  // Always valid UTF-8: bytes that do not form characters become U+FFFD.
   virtual std::string decode(const std::vector<int32_t>& ids) const;
+  // skip_special: drop special tokens first (HF skip_special_tokens=True).
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special) const;
+  // The bytes token `id` adds to decoded text; `first`: it is the first token decoded (SentencePiece
+  // drops its leading space, WordPiece does not put a space before it). Throws on a bad id.
+  virtual std::string decode_piece(int32_t id, bool first) const { return token_bytes(id); }
 
   // Token id of an exact token string, or -1.
   virtual int32_t token_id(std::string_view token) const = 0;
@@ -70,9 +76,11 @@ class Tokenizer {
 
 // Turns a stream of token ids into text without ever emitting a broken UTF-8 sequence:
 // bytes of a character that spans tokens are held back until the character is complete.
+// The concatenated output equals decode(ids, skip_special). To stream a continuation exactly as
+// the whole text would decode, push the prompt's ids first and ignore what they return.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok) : tok_(tok) {}
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false) : tok_(tok), skip_special_(skip_special) {}
   // Returns the text that became complete with this token (possibly empty).
   std::string push(int32_t id);
   // Whatever is still held back (invalid bytes become U+FFFD).
@@ -80,6 +88,7 @@ class StreamDecoder {
 
  private:
   const Tokenizer& tok_;
+  bool skip_special_ = false;
   std::string pending_;
   bool first_ = true;
 };
