@@ -1,0 +1,685 @@
+// CUDA Llama: weights upload / synthetic init, prefill (cuBLASLt + flash attention), decode
+// (GEMV kernels replayed as one CUDA graph per batch size), GPU sampling. Host code only: the
+// kernels are in the .cu files beside it (declared in kernels.h).
+#include "cuda/llama_cuda.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <map>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "cuda/common.h"
+#include "cuda/device.h"
+#include "cuda/gemm.h"
+#include "cuda/kernels.h"
+#include "cuda/ref.h"
+#include "io/model_source.h"
+#include "ops/quant.h"
+
+namespace ignis {
+namespace {
+
+using namespace cuda;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kMaxBatch = 8;
+constexpr int kLogitRows = 64;  // rows of logits computed per GEMM in forward_all
+
+size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+struct LayerW {
+  float* attn_norm = nullptr;
+  float* ffn_norm = nullptr;
+  float* bqkv = nullptr;
+  void* wqkv = nullptr;   // [(nh + 2 nkv) hd, dim]
+  void* wo = nullptr;     // [dim, nh hd]
+  void* wgu = nullptr;    // [2 hp, dim], 8-row blocks of gate / up
+  void* wdown = nullptr;  // [dim, hp]
+};
+
+// Device-resident step inputs (one memcpy before each decode replay).
+struct StepDev {
+  int tokens[kMaxBatch];
+  int pos[kMaxBatch];
+  SamplingParamsDev sp;
+  int sampled[kMaxBatch];
+};
+
+template <typename T>
+struct PinnedBuf {
+  T* p = nullptr;
+  size_t n = 0;
+  void alloc(size_t count) {
+    reset();
+    if (count == 0) return;
+    CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p), count * sizeof(T)));
+    n = count;
+  }
+  void reset() {
+    if (p) cudaFreeHost(p);
+    p = nullptr, n = 0;
+  }
+  ~PinnedBuf() { reset(); }
+};
+
+struct Staging {
+  static constexpr size_t kBytes = size_t(64) << 20;
+  PinnedBuf<uint8_t> host[2];
+  DeviceBuffer dev[2];
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  int next = 0;
+  Staging() {
+    for (int i = 0; i < 2; ++i) {
+      host[i].alloc(kBytes);
+      dev[i].alloc(kBytes);
+      CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
+    }
+  }
+  ~Staging() {
+    for (auto& e : done)
+      if (e) cudaEventDestroy(e);
+  }
+};
+
+class CudaLlamaImpl final : public CudaLlama {
+ public:
+  CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0);
+  ~CudaLlamaImpl() override;
+
+  void load_weights(const ModelSource& src);
+  void init_random(uint64_t seed);
+  void finish_warmup();
+
+  const LlamaConfig& config() const override { return cfg_; }
+  int context_size() const override { return ctx_; }
+  std::string backend() const override {
+    return "cuda (" + device_description(opt_.device) + ", " + std::string(dtype_name(dt_)) + ")";
+  }
+  const float* forward(const int32_t* tokens, int n, int pos) override { return forward_slot(0, tokens, n, pos); }
+  std::vector<float> forward_all(const int32_t* tokens, int n, int pos) override;
+  const float* forward_slot(int slot, const int32_t* tokens, int n, int pos) override;
+  int32_t prefill_sample(int slot, const int32_t* tokens, int n, int pos, const SamplingParams& sp) override;
+  int32_t decode_sample(int32_t token, int pos, const SamplingParams& sp) override {
+    int32_t out = 0;
+    decode_batch_sample(&token, 1, pos, sp, &out);
+    return out;
+  }
+  const float* decode_batch(const int32_t* tokens, int B, int pos) override;
+  void decode_batch_sample(const int32_t* tokens, int B, int pos, const SamplingParams& sp, int32_t* out) override;
+  double warmup_seconds() const override { return warmup_s_; }
+  DType dtype() const override { return dt_; }
+  int max_batch() const override { return opt_.max_batch; }
+  size_t weight_bytes() const override { return weight_bytes_; }
+  size_t weight_bytes_per_step() const override { return step_weight_bytes_; }
+  size_t kv_cache_bytes() const override { return kv_k_.size() + kv_v_.size(); }
+  size_t kv_bytes_per_step(int pos) const override {
+    return size_t(2) * cfg_.n_layers * nkv_ * size_t(pos + 1) * hd_ * esz_;
+  }
+  void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+ private:
+  void carve_weights();
+  void* layer_k(int l) const { return kv_k_.as<char>() + size_t(l) * kv_layer_bytes_; }
+  void* layer_v(int l) const { return kv_v_.as<char>() + size_t(l) * kv_layer_bytes_; }
+  void check_range(int slot, int n, int pos) const;
+  void set_step(const int32_t* tokens, int B, int pos, const SamplingParams* sp);
+  void enqueue_decode(int B, bool sample);
+  void run_decode(int B, bool sample);
+  // Prefill of n tokens (already in pf_tokens_ at offset tok_off) of `slot`, position from
+  // pf_pos_[pos_idx]. Leaves the final-norm input of the last token in x_ row n-1.
+  void enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, int n);
+  void prefill(int slot, const int32_t* tokens, int n, int pos, std::vector<float>* all_logits);
+  void last_logits(int row, int n_rows_in_x);
+  void upload_matrix(const Tensor& t, void* dst, int64_t rows, int64_t cols, int64_t dst_ld, int64_t row_offset,
+                     bool interleave8);
+  void upload_vector(const Tensor& t, float* dst, int64_t n);
+  void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out) {
+    GemvArgs a;
+    a.dtype = dt_, a.W = W, a.x = x, a.B = B, a.N = N, a.K = K, a.epi = epi, a.out = out;
+    a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
+    a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
+    cuda::gemv(a, stream_);
+  }
+
+  LlamaConfig cfg_;
+  CudaOptions opt_;
+  DType dt_;
+  size_t esz_;
+  int dim_, nh_, nkv_, hd_, rd_, qdim_, kvdim_, qkvdim_, hidden_, hp_, vocab_, ctx_, rows_;
+  float scale_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<LtGemm> gemm_;
+
+  DeviceBuffer weights_;
+  std::vector<LayerW> layers_;
+  void* tok_embd_ = nullptr;
+  void* w_out_ = nullptr;
+  float* out_norm_ = nullptr;
+  size_t weight_bytes_ = 0, step_weight_bytes_ = 0;
+
+  DeviceBuffer kv_k_, kv_v_;
+  size_t kv_layer_bytes_ = 0;
+  DeviceBuffer inv_freq_;
+  DeviceBuffer x_, h_, qkv_, q_, att_, gu_, ff_, logits_, sample_scratch_, counters_, step_dev_, pf_tokens_, pf_pos_;
+  DeviceBuffer gemv_ws_, gemv_cnt_, attn_ws_;
+  PinnedBuf<StepDev> step_host_;
+  PinnedBuf<float> logits_host_;
+  PinnedBuf<int> pf_tokens_host_, pf_pos_host_;
+  uint64_t last_seed_ = ~uint64_t(0);
+
+  std::map<std::pair<int, bool>, cudaGraphExec_t> graphs_;
+  std::unique_ptr<Staging> staging_;
+  Clock::time_point t0_;
+  double warmup_s_ = 0;
+};
+
+CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0)
+    : cfg_(cfg), opt_(opt), dt_(opt.dtype), t0_(t0) {
+  IGNIS_CHECK(dt_ == DType::BF16 || dt_ == DType::F32, "CUDA backend: dtype must be bf16 or f32, got ",
+              dtype_name(dt_));
+  IGNIS_CHECK(opt_.max_batch >= 1 && opt_.max_batch <= kMaxBatch, "CUDA backend: max_batch must be 1..", kMaxBatch,
+              ", got ", opt_.max_batch);
+  IGNIS_CHECK(opt_.prefill_chunk >= 1, "CUDA backend: prefill_chunk must be >= 1");
+  esz_ = dt_ == DType::BF16 ? 2 : 4;
+  dim_ = cfg.dim, nh_ = cfg.n_heads, nkv_ = cfg.n_kv_heads;
+  hd_ = cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.n_heads;
+  rd_ = cfg.rope_dim ? cfg.rope_dim : hd_;
+  qdim_ = nh_ * hd_, kvdim_ = nkv_ * hd_, qkvdim_ = qdim_ + 2 * kvdim_;
+  hidden_ = cfg.hidden_dim, hp_ = (hidden_ + 7) / 8 * 8, vocab_ = cfg.vocab_size;
+  ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
+  rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
+  scale_ = 1.f / std::sqrt(float(hd_));
+  IGNIS_CHECK(nkv_ > 0 && nh_ % nkv_ == 0 && hd_ % 2 == 0 && rd_ <= hd_, "CUDA backend: unsupported head layout (",
+              nh_, " heads, ", nkv_, " kv heads, head_dim ", hd_, ")");
+
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  gemm_ = std::make_unique<LtGemm>();
+  carve_weights();
+
+  kv_layer_bytes_ = size_t(opt_.max_batch) * nkv_ * size_t(ctx_) * hd_ * esz_;
+  kv_k_.alloc(kv_layer_bytes_ * cfg_.n_layers);
+  kv_v_.alloc(kv_layer_bytes_ * cfg_.n_layers);
+  CUDA_CHECK(cudaMemsetAsync(kv_k_.get(), 0, kv_k_.size(), stream_));
+  CUDA_CHECK(cudaMemsetAsync(kv_v_.get(), 0, kv_v_.size(), stream_));
+
+  const std::vector<float> inv = ref::rope_inv_freq(cfg_);
+  inv_freq_.alloc(std::max<size_t>(1, inv.size()) * 4);
+  CUDA_CHECK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+
+  const size_t R = size_t(rows_);
+  x_.alloc(R * dim_ * 4);
+  h_.alloc(R * dim_ * esz_);
+  qkv_.alloc(R * qkvdim_ * esz_);
+  q_.alloc(R * qdim_ * esz_);
+  att_.alloc(R * qdim_ * esz_);
+  gu_.alloc(size_t(opt_.prefill_chunk) * 2 * hp_ * esz_);
+  ff_.alloc(R * hp_ * esz_);
+  const size_t lrows = size_t(std::max(kLogitRows, opt_.max_batch));
+  logits_.alloc(lrows * vocab_ * 4);
+  logits_host_.alloc(lrows * vocab_);
+  sample_scratch_.alloc(size_t(kMaxBatch) * vocab_ * 4);
+  counters_.alloc(kMaxBatch * 4);
+  CUDA_CHECK(cudaMemsetAsync(counters_.get(), 0, counters_.size(), stream_));
+  step_dev_.alloc(sizeof(StepDev));
+  step_host_.alloc(1);
+  std::memset(step_host_.p, 0, sizeof(StepDev));
+  pf_tokens_.alloc(size_t(ctx_) * 4);
+  pf_pos_.alloc(size_t(ctx_) * 4);
+  pf_tokens_host_.alloc(size_t(ctx_));
+  pf_pos_host_.alloc(size_t(ctx_));
+
+  const int maxN = std::max({qkvdim_, dim_, 2 * hp_, vocab_});
+  gemv_ws_.alloc(size_t(16) * opt_.max_batch * std::max({qkvdim_, dim_, 2 * hp_}) * 4);
+  gemv_cnt_.alloc(size_t(ceil_div(maxN, 16)) * 4);
+  CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
+  const int max_splits = attn_decode_splits(1, nkv_, ctx_);
+  attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
+}
+
+CudaLlamaImpl::~CudaLlamaImpl() {
+  for (auto& [k, g] : graphs_) cudaGraphExecDestroy(g);
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+void CudaLlamaImpl::carve_weights() {
+  const size_t L = size_t(cfg_.n_layers), d = size_t(dim_);
+  std::vector<size_t> sizes;
+  size_t total = 0;
+  auto add = [&](size_t bytes) {
+    const size_t off = total;
+    total += align256(bytes);
+    return off;
+  };
+  struct Off { size_t an, fn, b, qkv, o, gu, down; };
+  std::vector<Off> offs(L);
+  for (size_t l = 0; l < L; ++l) {
+    offs[l].an = add(d * 4);
+    offs[l].fn = add(d * 4);
+    offs[l].b = cfg_.qkv_bias ? add(size_t(qkvdim_) * 4) : 0;
+    offs[l].qkv = add(size_t(qkvdim_) * d * esz_);
+    offs[l].o = add(d * qdim_ * esz_);
+    offs[l].gu = add(size_t(2) * hp_ * d * esz_);
+    offs[l].down = add(d * hp_ * esz_);
+  }
+  const size_t emb = add(size_t(vocab_) * d * esz_);
+  const size_t onorm = add(d * 4);
+  const size_t wout = cfg_.tied_embeddings ? emb : add(size_t(vocab_) * d * esz_);
+  weights_.alloc(total);
+  if (hp_ != hidden_) CUDA_CHECK(cudaMemsetAsync(weights_.get(), 0, total, stream_));  // zero padding
+  char* base = weights_.as<char>();
+  layers_.resize(L);
+  for (size_t l = 0; l < L; ++l) {
+    LayerW& w = layers_[l];
+    w.attn_norm = reinterpret_cast<float*>(base + offs[l].an);
+    w.ffn_norm = reinterpret_cast<float*>(base + offs[l].fn);
+    w.bqkv = cfg_.qkv_bias ? reinterpret_cast<float*>(base + offs[l].b) : nullptr;
+    w.wqkv = base + offs[l].qkv;
+    w.wo = base + offs[l].o;
+    w.wgu = base + offs[l].gu;
+    w.wdown = base + offs[l].down;
+  }
+  tok_embd_ = base + emb;
+  out_norm_ = reinterpret_cast<float*>(base + onorm);
+  w_out_ = base + wout;
+  weight_bytes_ = total;
+  step_weight_bytes_ =
+      L * (size_t(qkvdim_) * d + d * qdim_ + size_t(2) * hp_ * d + d * hp_) * esz_ + size_t(vocab_) * d * esz_;
+}
+
+// ---- weights ---------------------------------------------------------------------------------------
+
+void CudaLlamaImpl::upload_vector(const Tensor& t, float* dst, int64_t n) {
+  IGNIS_CHECK(t.numel() == n, "tensor of shape ", t.shape_str(), ": expected ", n, " values");
+  std::vector<float> v(static_cast<size_t>(n));
+  if (t.dtype() == DType::F32) {
+    std::memcpy(v.data(), t.data(), size_t(n) * 4);
+  } else if (t.dtype() == DType::F16) {
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = f16_to_f32(t.ptr<uint16_t>()[i]);
+  } else if (t.dtype() == DType::BF16) {
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = bf16_to_f32(t.ptr<uint16_t>()[i]);
+  } else {
+    quant::dequantize_row(t.dtype(), t.data(), v.data(), n);
+  }
+  CUDA_CHECK(cudaMemcpyAsync(dst, v.data(), size_t(n) * 4, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+
+void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int64_t cols, int64_t dst_ld,
+                                  int64_t row_offset, bool interleave8) {
+  IGNIS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == cols, "tensor of shape ", t.shape_str(),
+              ": expected [", rows, ", ", cols, "]");
+  const bool plain = t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16;
+  const DType stage_type = plain ? t.dtype() : DType::F32;
+  const size_t bpr = plain ? t.row_bytes() : size_t(cols) * 4;
+  if (!staging_) staging_ = std::make_unique<Staging>();  // freed at the end of load_weights
+  Staging* staging = staging_.get();
+  IGNIS_CHECK(bpr * 8 <= Staging::kBytes, "tensor rows too large for the upload staging buffer");
+  int64_t chunk = int64_t(Staging::kBytes / bpr) / 8 * 8;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t nr = std::min(chunk, rows - r0);
+    const int i = staging->next;
+    staging->next ^= 1;
+    CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
+    uint8_t* hbuf = staging->host[i].p;
+    if (plain) {
+      std::memcpy(hbuf, t.row<uint8_t>(r0), size_t(nr) * bpr);
+    } else {
+      for (int64_t r = 0; r < nr; ++r)
+        quant::dequantize_row(t.dtype(), t.row<uint8_t>(r0 + r), reinterpret_cast<float*>(hbuf) + r * cols, cols);
+    }
+    CUDA_CHECK(cudaMemcpyAsync(staging->dev[i].get(), hbuf, size_t(nr) * bpr, cudaMemcpyHostToDevice, stream_));
+    convert_matrix(stage_type, staging->dev[i].get(), dt_, dst, nr, cols, dst_ld,
+                   row_offset + (interleave8 ? 2 * r0 : r0), interleave8, stream_);
+    CUDA_CHECK(cudaEventRecord(staging->done[i], stream_));
+  }
+}
+
+void CudaLlamaImpl::load_weights(const ModelSource& src) {
+  auto get = [&](const std::string& name) -> const Tensor& {
+    auto it = src.weights.find(name);
+    if (it == src.weights.end()) fail(src.path, ": missing tensor '", name, "'");
+    return it->second;
+  };
+  auto has = [&](const std::string& name) { return src.weights.count(name) > 0; };
+  const int64_t d = dim_;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerW& w = layers_[size_t(l)];
+    upload_vector(get(p + "attn_norm.weight"), w.attn_norm, d);
+    upload_vector(get(p + "ffn_norm.weight"), w.ffn_norm, d);
+    upload_matrix(get(p + "attn_q.weight"), w.wqkv, qdim_, d, d, 0, false);
+    upload_matrix(get(p + "attn_k.weight"), w.wqkv, kvdim_, d, d, qdim_, false);
+    upload_matrix(get(p + "attn_v.weight"), w.wqkv, kvdim_, d, d, qdim_ + kvdim_, false);
+    if (w.bqkv) {
+      upload_vector(get(p + "attn_q.bias"), w.bqkv, qdim_);
+      upload_vector(get(p + "attn_k.bias"), w.bqkv + qdim_, kvdim_);
+      upload_vector(get(p + "attn_v.bias"), w.bqkv + qdim_ + kvdim_, kvdim_);
+    }
+    upload_matrix(get(p + "attn_output.weight"), w.wo, d, qdim_, qdim_, 0, false);
+    upload_matrix(get(p + "ffn_gate.weight"), w.wgu, hidden_, d, d, 0, true);
+    upload_matrix(get(p + "ffn_up.weight"), w.wgu, hidden_, d, d, 8, true);
+    upload_matrix(get(p + "ffn_down.weight"), w.wdown, d, hidden_, hp_, 0, false);
+  }
+  upload_matrix(get("token_embd.weight"), tok_embd_, vocab_, d, d, 0, false);
+  upload_vector(get("output_norm.weight"), out_norm_, d);
+  if (!cfg_.tied_embeddings) {
+    if (has("output.weight"))
+      upload_matrix(get("output.weight"), w_out_, vocab_, d, d, 0, false);
+    else  // a file without an output head uses the embedding (tied), although the config did not say so
+      CUDA_CHECK(cudaMemcpyAsync(w_out_, tok_embd_, size_t(vocab_) * d * esz_, cudaMemcpyDeviceToDevice, stream_));
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  staging_.reset();
+}
+
+void CudaLlamaImpl::init_random(uint64_t seed) {
+  uint64_t s = seed * 1000003ull;
+  auto mat = [&](void* p, size_t rows, size_t cols) {
+    fill_random(dt_, p, rows * cols, ++s, std::sqrt(3.f / float(cols)), 0.f, stream_);
+  };
+  auto norm = [&](float* p, size_t n) { fill_random(DType::F32, p, n, ++s, 0.1f, 1.f, stream_); };
+  const size_t d = size_t(dim_);
+  for (auto& w : layers_) {
+    norm(w.attn_norm, d);
+    norm(w.ffn_norm, d);
+    if (w.bqkv) fill_random(DType::F32, w.bqkv, size_t(qkvdim_), ++s, 0.02f, 0.f, stream_);
+    mat(w.wqkv, size_t(qkvdim_), d);
+    mat(w.wo, d, size_t(qdim_));
+    mat(w.wgu, size_t(2) * hp_, d);
+    mat(w.wdown, d, size_t(hp_));
+  }
+  fill_random(dt_, tok_embd_, size_t(vocab_) * d, ++s, 1.f, 0.f, stream_);
+  norm(out_norm_, d);
+  if (!cfg_.tied_embeddings) mat(w_out_, size_t(vocab_), d);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaLlamaImpl::finish_warmup() {
+  // One eager step (sets kernel attributes, loads modules), then capture the batch-1 graphs.
+  const int32_t tok = 0;
+  SamplingParams sp;
+  set_step(&tok, 1, 0, &sp);
+  enqueue_decode(1, true);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  if (opt_.cuda_graphs) {
+    run_decode(1, false);
+    run_decode(1, true);
+  }
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  warmup_s_ = std::chrono::duration<double>(Clock::now() - t0_).count();
+}
+
+// ---- decode --------------------------------------------------------------------------------------
+
+void CudaLlamaImpl::check_range(int slot, int n, int pos) const {
+  IGNIS_CHECK(slot >= 0 && slot < opt_.max_batch, "sequence slot ", slot, " out of range (max_batch ",
+              opt_.max_batch, ")");
+  IGNIS_CHECK(n >= 1, "no tokens to process");
+  IGNIS_CHECK(pos >= 0 && int64_t(pos) + n <= ctx_, "positions [", pos, ", ", int64_t(pos) + n,
+              ") exceed the context of ", ctx_, " tokens");
+}
+
+void CudaLlamaImpl::set_step(const int32_t* tokens, int B, int pos, const SamplingParams* sp) {
+  StepDev& s = *step_host_.p;
+  for (int b = 0; b < B; ++b) {
+    IGNIS_CHECK(tokens[b] >= 0 && tokens[b] < vocab_, "token id ", tokens[b], " out of range [0, ", vocab_, ")");
+    s.tokens[b] = tokens[b];
+    s.pos[b] = pos;
+  }
+  if (sp) {
+    s.sp.temperature = sp->temperature;
+    s.sp.top_k = sp->top_k;
+    s.sp.top_p = sp->top_p;
+    s.sp.seed_lo = uint32_t(sp->seed);
+    s.sp.seed_hi = uint32_t(sp->seed >> 32);
+    if (sp->seed != last_seed_) {
+      CUDA_CHECK(cudaMemsetAsync(counters_.get(), 0, counters_.size(), stream_));
+      last_seed_ = sp->seed;
+    }
+  }
+  CUDA_CHECK(cudaMemcpyAsync(step_dev_.get(), step_host_.p, offsetof(StepDev, sampled), cudaMemcpyHostToDevice,
+                             stream_));
+}
+
+void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
+  StepDev* sd = step_dev_.as<StepDev>();
+  float* x = x_.as<float>();
+  embed(dt_, tok_embd_, sd->tokens, B, dim_, vocab_, x, stream_);
+  const int splits = attn_decode_splits(B, nkv_, ctx_);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerW& w = layers_[size_t(l)];
+    rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+    gemv(w.wqkv, h_.get(), B, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get());
+    RopeArgs r;
+    r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
+    r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = sd->pos, r.n = B, r.q_per_seq = 1, r.slot0 = 0;
+    r.nh = nh_, r.nkv = nkv_, r.hd = hd_, r.ctx = ctx_, r.rope_dim = rd_, r.style = cfg_.rope_style;
+    r.inv_freq = inv_freq_.as<float>();
+    rope_kv(r, stream_);
+    AttnArgs a;
+    a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
+    a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
+    a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
+    a.impl = AttnImpl::kGeneric;
+    attention(a, stream_);
+    gemv(w.wo, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
+    rmsnorm(dt_, x, nullptr, w.ffn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+    gemv(w.wgu, h_.get(), B, 2 * hp_, dim_, GemvEpilogue::kSwiGLU, ff_.get());
+    gemv(w.wdown, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
+  }
+  rmsnorm(dt_, x, nullptr, out_norm_, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+  gemv(w_out_, h_.get(), B, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
+  if (sample)
+    cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),
+                 sample_scratch_.as<float>(), sd->sampled, stream_);
+}
+
+void CudaLlamaImpl::run_decode(int B, bool sample) {
+  if (!opt_.cuda_graphs) return enqueue_decode(B, sample);
+  auto& exec = graphs_[{B, sample}];
+  if (!exec) {
+    cudaGraph_t g = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      enqueue_decode(B, sample);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      graphs_.erase({B, sample});
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+      graphs_.erase({B, sample});
+      CUDA_CHECK(e);
+    }
+  }
+  CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+}
+
+const float* CudaLlamaImpl::decode_batch(const int32_t* tokens, int B, int pos) {
+  IGNIS_CHECK(B >= 1 && B <= opt_.max_batch, "batch of ", B, " sequences exceeds max_batch ", opt_.max_batch);
+  check_range(0, 1, pos);
+  set_step(tokens, B, pos, nullptr);
+  run_decode(B, false);
+  CUDA_CHECK(cudaMemcpyAsync(logits_host_.p, logits_.get(), size_t(B) * vocab_ * 4, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return logits_host_.p;
+}
+
+void CudaLlamaImpl::decode_batch_sample(const int32_t* tokens, int B, int pos, const SamplingParams& sp,
+                                        int32_t* out) {
+  IGNIS_CHECK(B >= 1 && B <= opt_.max_batch, "batch of ", B, " sequences exceeds max_batch ", opt_.max_batch);
+  check_range(0, 1, pos);
+  set_step(tokens, B, pos, &sp);
+  run_decode(B, true);
+  StepDev* sd = step_dev_.as<StepDev>();
+  CUDA_CHECK(cudaMemcpyAsync(step_host_.p->sampled, sd->sampled, size_t(B) * 4, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  std::memcpy(out, step_host_.p->sampled, size_t(B) * 4);
+}
+
+// ---- prefill ---------------------------------------------------------------------------------------
+
+void CudaLlamaImpl::enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, int n) {
+  float* x = x_.as<float>();
+  const int* pos = pf_pos_.as<int>() + pos_idx;
+  embed(dt_, tok_embd_, pf_tokens_.as<int>() + tok_off, n, dim_, vocab_, x, stream_);
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const LayerW& w = layers_[size_t(l)];
+    rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), n, dim_, cfg_.norm_eps, stream_);
+    gemm_->matmul(dt_, w.wqkv, h_.get(), dt_, qkv_.get(), n, qkvdim_, dim_, 0.f, stream_);
+    RopeArgs r;
+    r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
+    r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = pos, r.n = n, r.q_per_seq = n, r.slot0 = slot;
+    r.nh = nh_, r.nkv = nkv_, r.hd = hd_, r.ctx = ctx_, r.rope_dim = rd_, r.style = cfg_.rope_style;
+    r.inv_freq = inv_freq_.as<float>();
+    rope_kv(r, stream_);
+    AttnArgs a;
+    a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
+    a.pos = pos, a.n = n, a.q_per_seq = n, a.slot0 = slot, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
+    a.scale = scale_, a.n_splits = 1;
+    attention(a, stream_);
+    gemm_->matmul(dt_, w.wo, att_.get(), DType::F32, x, n, dim_, qdim_, 1.f, stream_);
+    rmsnorm(dt_, x, nullptr, w.ffn_norm, h_.get(), n, dim_, cfg_.norm_eps, stream_);
+    gemm_->matmul(dt_, w.wgu, h_.get(), dt_, gu_.get(), n, 2 * hp_, dim_, 0.f, stream_);
+    swiglu(dt_, gu_.get(), ff_.get(), n, hp_, stream_);
+    gemm_->matmul(dt_, w.wdown, ff_.get(), DType::F32, x, n, dim_, hp_, 1.f, stream_);
+  }
+}
+
+void CudaLlamaImpl::last_logits(int row, int) {
+  rmsnorm(dt_, x_.as<float>() + size_t(row) * dim_, nullptr, out_norm_, h_.get(), 1, dim_, cfg_.norm_eps, stream_);
+  gemv(w_out_, h_.get(), 1, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
+}
+
+void CudaLlamaImpl::prefill(int slot, const int32_t* tokens, int n, int pos, std::vector<float>* all_logits) {
+  check_range(slot, n, pos);
+  for (int i = 0; i < n; ++i) {
+    IGNIS_CHECK(tokens[i] >= 0 && tokens[i] < vocab_, "token id ", tokens[i], " out of range [0, ", vocab_, ")");
+    pf_tokens_host_.p[i] = tokens[i];
+  }
+  const int chunk = opt_.prefill_chunk;
+  const int n_chunks = ceil_div(n, chunk);
+  for (int c = 0; c < n_chunks; ++c) pf_pos_host_.p[c] = pos + c * chunk;
+  CUDA_CHECK(cudaMemcpyAsync(pf_tokens_.get(), pf_tokens_host_.p, size_t(n) * 4, cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(pf_pos_.get(), pf_pos_host_.p, size_t(n_chunks) * 4, cudaMemcpyHostToDevice, stream_));
+  if (all_logits) all_logits->assign(size_t(n) * vocab_, 0.f);
+  for (int c = 0; c < n_chunks; ++c) {
+    const int m = std::min(chunk, n - c * chunk);
+    enqueue_prefill_chunk(slot, c * chunk, c, m);
+    if (all_logits) {
+      rmsnorm(dt_, x_.as<float>(), nullptr, out_norm_, h_.get(), m, dim_, cfg_.norm_eps, stream_);
+      for (int r0 = 0; r0 < m; r0 += kLogitRows) {
+        const int rr = std::min(kLogitRows, m - r0);
+        gemm_->matmul(dt_, w_out_, h_.as<char>() + size_t(r0) * dim_ * esz_, DType::F32, logits_.get(), rr, vocab_,
+                      dim_, 0.f, stream_);
+        CUDA_CHECK(cudaMemcpyAsync(all_logits->data() + (size_t(c) * chunk + r0) * vocab_, logits_.get(),
+                                   size_t(rr) * vocab_ * 4, cudaMemcpyDeviceToHost, stream_));
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+      }
+    } else if (c == n_chunks - 1) {
+      last_logits(m - 1, m);
+    }
+  }
+}
+
+const float* CudaLlamaImpl::forward_slot(int slot, const int32_t* tokens, int n, int pos) {
+  if (n == 1 && slot == 0) return decode_batch(tokens, 1, pos);
+  prefill(slot, tokens, n, pos, nullptr);
+  CUDA_CHECK(cudaMemcpyAsync(logits_host_.p, logits_.get(), size_t(vocab_) * 4, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return logits_host_.p;
+}
+
+std::vector<float> CudaLlamaImpl::forward_all(const int32_t* tokens, int n, int pos) {
+  std::vector<float> out;
+  prefill(0, tokens, n, pos, &out);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return out;
+}
+
+int32_t CudaLlamaImpl::prefill_sample(int slot, const int32_t* tokens, int n, int pos, const SamplingParams& sp) {
+  prefill(slot, tokens, n, pos, nullptr);
+  // sampling parameters only (tokens / positions of the decode step are left alone)
+  StepDev& s = *step_host_.p;
+  s.sp.temperature = sp.temperature, s.sp.top_k = sp.top_k, s.sp.top_p = sp.top_p;
+  s.sp.seed_lo = uint32_t(sp.seed), s.sp.seed_hi = uint32_t(sp.seed >> 32);
+  if (sp.seed != last_seed_) {
+    CUDA_CHECK(cudaMemsetAsync(counters_.get(), 0, counters_.size(), stream_));
+    last_seed_ = sp.seed;
+  }
+  StepDev* sd = step_dev_.as<StepDev>();
+  CUDA_CHECK(cudaMemcpyAsync(&sd->sp, &s.sp, sizeof(SamplingParamsDev), cudaMemcpyHostToDevice, stream_));
+  cuda::sample(logits_.as<float>(), 1, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>() + slot,
+               sample_scratch_.as<float>(), sd->sampled + slot, stream_);
+  CUDA_CHECK(cudaMemcpyAsync(&s.sampled[slot], sd->sampled + slot, 4, cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  return s.sampled[slot];
+}
+
+void init_device(int device) {
+  IGNIS_CHECK(device_count() > 0, "no CUDA GPU found (the CUDA backend needs one)");
+  IGNIS_CHECK(device >= 0 && device < device_count(), "CUDA device ", device, " does not exist (", device_count(),
+              " found)");
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaFree(nullptr));  // create the context now, outside the warm-up time
+}
+
+}  // namespace
+
+LlamaConfig synthetic_llama_config(const std::string& shape) {
+  LlamaConfig c;
+  c.name = shape + " (synthetic)";
+  c.rope_style = RopeStyle::kHalfSplit;
+  c.norm_eps = 1e-5f;
+  auto set = [&](int dim, int layers, int heads, int kv, int hidden, int vocab, float theta, int max_seq) {
+    c.dim = dim, c.n_layers = layers, c.n_heads = heads, c.n_kv_heads = kv, c.hidden_dim = hidden;
+    c.vocab_size = vocab, c.rope_theta = theta, c.max_seq_len = max_seq;
+    c.head_dim = dim / heads, c.rope_dim = c.head_dim;
+  };
+  if (shape == "llama-2-7b") {
+    set(4096, 32, 32, 32, 11008, 32000, 10000.f, 4096);
+  } else if (shape == "llama-3-8b") {
+    set(4096, 32, 32, 8, 14336, 128256, 500000.f, 8192);
+  } else if (shape == "llama-2-13b") {
+    set(5120, 40, 40, 40, 13824, 32000, 10000.f, 4096);
+  } else if (shape == "smollm2-135m") {
+    set(576, 30, 9, 3, 1536, 49152, 100000.f, 8192);
+    c.tied_embeddings = true;
+  } else {
+    fail("unknown synthetic model shape '", shape, "' (known: llama-2-7b, llama-3-8b, llama-2-13b, smollm2-135m)");
+  }
+  return c;
+}
+
+std::unique_ptr<CudaLlama> make_cuda_llama(const ModelSource& src, const CudaOptions& opt) {
+  init_device(opt.device);
+  src.config.validate(src.path);
+  const auto t0 = Clock::now();
+  auto m = std::make_unique<CudaLlamaImpl>(src.config, opt, t0);
+  m->load_weights(src);
+  m->finish_warmup();
+  return m;
+}
+
+std::unique_ptr<CudaLlama> make_synthetic_cuda_llama(const std::string& shape, const CudaOptions& opt, uint64_t seed) {
+  const LlamaConfig cfg = synthetic_llama_config(shape);
+  init_device(opt.device);
+  const auto t0 = Clock::now();
+  auto m = std::make_unique<CudaLlamaImpl>(cfg, opt, t0);
+  m->init_random(seed);
+  m->finish_warmup();
+  return m;
+}
+
+}  // namespace ignis

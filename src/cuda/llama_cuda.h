@@ -1,0 +1,85 @@
+// The CUDA backend of the Llama-family decoder (see models/llama.h for the model).
+//
+// Weights live on the GPU in the compute dtype (bf16, or fp32 for parity tests), laid out for the
+// kernels: q/k/v fused into one [q; k; v] matrix, gate/up fused into one matrix interleaved in
+// blocks of 8 rows (so the decode GEMV's epilogue produces silu(gate) * up directly), the hidden
+// size padded to a multiple of 8. The KV cache is allocated once for `max_batch` sequences
+// ("slots") of `context` positions.
+//
+// Decode (one token for each of B <= max_batch sequences at the same position) is captured once
+// per batch size as a CUDA graph and replayed: token ids and positions live in device memory and
+// are copied in before each replay, the attention reads the KV length from there. Prefill runs
+// eagerly: cuBLASLt GEMMs, tensor-core flash attention, chunks of `prefill_chunk` tokens.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "models/llama.h"
+
+namespace ignis {
+
+struct CudaOptions {
+  DType dtype = DType::BF16;  // BF16 (fast) or F32 (parity tests: plain fp32 kernels, fp32 cuBLASLt)
+  int context = 0;            // KV positions per sequence; 0: the model's, capped at 4096
+  int max_batch = 1;          // sequences held in the KV cache / decoded together (1..8)
+  int prefill_chunk = 512;    // tokens per prefill pass (bounds the activation buffers)
+  int device = 0;
+  bool cuda_graphs = true;    // false: decode runs eagerly (debugging)
+};
+
+// GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.
+struct SamplingParams {
+  float temperature = 0.f;
+  int top_k = 0;
+  float top_p = 1.f;
+  uint64_t seed = 0;
+};
+
+class CudaLlama : public LlamaModel {
+ public:
+  // LlamaModel::forward / forward_all use sequence slot 0.
+
+  // Processes tokens[0..n) of the sequence in cache slot `slot` at positions [pos, pos + n) and
+  // returns the host logits of the last token (valid until the next call).
+  virtual const float* forward_slot(int slot, const int32_t* tokens, int n, int pos) = 0;
+  // Same, then samples the next token on the GPU; only the id is copied back (time to first token).
+  virtual int32_t prefill_sample(int slot, const int32_t* tokens, int n, int pos, const SamplingParams& sp) = 0;
+  // One decode step of slot 0 at position pos; returns the sampled token id (GPU sampling).
+  virtual int32_t decode_sample(int32_t token, int pos, const SamplingParams& sp) = 0;
+  // One decode step of slots 0..B-1, token b of sequence b, all at position pos (B <= max_batch).
+  // Host logits [B, vocab], valid until the next call.
+  virtual const float* decode_batch(const int32_t* tokens, int B, int pos) = 0;
+  // Same, sampling on the GPU: out[b] = next token of sequence b.
+  virtual void decode_batch_sample(const int32_t* tokens, int B, int pos, const SamplingParams& sp,
+                                   int32_t* out) = 0;
+
+  // Seconds from "weights in host memory" to "ready to decode": upload/convert (or init) the
+  // weights, allocate the cache, create cuBLASLt, capture the batch-1 decode graphs, one warm step.
+  virtual double warmup_seconds() const = 0;
+  virtual DType dtype() const = 0;
+  virtual int max_batch() const = 0;
+  // Bytes of all weights on the GPU, and of those read by one decode step (everything but the
+  // embedding table, unless it is tied to the output).
+  virtual size_t weight_bytes() const = 0;
+  virtual size_t weight_bytes_per_step() const = 0;
+  virtual size_t kv_cache_bytes() const = 0;
+  // Bytes of K and V read by one decode step of one sequence at position pos.
+  virtual size_t kv_bytes_per_step(int pos) const = 0;
+  virtual void synchronize() = 0;
+};
+
+// Uploads the weights of `src` (F32/F16/BF16 converted on the GPU; quantized GGUF tensors
+// dequantized on the host). Throws ignis::Error on missing / mis-shaped tensors or no GPU.
+std::unique_ptr<CudaLlama> make_cuda_llama(const ModelSource& src, const CudaOptions& opt = {});
+
+// A model of a known shape with random weights generated on the GPU (no host copy), for
+// benchmarks: "llama-2-7b", "llama-3-8b", "llama-2-13b", "smollm2-135m".
+std::unique_ptr<CudaLlama> make_synthetic_cuda_llama(const std::string& shape, const CudaOptions& opt = {},
+                                                     uint64_t seed = 1);
+// The config of a synthetic shape (throws for unknown names, listing the known ones).
+LlamaConfig synthetic_llama_config(const std::string& shape);
+
+}  // namespace ignis
