@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/reader.h"
+#include <nlohmann/json.hpp>
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
 
@@ -127,4 +128,71 @@ TEST(TokenizerVectors, BertBge) {
   EXPECT_EQ(ids.front(), 101);
   EXPECT_EQ(ids.back(), 102);
   EXPECT_EQ(tok->encode("[CLS] hi [SEP]", false, true).front(), 101);
+}
+
+// ---- tokenizer.json fixtures made by HF tokenizers (tests/tools/make_tokenizer_goldens.py) ----------
+
+namespace {
+const std::string kFixtures = std::string(IGNIS_SOURCE_DIR) + "/tests/fixtures/tokenizer";
+
+const nlohmann::json& goldens() {
+  static const nlohmann::json j = nlohmann::json::parse(slurp(kFixtures + "/goldens.json"));
+  return j;
+}
+}  // namespace
+
+class TokenizerHfJson : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TokenizerHfJson, MatchesHuggingFace) {
+  const std::string name = GetParam();
+  auto tok = Tokenizer::from_hf_json(kFixtures + "/" + name + ".json");
+  const auto& cases = goldens().at("fixtures").at(name);
+  size_t ok = 0, n = 0;
+  for (const auto& c : cases) {
+    const std::string text = c.at("text");
+    const auto want = c.at("ids").get<std::vector<int32_t>>();
+    const auto got = tok->encode(text, false, true);
+    EXPECT_EQ(show(got), show(want)) << name << ": '" << text << "'";
+    EXPECT_EQ(show(tok->encode(text, true, true)), show(c.value("ids_special", want)))
+        << name << " with specials: '" << text << "'";
+    EXPECT_EQ(tok->decode(want), c.at("decoded").get<std::string>()) << name << ": decode of '" << text << "'";
+    check_stream(*tok, want);
+    ok += got == want;
+    ++n;
+  }
+  std::printf("[ %s ] %zu / %zu strings match HF\n", name.c_str(), ok, n);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TokenizerHfJson,
+                         ::testing::Values("hf_bytelevel", "hf_digits_bytelevel", "hf_llama3", "hf_qwen2",
+                                           "hf_spm_bytefallback", "hf_metaspace", "hf_wordpiece_uncased",
+                                           "hf_wordpiece_cased", "hf_split_merged_prev", "hf_split_merged_next",
+                                           "hf_split_contiguous_invert", "hf_whitespace_digits",
+                                           "hf_whitespacesplit_removed"));
+
+// ---- llama2.c tokenizer.bin against sentencepiece ------------------------------------------------
+
+TEST(TokenizerLlama2c, MatchesSentencePiece) {
+  for (auto [bin, model, n] : {std::tuple{"tok512.bin", "tok512.model", 512},
+                               std::tuple{"tokenizer.bin", "tokenizer.model", 32000}}) {
+    auto tok = Tokenizer::from_llama2c(kData + "/" + bin, n);
+    EXPECT_EQ(tok->vocab_size(), n);
+    EXPECT_EQ(tok->kind(), TokenizerKind::kSentencePiece);
+    EXPECT_EQ(tok->bos_id(), 1);
+    EXPECT_EQ(tok->eos_id(), 2);
+    size_t ok = 0, total = 0;
+    for (const auto& c : goldens().at("sentencepiece").at(model)) {
+      const std::string text = c.at("text");
+      const auto want = c.at("ids").get<std::vector<int32_t>>();
+      const auto got = tok->encode(text, false, false);
+      check_stream(*tok, got);
+      // sentencepiece strips and collapses spaces when the model says remove_extra_whitespaces
+      // (tok512.model does); llama2.c's run.c does not, and neither do we.
+      if (!c.at("comparable").get<bool>()) continue;
+      EXPECT_EQ(show(got), show(want)) << bin << ": '" << text << "'";
+      ok += got == want;
+      ++total;
+    }
+    std::printf("[ %s ] %zu / %zu strings match sentencepiece (%s)\n", bin, ok, total, model);
+  }
 }

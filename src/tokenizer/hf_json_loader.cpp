@@ -177,6 +177,7 @@ void parse_decoder(const json& j, PipelineTokenizer& t, int depth) {
   } else if (type == "WordPiece") {
     d.wordpiece = true;
     d.wp_cont = j.value("prefix", std::string("##"));
+    d.wp_cleanup = j.value("cleanup", true);
     d.wp_word.clear();
   } else {
     fail(t.what, ": decoder type '", type, "' is not supported");
@@ -294,6 +295,8 @@ std::unique_ptr<PipelineTokenizer> load(std::string_view text, std::string_view 
   parse_normalizer(j.value("normalizer", json()), *t, 0);
   parse_pre_tokenizer(j.value("pre_tokenizer", json()), *t, 0);
   parse_decoder(j.value("decoder", json()), *t, 0);
+  if (j.value("decoder", json()).is_null()) t->decoder.join_spaces = true;  // HF: tokens joined by ' '
+
   parse_post_processor(j.value("post_processor", json()), *t, ids, 0);
   for (size_t k = 0; k < t->pre_tokenizers.size(); ++k)
     if (t->pre_tokenizers[k].kind == PreTokenizer::Kind::kByteLevel && k + 1 != t->pre_tokenizers.size())

@@ -640,11 +640,27 @@ std::string PipelineTokenizer::decode_piece(int32_t id, bool first) const {
   std::string s = token_bytes(id);
   if (decoder.wordpiece) {
     const std::string& t = vocab[id];
-    bool glued;
-    if (is_special(id) || attrs[id] == TokenAttr::kUserDefined) glued = false;
-    else if (!decoder.wp_cont.empty()) glued = starts_with(t, decoder.wp_cont);
-    else glued = !decoder.wp_word.empty() && !starts_with(t, decoder.wp_word);
-    if (!first && !glued) s.insert(0, " ");
+    if (!decoder.wp_cont.empty()) {
+      // HF: from the second token on, "##x" -> "x" and anything else -> " x"; the first is kept as is.
+      if (first) {
+        if (starts_with(t, decoder.wp_cont) && !is_special(id)) s = t;
+      } else if (is_special(id) || attrs[id] == TokenAttr::kUserDefined || !starts_with(t, decoder.wp_cont)) {
+        s.insert(0, " ");
+      }
+    } else if (!first) {
+      // llama.cpp's GGUF spelling: word-initial tokens carry U+2581, continuations nothing.
+      const bool word = is_special(id) || attrs[id] == TokenAttr::kUserDefined ||
+                        (!decoder.wp_word.empty() && starts_with(t, decoder.wp_word));
+      if (word) s.insert(0, " ");
+    }
+    if (decoder.wp_cleanup) {
+      static constexpr std::pair<std::string_view, std::string_view> kCleanup[] = {
+          {" .", "."},     {" ?", "?"},    {" !", "!"},   {" ,", ","},   {" ' ", "'"},  {" n't", "n't"},
+          {" 'm", "'m"},   {" do not", " don't"},          {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+      for (auto [from, to] : kCleanup) replace_all(s, from, to);
+    }
+  } else if (decoder.join_spaces && !first) {
+    s.insert(0, " ");
   }
   if (first && decoder.strip_first_spaces > 0) {
     size_t k = 0;

@@ -97,6 +97,8 @@ struct DecoderCfg {
   bool byte_tokens = false;         // <0xNN> tokens produce the raw byte
   int strip_first_spaces = 0;       // drop up to this many leading ' ' of the first token
   bool wordpiece = false;           // join with ' ', pieces starting with `wp_cont` are glued
+  bool wp_cleanup = true;           // HF WordPiece decoder cleanup (" ." -> "." ...), per token
+  bool join_spaces = false;         // no decoder in tokenizer.json: HF joins tokens with ' '
   std::string wp_cont = "##";
   std::string wp_word;              // GGUF WordPiece: word-initial prefix replaced by ' '
 };

@@ -151,8 +151,9 @@ bool is_bert_punctuation(uint32_t cp) {
 bool is_bert_control(uint32_t cp) {
   if (cp == '\t' || cp == '\n' || cp == '\r') return false;
   const auto c = category(cp);
-  return c == UTF8PROC_CATEGORY_CN || c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF ||
-         c == UTF8PROC_CATEGORY_CS || c == UTF8PROC_CATEGORY_CO;
+  // Unassigned code points (Cn) are kept, as HF does.
+  return c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CS ||
+         c == UTF8PROC_CATEGORY_CO;
 }
 
 bool is_cjk_ideograph(uint32_t cp) {

@@ -35,7 +35,7 @@ bool is_white_space(uint32_t cp);   // Unicode White_Space (Rust char::is_whites
 bool is_numeric(uint32_t cp);       // general category N* (Rust char::is_numeric)
 bool is_alphanumeric(uint32_t cp);  // L* or N*
 bool is_bert_punctuation(uint32_t cp);  // ASCII punctuation or category P*
-bool is_bert_control(uint32_t cp);      // category C* except \t \n \r
+bool is_bert_control(uint32_t cp);      // Cc Cf Cs Co except \t \n \r (HF keeps Cn)
 bool is_cjk_ideograph(uint32_t cp);     // the CJK blocks BERT pads with spaces
 bool is_mark_nonspacing(uint32_t cp);   // category Mn
 
