@@ -109,6 +109,20 @@ using TileFn = void (*)(const void* w, size_t w_stride, const void* x, size_t x_
 // Only call after checking using_avx2().
 TileFn avx2_tile(DType t);
 float avx2_vec_dot(DType t, const void* w, const void* x, int64_t n);
+// Prompt processing (many activation rows) of the 4/5-bit 32-value formats runs on packed
+// panels of 8 weight rows: their unpacked values interleaved 4 bytes at a time, so one
+// 32-byte load feeds vpmaddubsw for all 8 rows against 4 broadcast activation bytes (an
+// outer product: partial sums stay in int16 lanes, one per row, no horizontal sums), and
+// their scales as f32. A panel is packed once per call and reused for every activation row.
+struct PanelKernel {
+  size_t (*bytes)(int64_t k);
+  // Packs rows [0, rows) (rows <= 8; missing rows repeat the last one) of k values.
+  void (*pack)(const void* w, size_t w_stride, int rows, int64_t k, void* panel);
+  // y[c * ldy + r] for r < rows, c < nc (nc <= 4); x, aux as for TileFn.
+  void (*compute)(const void* panel, const void* x, size_t x_stride, XAux aux, float* y, size_t ldy, int rows,
+                  int nc, int64_t k);
+};
+const PanelKernel* avx2_panel(DType t);  // nullptr when the type has none
 // Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
 void avx2_quantize_row(DType t, const float* src, void* dst, int64_t n);
 }  // namespace detail

@@ -77,6 +77,7 @@ inline __m256 dot_us(__m256i u, __m256i s) {
 // `Signed` formats (Q8_0/Q8_1 weights) use |w| and sign(x, w) instead of an offset.
 struct FQ4_0 {
   static constexpr size_t kBytes = sizeof(Q4_0);
+  static constexpr int kBits = 4;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i unpack(const uint8_t* b) { return unpack_nibbles(b + 2); }
   static void scales(const uint8_t* const* rows, __m128* d, __m128* m) {
@@ -89,6 +90,7 @@ struct FQ4_0 {
 };
 struct FQ4_1 {
   static constexpr size_t kBytes = sizeof(Q4_1);
+  static constexpr int kBits = 4;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i unpack(const uint8_t* b) { return unpack_nibbles(b + 4); }
   static void scales(const uint8_t* const* rows, __m128* d, __m128* m) {
@@ -102,6 +104,7 @@ struct FQ4_1 {
 };
 struct FQ5_0 {
   static constexpr size_t kBytes = sizeof(Q5_0);
+  static constexpr int kBits = 5;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i unpack(const uint8_t* b) {
     const __m256i hb = _mm256_and_si256(bits_to_bytes(load_as<uint32_t>(b + 2)), _mm256_set1_epi8(0x10));
@@ -114,6 +117,7 @@ struct FQ5_0 {
 };
 struct FQ5_1 {
   static constexpr size_t kBytes = sizeof(Q5_1);
+  static constexpr int kBits = 5;
   static constexpr bool kSigned = false, kHasMin = true;
   static __m256i unpack(const uint8_t* b) {
     const __m256i hb = _mm256_and_si256(bits_to_bytes(load_as<uint32_t>(b + 4)), _mm256_set1_epi8(0x10));
@@ -124,6 +128,7 @@ struct FQ5_1 {
 template <size_t kOffset, size_t kSize>
 struct FQ8 {  // Q8_0 (d, qs) and Q8_1 (d, s, qs) weights
   static constexpr size_t kBytes = kSize;
+  static constexpr int kBits = 8;
   static constexpr bool kSigned = true, kHasMin = false;
   static __m256i unpack(const uint8_t* b) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + kOffset)); }
   static void scales(const uint8_t* const* rows, __m128* d, __m128* m) {
@@ -431,6 +436,120 @@ void tile_f_any(const void* w, size_t ws, const void* x, size_t xs, XAux, float*
   }
 }
 
+
+// ------------------------------------------------------------ packed panels (prompt processing)
+
+// Panel block layout (320 bytes per 32 values of 8 rows): G[g] for g < 8 = the values
+// 4g..4g+3 of rows 0..7 (32 bytes), then d[8] and m[8] as f32 (w = d*q + m, q unsigned).
+constexpr size_t kPanelBlock = 8 * 32 + 2 * 8 * sizeof(float);
+
+size_t panel_bytes(int64_t k) { return size_t(k / QK) * kPanelBlock; }
+
+// 8x8 transpose of 32-bit elements: out[g] holds element g of in[0..7].
+inline void transpose8x8_epi32(const __m256i* in, __m256i* out) {
+  __m256i t[8], u[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_epi32(in[2 * i], in[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_epi32(in[2 * i], in[2 * i + 1]);
+  }
+  for (int i = 0; i < 2; ++i) {
+    u[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+    u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+    u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+  }
+  for (int g = 0; g < 4; ++g) {
+    out[g] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x20);
+    out[g + 4] = _mm256_permute2x128_si256(u[g], u[4 + g], 0x31);
+  }
+}
+
+template <typename F>
+void panel_pack(const void* w, size_t ws, int rows, int64_t k, void* panel) {
+  const uint8_t* rp[8];
+  for (int r = 0; r < 8; ++r) rp[r] = static_cast<const uint8_t*>(w) + size_t(r < rows ? r : rows - 1) * ws;
+  auto* out = static_cast<uint8_t*>(panel);
+  for (int64_t b = 0; b < k / QK; ++b, out += kPanelBlock) {
+    __m256i R[8], G[8];
+    for (int r = 0; r < 8; ++r) R[r] = F::unpack(rp[r] + size_t(b) * F::kBytes);
+    transpose8x8_epi32(R, G);
+    for (int g = 0; g < 8; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * g), G[g]);
+    const uint8_t* lo[4] = {rp[0] + size_t(b) * F::kBytes, rp[1] + size_t(b) * F::kBytes,
+                            rp[2] + size_t(b) * F::kBytes, rp[3] + size_t(b) * F::kBytes};
+    const uint8_t* hi[4] = {rp[4] + size_t(b) * F::kBytes, rp[5] + size_t(b) * F::kBytes,
+                            rp[6] + size_t(b) * F::kBytes, rp[7] + size_t(b) * F::kBytes};
+    __m128 d0, m0, d1, m1;
+    F::scales(lo, &d0, &m0);
+    F::scales(hi, &d1, &m1);
+    float* sc = reinterpret_cast<float*>(out + 256);
+    _mm_storeu_ps(sc, d0);
+    _mm_storeu_ps(sc + 4, d1);
+    _mm_storeu_ps(sc + 8, m0);
+    _mm_storeu_ps(sc + 12, m1);
+  }
+}
+
+inline __m256i bcast4(const uint8_t* p) { return _mm256_set1_epi32(load_as<int>(p)); }
+
+template <typename F, int NC>
+void panel_compute(const uint8_t* panel, const uint8_t* x, size_t xs, XAux aux, float* y, size_t ldy, int rows,
+                   int64_t nb) {
+  __m256 acc[NC];
+  for (int c = 0; c < NC; ++c) acc[c] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b, panel += kPanelBlock) {
+    const __m256i* G = reinterpret_cast<const __m256i*>(panel);
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(panel + 256));
+    const __m256 mw = _mm256_load_ps(reinterpret_cast<const float*>(panel + 288));
+    for (int c = 0; c < NC; ++c) {
+      const uint8_t* xb = x + size_t(c) * xs + size_t(b) * sizeof(Q8_0) + 2;
+      __m256i p[8];
+      for (int g = 0; g < 8; ++g) p[g] = _mm256_maddubs_epi16(_mm256_load_si256(G + g), bcast4(xb + 4 * g));
+      __m256i s32;
+      if constexpr (F::kBits == 4) {
+        // |lane| <= 2*15*127 per product pair: 8 of them still fit in int16.
+        const __m256i s16 = _mm256_add_epi16(
+            _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3])),
+            _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7])));
+        s32 = _mm256_madd_epi16(s16, ones);
+      } else {  // 5-bit: 2*31*127 per pair, 4 fit in int16
+        const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
+        const __m256i b2 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+        s32 = _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b2, ones));
+      }
+      const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(aux.d + b * aux.ld + c));
+      acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), scale, acc[c]);
+      acc[c] = _mm256_fmadd_ps(mw, _mm256_broadcast_ss(aux.s + b * aux.ld + c), acc[c]);
+    }
+  }
+  for (int c = 0; c < NC; ++c) {
+    if (rows == 8) {
+      _mm256_storeu_ps(y + size_t(c) * ldy, acc[c]);
+    } else {
+      alignas(32) float out[8];
+      _mm256_store_ps(out, acc[c]);
+      for (int r = 0; r < rows; ++r) y[size_t(c) * ldy + size_t(r)] = out[r];
+    }
+  }
+}
+
+template <typename F>
+void panel_compute_any(const void* panel, const void* x, size_t xs, XAux aux, float* y, size_t ldy, int rows, int nc,
+                       int64_t k) {
+  const auto* pp = static_cast<const uint8_t*>(panel);
+  const auto* xp = static_cast<const uint8_t*>(x);
+  switch (nc) {
+    case 1: return panel_compute<F, 1>(pp, xp, xs, aux, y, ldy, rows, k / QK);
+    case 2: return panel_compute<F, 2>(pp, xp, xs, aux, y, ldy, rows, k / QK);
+    case 3: return panel_compute<F, 3>(pp, xp, xs, aux, y, ldy, rows, k / QK);
+    case 4: return panel_compute<F, 4>(pp, xp, xs, aux, y, ldy, rows, k / QK);
+    default: fail("panel_compute: bad tile width ", nc);
+  }
+}
+
+template <typename F>
+constexpr PanelKernel kPanel = {&panel_bytes, &panel_pack<F>, &panel_compute_any<F>};
+
 // ------------------------------------------------------------ activation quantizers
 
 // roundf (half away from zero), exactly, for |v| < 2^23.
@@ -541,6 +660,16 @@ TileFn avx2_tile(DType t) {
     case DType::F32: return &tile_f_any<DType::F32>;
     case DType::F16: return &tile_f_any<DType::F16>;
     case DType::BF16: return &tile_f_any<DType::BF16>;
+    default: return nullptr;
+  }
+}
+
+const PanelKernel* avx2_panel(DType t) {
+  switch (t) {
+    case DType::Q4_0: return &kPanel<FQ4_0>;
+    case DType::Q4_1: return &kPanel<FQ4_1>;
+    case DType::Q5_0: return &kPanel<FQ5_0>;
+    case DType::Q5_1: return &kPanel<FQ5_1>;
     default: return nullptr;
   }
 }

@@ -24,6 +24,9 @@ namespace {
 
 std::atomic<bool> g_force_scalar{false};
 
+// From this many activation rows on, packing weight panels pays for itself.
+constexpr int64_t kPanelMinRows = 4;
+
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool ok = [] {
@@ -158,9 +161,30 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
     if (vt == DType::Q8_0) aux = detail::XAux{aux_d, aux_s, ld};
   }
 
-  // 2. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows.
   const uint8_t* wp = static_cast<const uint8_t*>(W.data());
   float* yp = y.ptr<float>();
+
+  // 2a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows (one task
+  // each), every activation row against each panel while it sits in L1.
+  const detail::PanelKernel* panel = avx2 && M >= kPanelMinRows ? detail::avx2_panel(wt) : nullptr;
+  if (panel) {
+    const int64_t n_panels = (N + 7) / 8;
+    pool.run(n_panels, [&](int64_t p, int) {
+      thread_local Scratch panel_scratch;
+      uint8_t* buf = panel_scratch.get(panel->bytes(K));
+      const int64_t n = p * 8;
+      const int rows = int(std::min<int64_t>(8, N - n));
+      panel->pack(wp + size_t(n) * w_stride, w_stride, rows, K, buf);
+      for (int64_t m = 0; m < M; m += 4) {
+        const int nc = int(std::min<int64_t>(4, M - m));
+        const detail::XAux a{aux.d + m, aux.s + m, aux.ld};
+        panel->compute(buf, xq + size_t(m) * x_stride, x_stride, a, yp + m * N + n, size_t(N), rows, nc, K);
+      }
+    });
+    return;
+  }
+
+  // 2b. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows.
   const int64_t n_tiles = (N + 3) / 4;
   // Enough chunks to balance the threads, few enough that each is worth a hand-off.
   const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
