@@ -1,0 +1,373 @@
+// Every CUDA kernel of the Llama backend against its CPU reference (src/cuda/ref.h) on fresh
+// random inputs, outputs poisoned with NaN first (so unwritten elements fail), sizes that are not
+// multiples of the tiles. Tolerance: ||out - ref|| / ||ref|| <= 1e-2 for bf16, 1e-5 for fp32.
+// Skipped when no GPU is present.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/gemm.h"
+#include "cuda/kernels.h"
+#include "cuda/philox.h"
+#include "cuda/ref.h"
+#include "gpu_test_util.h"
+
+using namespace ignis;
+using namespace ignis::cuda;
+using namespace ignis::gputest;
+
+namespace {
+
+const char* epi_name(GemvEpilogue e) {
+  switch (e) {
+    case GemvEpilogue::kStore: return "store";
+    case GemvEpilogue::kStoreF32: return "store_f32";
+    case GemvEpilogue::kAddF32: return "add_f32";
+    case GemvEpilogue::kSwiGLU: return "swiglu";
+  }
+  return "?";
+}
+
+struct GemvCase {
+  int B, N, K;
+  GemvEpilogue epi;
+  bool split_ws;
+};
+
+void run_gemv_case(DType dt, GemvImpl impl, const GemvCase& c, std::mt19937& rng) {
+  SCOPED_TRACE(std::string(dtype_name(dt)) + (impl == GemvImpl::kSimple ? " simple" : " tensor-core") +
+               " B=" + std::to_string(c.B) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " " +
+               epi_name(c.epi) + (c.split_ws ? " split-K" : ""));
+  std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), x = random_vec(size_t(c.B) * c.K, rng);
+  round_to(dt, W);
+  round_to(dt, x);
+  auto dW = upload(dt, W), dx = upload(dt, x);
+  const bool swiglu = c.epi == GemvEpilogue::kSwiGLU;
+  const int n_out = swiglu ? c.N / 2 : c.N;
+  const bool f32_out = c.epi == GemvEpilogue::kStoreF32 || c.epi == GemvEpilogue::kAddF32;
+  const DType out_t = f32_out ? DType::F32 : dt;
+  std::vector<float> init = random_vec(size_t(c.B) * n_out, rng);
+  DeviceBuffer dout(size_t(c.B) * n_out * esize(out_t));
+  if (c.epi == GemvEpilogue::kAddF32)
+    CUDA_CHECK(cudaMemcpy(dout.get(), init.data(), init.size() * 4, cudaMemcpyHostToDevice));
+  else
+    poison(dout);
+  DeviceBuffer ws, cnt;
+  GemvArgs a;
+  a.dtype = dt, a.W = dW.get(), a.x = dx.get(), a.B = c.B, a.N = c.N, a.K = c.K, a.epi = c.epi, a.out = dout.get();
+  a.impl = impl;
+  if (c.split_ws) {
+    ws.alloc(size_t(64) * c.B * c.N * 4);
+    cnt.alloc(size_t(ceil_div(c.N, 16)) * 4);
+    CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+    a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
+    a.n_counters = int(cnt.size() / 4);
+  }
+  gemv(a, nullptr);
+  std::vector<float> y(size_t(c.B) * c.N);
+  ref::linear(W.data(), x.data(), c.B, c.N, c.K, y.data());
+  std::vector<float> want(size_t(c.B) * n_out);
+  for (int b = 0; b < c.B; ++b)
+    for (int j = 0; j < n_out; ++j) {
+      const size_t o = size_t(b) * n_out + j;
+      if (swiglu) {
+        const double g = y[size_t(b) * c.N + swiglu_row_of_gate(j)], u = y[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
+        want[o] = float(g / (1 + std::exp(-g)) * u);
+      } else {
+        want[o] = y[size_t(b) * c.N + j] + (c.epi == GemvEpilogue::kAddF32 ? init[o] : 0.f);
+      }
+    }
+  const std::vector<float> got = download(out_t, dout.get(), want.size());
+  EXPECT_LE(rel_err(got, want), tol(dt));
+  if (c.split_ws) {  // the counters must be left at zero for the next launch
+    std::vector<unsigned> cn(cnt.size() / 4);
+    CUDA_CHECK(cudaMemcpy(cn.data(), cnt.get(), cnt.size(), cudaMemcpyDeviceToHost));
+    for (unsigned v : cn) ASSERT_EQ(v, 0u);
+    gemv(a, nullptr);  // a second launch over the same workspace gives the same result (add: twice the sum)
+    if (c.epi != GemvEpilogue::kAddF32) EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(dt));
+  }
+}
+
+}  // namespace
+
+TEST(CudaKernels, Gemv) {
+  REQUIRE_GPU();
+  std::mt19937 rng(1);
+  const std::vector<GemvCase> cases = {
+      {1, 1000, 4104, GemvEpilogue::kStore, false},   {3, 37, 520, GemvEpilogue::kStoreF32, false},
+      {8, 4096, 4096, GemvEpilogue::kAddF32, true},   {5, 400, 1032, GemvEpilogue::kSwiGLU, false},
+      {2, 64, 172, GemvEpilogue::kStore, false},      {7, 64, 8200, GemvEpilogue::kStoreF32, true},
+      {1, 33, 8192, GemvEpilogue::kAddF32, true},     {4, 2 * 1536, 576, GemvEpilogue::kSwiGLU, true},
+      {6, 100, 24, GemvEpilogue::kStore, true},       {8, 48, 11008, GemvEpilogue::kSwiGLU, true},
+  };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (GemvImpl impl : {GemvImpl::kSimple, GemvImpl::kTensorCore}) {
+      if (dt == DType::F32 && impl == GemvImpl::kTensorCore) continue;
+      for (const auto& c : cases) run_gemv_case(dt, impl, c, rng);
+    }
+}
+
+TEST(CudaKernels, RmsNorm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(2);
+  for (DType dt : {DType::F32, DType::BF16})
+    for (bool with_res : {false, true})
+      for (int dim : {64, 576, 4100}) {
+        SCOPED_TRACE(std::string(dtype_name(dt)) + " dim " + std::to_string(dim) + (with_res ? " +residual" : ""));
+        const int n = 3;
+        std::vector<float> x = random_vec(size_t(n) * dim, rng, -2, 2), res = random_vec(size_t(n) * dim, rng);
+        std::vector<float> w = random_vec(size_t(dim), rng, 0.5f, 1.5f);
+        round_to(dt, res);
+        DeviceBuffer dx = upload(DType::F32, x), dres = upload(dt, res), dw = upload(DType::F32, w);
+        DeviceBuffer dh(size_t(n) * dim * esize(dt));
+        poison(dh);
+        rmsnorm(dt, dx.as<float>(), with_res ? dres.get() : nullptr, dw.as<float>(), dh.get(), n, dim, 1e-5f, nullptr);
+        std::vector<float> h(x.size());
+        ref::rmsnorm(x.data(), with_res ? res.data() : nullptr, w.data(), h.data(), n, dim, 1e-5f);
+        EXPECT_LE(rel_err(download(dt, dh.get(), h.size()), h), tol(dt));
+        EXPECT_LE(rel_err(download(DType::F32, dx.get(), x.size()), x), 1e-6);
+      }
+}
+
+TEST(CudaKernels, RopeKvCache) {
+  REQUIRE_GPU();
+  std::mt19937 rng(3);
+  const int nh = 6, nkv = 2, hd = 64, ctx = 40, slots = 3;
+  for (DType dt : {DType::F32, DType::BF16})
+    for (RopeStyle style : {RopeStyle::kInterleaved, RopeStyle::kHalfSplit})
+      for (int rope_dim : {64, 32})
+        for (int mode = 0; mode < 2; ++mode) {  // 0: prefill of one sequence, 1: decode of 3
+          SCOPED_TRACE(std::string(dtype_name(dt)) + (style == RopeStyle::kInterleaved ? " interleaved" : " half-split") +
+                       " rope_dim " + std::to_string(rope_dim) + (mode ? " decode" : " prefill"));
+          LlamaConfig cfg;
+          cfg.dim = nh * hd, cfg.n_heads = nh, cfg.head_dim = hd, cfg.rope_dim = rope_dim, cfg.rope_theta = 10000;
+          if (rope_dim == 32) cfg.rope_scaling = RopeScaling::kLlama3, cfg.rope_factor = 8, cfg.rope_original_max_pos = 16;
+          const std::vector<float> inv = ref::rope_inv_freq(cfg);
+          const int n = mode ? 3 : 13, q_per_seq = mode ? 1 : 13, slot0 = mode ? 0 : 1;
+          const std::vector<int> pos = mode ? std::vector<int>{0, 5, ctx - 1} : std::vector<int>{7};
+          const int width = (nh + 2 * nkv) * hd;
+          std::vector<float> qkv = random_vec(size_t(n) * width, rng), bias = random_vec(size_t(width), rng);
+          const size_t cache_n = size_t(slots) * nkv * ctx * hd;
+          std::vector<float> kc = random_vec(cache_n, rng), vc = random_vec(cache_n, rng);
+          round_to(dt, qkv), round_to(dt, kc), round_to(dt, vc);
+          const bool with_bias = rope_dim == 32;
+          DeviceBuffer dqkv = upload(dt, qkv), dbias = upload(DType::F32, bias), dkc = upload(dt, kc),
+                       dvc = upload(dt, vc), dinv = upload(DType::F32, inv);
+          DeviceBuffer dpos(pos.size() * 4), dq(size_t(n) * nh * hd * esize(dt));
+          CUDA_CHECK(cudaMemcpy(dpos.get(), pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+          poison(dq);
+          RopeArgs a;
+          a.dtype = dt, a.qkv = dqkv.get(), a.bias = with_bias ? dbias.as<float>() : nullptr, a.q_out = dq.get();
+          a.k_cache = dkc.get(), a.v_cache = dvc.get(), a.pos = dpos.as<int>(), a.n = n, a.q_per_seq = q_per_seq;
+          a.slot0 = slot0, a.nh = nh, a.nkv = nkv, a.hd = hd, a.ctx = ctx, a.rope_dim = rope_dim, a.style = style;
+          a.inv_freq = dinv.as<float>();
+          rope_kv(a, nullptr);
+          std::vector<float> q(size_t(n) * nh * hd);
+          ref::rope_kv(qkv.data(), with_bias ? bias.data() : nullptr, q.data(), kc.data(), vc.data(), pos.data(), n,
+                       q_per_seq, slot0, nh, nkv, hd, ctx, rope_dim, style, inv.data());
+          EXPECT_LE(rel_err(download(dt, dq.get(), q.size()), q), tol(dt));
+          EXPECT_LE(rel_err(download(dt, dkc.get(), cache_n), kc), tol(dt));
+          EXPECT_LE(rel_err(download(dt, dvc.get(), cache_n), vc), tol(dt));
+        }
+}
+
+namespace {
+
+struct AttnCase {
+  DType dt;
+  int nh, nkv, hd;
+  int n, q_per_seq, slot0;
+  std::vector<int> pos;
+  int n_splits;
+  AttnImpl impl;
+};
+
+void run_attn_case(const AttnCase& c, std::mt19937& rng) {
+  const int ctx = 100, slots = 3;
+  SCOPED_TRACE(std::string(dtype_name(c.dt)) + " nh " + std::to_string(c.nh) + " nkv " + std::to_string(c.nkv) +
+               " hd " + std::to_string(c.hd) + " n " + std::to_string(c.n) + " splits " + std::to_string(c.n_splits) +
+               (c.impl == AttnImpl::kFlash ? " flash" : " generic"));
+  const size_t cache_n = size_t(slots) * c.nkv * ctx * c.hd;
+  std::vector<float> q = random_vec(size_t(c.n) * c.nh * c.hd, rng), kc = random_vec(cache_n, rng),
+                     vc = random_vec(cache_n, rng);
+  round_to(c.dt, q), round_to(c.dt, kc), round_to(c.dt, vc);
+  DeviceBuffer dq = upload(c.dt, q), dkc = upload(c.dt, kc), dvc = upload(c.dt, vc);
+  DeviceBuffer dpos(c.pos.size() * 4), dout(q.size() * esize(c.dt));
+  CUDA_CHECK(cudaMemcpy(dpos.get(), c.pos.data(), c.pos.size() * 4, cudaMemcpyHostToDevice));
+  poison(dout);
+  AttnArgs a;
+  a.dtype = c.dt, a.q = dq.get(), a.k_cache = dkc.get(), a.v_cache = dvc.get(), a.out = dout.get();
+  a.pos = dpos.as<int>(), a.n = c.n, a.q_per_seq = c.q_per_seq, a.slot0 = c.slot0;
+  a.nh = c.nh, a.nkv = c.nkv, a.hd = c.hd, a.ctx = ctx, a.scale = 1.f / std::sqrt(float(c.hd));
+  a.n_splits = c.n_splits, a.impl = c.impl;
+  DeviceBuffer ws(std::max<size_t>(4, attn_ws_floats(c.n, c.nh, c.hd, c.n_splits) * 4));
+  poison(ws);
+  a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+  if (c.impl == AttnImpl::kFlash && !flash_attention_supported(a)) {
+    ADD_FAILURE() << "flash attention does not support this case";
+    return;
+  }
+  attention(a, nullptr);
+  std::vector<float> out(q.size());
+  ref::attention(q.data(), kc.data(), vc.data(), out.data(), c.pos.data(), c.n, c.q_per_seq, c.slot0, c.nh, c.nkv,
+                 c.hd, ctx, a.scale);
+  EXPECT_LE(rel_err(download(c.dt, dout.get(), out.size()), out), tol(c.dt));
+}
+
+}  // namespace
+
+TEST(CudaKernels, AttentionDecodeSplitK) {
+  REQUIRE_GPU();
+  std::mt19937 rng(4);
+  for (DType dt : {DType::F32, DType::BF16})
+    for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{8, 4, 8}, std::tuple{9, 3, 64}})
+      for (int splits : {1, 3, 8, attn_decode_splits(3, nkv, 100)})
+        run_attn_case({dt, nh, nkv, hd, 3, 1, 0, {0, 17, 99}, splits, AttnImpl::kGeneric}, rng);
+}
+
+TEST(CudaKernels, AttentionPrefillGeneric) {
+  REQUIRE_GPU();
+  std::mt19937 rng(5);
+  for (DType dt : {DType::F32, DType::BF16})
+    for (auto [nh, nkv, hd] : {std::tuple{4, 4, 64}, std::tuple{8, 2, 128}, std::tuple{8, 4, 8}})
+      run_attn_case({dt, nh, nkv, hd, 77, 77, 1, {5}, 1, AttnImpl::kGeneric}, rng);
+}
+
+TEST(CudaKernels, AttentionPrefillFlash) {
+  REQUIRE_GPU();
+  std::mt19937 rng(6);
+  for (auto [nh, nkv, hd] : {std::tuple{4, 4, 64}, std::tuple{8, 2, 128}, std::tuple{6, 2, 64}})
+    for (auto [n, pos0] : {std::pair{77, 5}, std::pair{64, 0}, std::pair{1, 30}, std::pair{95, 0}})
+      run_attn_case({DType::BF16, nh, nkv, hd, n, n, 1, {pos0}, 1, AttnImpl::kFlash}, rng);
+}
+
+TEST(CudaKernels, SwiGLU) {
+  REQUIRE_GPU();
+  std::mt19937 rng(7);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const int n = 5, hp = 200;
+    std::vector<float> gu = random_vec(size_t(n) * 2 * hp, rng, -3, 3);
+    round_to(dt, gu);
+    DeviceBuffer dgu = upload(dt, gu), dout(size_t(n) * hp * esize(dt));
+    poison(dout);
+    swiglu(dt, dgu.get(), dout.get(), n, hp, nullptr);
+    std::vector<float> out(size_t(n) * hp);
+    ref::swiglu(gu.data(), out.data(), n, hp);
+    EXPECT_LE(rel_err(download(dt, dout.get(), out.size()), out), tol(dt)) << dtype_name(dt);
+  }
+}
+
+TEST(CudaKernels, EmbedAndConvert) {
+  REQUIRE_GPU();
+  std::mt19937 rng(8);
+  for (DType dt : {DType::F32, DType::BF16}) {
+    const int vocab = 50, dim = 70;
+    std::vector<float> table = random_vec(size_t(vocab) * dim, rng);
+    round_to(dt, table);
+    const std::vector<int> toks = {3, 0, 49, -1, 50, 7};
+    DeviceBuffer dt_ = upload(dt, table), dtok(toks.size() * 4), dx(toks.size() * dim * 4);
+    CUDA_CHECK(cudaMemcpy(dtok.get(), toks.data(), toks.size() * 4, cudaMemcpyHostToDevice));
+    poison(dx);
+    embed(dt, dt_.get(), dtok.as<int>(), int(toks.size()), dim, vocab, dx.as<float>(), nullptr);
+    std::vector<float> want(toks.size() * dim, 0.f);
+    for (size_t i = 0; i < toks.size(); ++i)
+      if (toks[i] >= 0 && toks[i] < vocab)
+        for (int d = 0; d < dim; ++d) want[i * dim + d] = table[size_t(toks[i]) * dim + d];
+    const auto got = download(DType::F32, dx.get(), want.size());
+    EXPECT_EQ(got, want) << dtype_name(dt);
+  }
+  // convert: f16 source rows into an interleaved (gate/up) destination with padding columns
+  const int rows = 24, cols = 10, ld = 12;
+  std::vector<float> src = random_vec(size_t(rows) * cols, rng);
+  std::vector<uint16_t> h16(src.size());
+  for (size_t i = 0; i < src.size(); ++i) h16[i] = f32_to_f16(src[i]), src[i] = f16_to_f32(h16[i]);
+  DeviceBuffer dsrc(h16.size() * 2), ddst(size_t(2 * rows) * ld * 4);
+  CUDA_CHECK(cudaMemcpy(dsrc.get(), h16.data(), h16.size() * 2, cudaMemcpyHostToDevice));
+  poison(ddst);
+  convert_matrix(DType::F16, dsrc.get(), DType::F32, ddst.get(), rows, cols, ld, 8, true, nullptr);
+  const auto got = download(DType::F32, ddst.get(), size_t(2 * rows) * ld);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c)
+      ASSERT_EQ(got[size_t(8 + swiglu_row_of_gate(r)) * ld + c], src[size_t(r) * cols + c]) << r << "," << c;
+  // fill_random: finite, in range, not constant, mean near the offset
+  DeviceBuffer dr(100003 * 2);
+  fill_random(DType::BF16, dr.get(), 100003, 42, 0.5f, 1.f, nullptr);
+  const auto rv = download(DType::BF16, dr.get(), 100003);
+  double mean = 0;
+  for (float v : rv) {
+    ASSERT_TRUE(v >= 0.49f && v <= 1.51f) << v;
+    mean += v;
+  }
+  EXPECT_NEAR(mean / rv.size(), 1.0, 0.01);
+}
+
+TEST(CudaKernels, LtGemm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(9);
+  LtGemm gemm;
+  const int M = 77, N = 300, K = 520;
+  for (DType ab : {DType::F32, DType::BF16})
+    for (DType cd : {DType::F32, DType::BF16})
+      for (float beta : {0.f, 1.f}) {
+        if (ab == DType::F32 && cd == DType::BF16) continue;
+        SCOPED_TRACE(std::string(dtype_name(ab)) + " -> " + std::string(dtype_name(cd)) + " beta " + std::to_string(beta));
+        std::vector<float> W = random_vec(size_t(N) * K, rng), x = random_vec(size_t(M) * K, rng),
+                           y0 = random_vec(size_t(M) * N, rng);
+        round_to(ab, W), round_to(ab, x), round_to(cd, y0);
+        DeviceBuffer dW = upload(ab, W), dx = upload(ab, x), dy = upload(cd, y0);
+        if (beta == 0.f) poison(dy);
+        gemm.matmul(ab, dW.get(), dx.get(), cd, dy.get(), M, N, K, beta, nullptr);
+        std::vector<float> want(size_t(M) * N);
+        ref::linear(W.data(), x.data(), M, N, K, want.data());
+        if (beta != 0.f)
+          for (size_t i = 0; i < want.size(); ++i) want[i] += y0[i];
+        EXPECT_LE(rel_err(download(cd, dy.get(), want.size()), want), cd == DType::BF16 || ab == DType::BF16 ? 1e-2 : 1e-5);
+      }
+}
+
+TEST(CudaKernels, Sampling) {
+  REQUIRE_GPU();
+  std::mt19937 rng(10);
+  struct P { float t; int k; float p; };
+  const std::vector<P> params = {{0.f, 0, 1.f}, {0.8f, 0, 1.f}, {1.f, 50, 1.f}, {1.f, 0, 0.9f}, {0.7f, 40, 0.95f}, {1.f, 1, 1.f}};
+  for (int vocab : {1000, 50000}) {
+    const int B = 3;
+    std::normal_distribution<float> nd(0.f, 3.f);
+    std::vector<float> logits(size_t(B) * vocab);
+    for (auto& v : logits) v = nd(rng);
+    DeviceBuffer dl = upload(DType::F32, logits), dparams(sizeof(SamplingParamsDev)), dcnt(B * 4),
+                 dscratch(size_t(B) * vocab * 4), dtok(B * 4);
+    for (const P& p : params) {
+      SCOPED_TRACE("vocab " + std::to_string(vocab) + " T " + std::to_string(p.t) + " k " + std::to_string(p.k) +
+                   " p " + std::to_string(p.p));
+      const SamplingParamsDev sp{p.t, p.k, p.p, 1234u, 5u};
+      CUDA_CHECK(cudaMemcpy(dparams.get(), &sp, sizeof sp, cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemset(dcnt.get(), 0, dcnt.size()));
+      const int draws = p.t > 0 ? 60 : 1;
+      std::vector<int> same(B, 0);
+      for (int d = 0; d < draws; ++d) {
+        poison(dtok);
+        sample(dl.as<float>(), B, vocab, vocab, dparams.as<SamplingParamsDev>(), dcnt.as<uint32_t>(),
+               dscratch.as<float>(), dtok.as<int>(), nullptr);
+        std::vector<int> tok(B);
+        CUDA_CHECK(cudaMemcpy(tok.data(), dtok.get(), B * 4, cudaMemcpyDeviceToHost));
+        for (int b = 0; b < B; ++b) {
+          const float u = philox_uniform(sp.seed_lo, sp.seed_hi, uint32_t(d), uint32_t(b));
+          std::vector<int> kept;
+          const int want = ref::sample(logits.data() + size_t(b) * vocab, vocab, p.t, p.k, p.p, u, &kept);
+          ASSERT_TRUE(std::binary_search(kept.begin(), kept.end(), tok[size_t(b)]))
+              << "token " << tok[size_t(b)] << " is not among the " << kept.size() << " kept";
+          same[size_t(b)] += tok[size_t(b)] == want;
+        }
+      }
+      for (int b = 0; b < B; ++b) EXPECT_GE(same[size_t(b)], draws * 9 / 10) << "row " << b;
+      std::vector<uint32_t> cnt(B);
+      CUDA_CHECK(cudaMemcpy(cnt.data(), dcnt.get(), B * 4, cudaMemcpyDeviceToHost));
+      for (int b = 0; b < B; ++b) EXPECT_EQ(cnt[size_t(b)], uint32_t(draws));
+    }
+  }
+}
