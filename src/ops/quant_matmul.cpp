@@ -10,6 +10,9 @@
 //      weights once: memory traffic = W bytes + N*4 (y), which sets its speed.
 // The tile kernel is AVX2 when the CPU has it (quant_avx2.cpp), else the scalar reference.
 #include <algorithm>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -31,7 +34,11 @@ bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   static const bool ok = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // F16C (vcvtph2ps) comes with every AVX2 CPU in practice; checked through CPUID since
+    // not every compiler knows the "f16c" feature name.
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
   return ok;
 #else
