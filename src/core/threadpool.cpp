@@ -53,9 +53,11 @@ void ThreadPool::worker_loop(int thread) {
   uint64_t seen = 0;
   for (;;) {
     // Spin a little for the next region, then sleep.
+    // ~10-50 us of pausing, then yielding (so an oversubscribed machine still progresses).
     int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == seen && spins < 20000) {
-      IGNIS_PAUSE();
+    while (generation_.load(std::memory_order_acquire) == seen && spins < 4000) {
+      if (spins < 2000) IGNIS_PAUSE();
+      else std::this_thread::yield();
       ++spins;
     }
     if (generation_.load(std::memory_order_acquire) == seen) {
@@ -86,7 +88,10 @@ void ThreadPool::run(int64_t n_tasks, const std::function<void(int64_t task, int
   }
   cv_.notify_all();
   work(0);
-  while (active_.load(std::memory_order_acquire) != 0) IGNIS_PAUSE();
+  for (int spins = 0; active_.load(std::memory_order_acquire) != 0; ++spins) {
+    if (spins < 2000) IGNIS_PAUSE();
+    else std::this_thread::yield();  // a worker may have been descheduled: give it the core
+  }
   fn_ = nullptr;
   if (error_) std::rethrow_exception(error_);
 }
