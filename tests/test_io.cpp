@@ -151,8 +151,7 @@ struct GGUFWriter {
   }
 
   Bytes build() const {
-    Bytes b;
-    b.insert(b.end(), {'G', 'G', 'U', 'F'});
+    Bytes b = {'G', 'G', 'U', 'F'};
     put<uint32_t>(b, version);
     put<uint64_t>(b, force_n_tensors.value_or(tensors.size()));
     put<uint64_t>(b, force_n_kv.value_or(n_kv));
