@@ -261,6 +261,8 @@ void attention(const AttnArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.nh / a.nkv <= 16, "attention: more than 16 query heads per kv head is not supported");
   IGNIS_CHECK(a.hd % 2 == 0 && a.hd <= 512, "attention: head size must be even and <= 512, got ", a.hd);
   IGNIS_CHECK(a.n_splits >= 1, "attention: n_splits must be >= 1");
+  IGNIS_CHECK((a.nh / a.nkv) * a.hd <= 32 * kThreads, "attention: (heads per kv head) x head size must be <= ",
+              32 * kThreads);
   IGNIS_CHECK(a.n_splits == 1 || (a.ws && a.ws_floats >= attn_ws_floats(a.n, a.nh, a.hd, a.n_splits)),
               "attention: split-K needs a workspace of ", attn_ws_floats(a.n, a.nh, a.hd, a.n_splits), " floats");
   if (a.n <= 0) return;
