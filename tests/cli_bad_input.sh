@@ -1,2 +1,52 @@
 #!/usr/bin/env bash
-exit 0
+# Bad input to the CLI gives a clear message and a non-zero exit, never a crash or a hang.
+# usage: cli_bad_input.sh IGNIS_BINARY SHARED_DATA_DIR
+set -uo pipefail
+BIN="$1"; DATA="$2"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0; passes=0
+
+# expect CODE_PATTERN MESSAGE_PATTERN -- ARGS...
+expect() {
+  local code_re="$1" msg_re="$2"; shift 3
+  local out rc
+  out=$(timeout 120 "$BIN" "$@" 2>&1 </dev/null); rc=$?
+  if [[ ! "$rc" =~ ^($code_re)$ ]] || ! grep -qiE "$msg_re" <<<"$out"; then
+    echo "FAIL: ignis $* -> exit $rc (wanted $code_re), output:"; echo "$out" | head -5; fails=$((fails + 1))
+  else
+    passes=$((passes + 1))
+  fi
+}
+
+: > "$tmp/empty.gguf"
+head -c 100000 "$DATA/ggml-vocab-gpt-2.gguf" > "$tmp/truncated.gguf"
+head -c 4096 /dev/urandom > "$tmp/random.bin"
+printf 'GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00' > "$tmp/hostile.gguf"
+head -c 5000 "$DATA/stories260K.bin" > "$tmp/trunc_stories.bin"
+mkdir -p "$tmp/hf" && echo '{"architectures": ["T5ForConditionalGeneration"], "model_type": "t5"}' > "$tmp/hf/config.json"
+mkdir -p "$tmp/hf_bad" && echo '{"architectures": [' > "$tmp/hf_bad/config.json"
+
+expect 1 "cannot open|no such|does not exist" -- info "$tmp/does-not-exist.gguf"
+expect 1 "empty" -- info "$tmp/empty.gguf"
+expect 1 "truncated|past the end" -- info "$tmp/truncated.gguf"
+expect 1 "not a|format|recogn" -- info "$tmp/random.bin"
+expect 1 "count|absurd|cannot fit" -- info "$tmp/hostile.gguf"
+expect 1 "architecture|support" -- info "$DATA/ggml-vocab-bert-bge.gguf"
+expect 1 "size|truncated|expected" -- info "$tmp/trunc_stories.bin" --tokenizer "$DATA/tok512.bin"
+expect 1 "t5|architecture|support" -- info "$tmp/hf"
+expect 1 "json|parse|config" -- info "$tmp/hf_bad"
+expect "[1-9][0-9]*" "required|unknown|expected|not" -- generate --no-such-flag
+expect "[1-9][0-9]*" "temp" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p hi --temp -1
+expect "[1-9][0-9]*" "top-p" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p hi --top-p 0
+expect 1 "context" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" --ctx 8 \
+  -p "Once upon a time there was a little girl who lived in a house by the sea"
+expect 1 "prompt is empty" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p ""
+expect 1 "chat template" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" --chat -p hi
+expect 1 "unknown chat template" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" --chat -p hi --chat-template alpaca
+expect "[1-9][0-9]*" "device|cuda" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p hi --device tpu
+expect 1 "random.bin" -- generate -m "$DATA/stories260K.bin" --tokenizer "$tmp/random.bin" -p hi
+# And the good path still works (greedy stories260K names Lily).
+expect 0 "Lily" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p "Once upon a time" --temp 0 -n 40
+
+echo "$passes passed, $fails failed"
+[ "$fails" = 0 ]
