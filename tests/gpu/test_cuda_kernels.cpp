@@ -371,3 +371,66 @@ TEST(CudaKernels, Sampling) {
     }
   }
 }
+
+// Decode GEMV bandwidth on the Llama-2-7B / Llama-3-8B shapes, for tuning (prints a table):
+//   ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='*GemvBandwidth*'
+// Each launch reads a different copy of W (enough copies to overflow L2), 30 back-to-back
+// launches timed with events; GB/s counts the bytes of W (+ x + y).
+TEST(CudaKernels, DISABLED_GemvBandwidth) {
+  REQUIRE_GPU();
+  struct Shape { const char* name; int N, K; GemvEpilogue epi; };
+  const std::vector<Shape> shapes = {
+      {"wqkv 7B", 12288, 4096, GemvEpilogue::kStore},   {"wo 7B", 4096, 4096, GemvEpilogue::kAddF32},
+      {"gate/up 7B", 22016, 4096, GemvEpilogue::kSwiGLU}, {"down 7B", 4096, 11008, GemvEpilogue::kAddF32},
+      {"logits 7B", 32000, 4096, GemvEpilogue::kStoreF32}, {"wqkv 8B", 6144, 4096, GemvEpilogue::kStore},
+      {"down 8B", 4096, 14336, GemvEpilogue::kAddF32}};
+  DeviceBuffer src(size_t(1) << 30), dst(size_t(1) << 30);
+  fill_random(DType::F32, src.get(), (size_t(1) << 30) / 4, 1, 1.f, 0.f, nullptr);
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  CUDA_CHECK(cudaEventRecord(e0));
+  for (int i = 0; i < 5; ++i) CUDA_CHECK(cudaMemcpyAsync(dst.get(), src.get(), src.size(), cudaMemcpyDeviceToDevice));
+  CUDA_CHECK(cudaEventRecord(e1));
+  CUDA_CHECK(cudaEventSynchronize(e1));
+  float ms = 0;
+  CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+  const double copy = 2.0 * 5 * src.size() / (ms * 1e-3) / 1e9;
+  src.reset(), dst.reset();
+  std::printf("device-to-device copy: %.0f GB/s (read + write)\n", copy);
+  std::printf("%-12s %6s %6s %2s %-6s %9s %8s %6s\n", "shape", "N", "K", "B", "impl", "us", "GB/s", "%copy");
+  for (const auto& s : shapes) {
+    const size_t wbytes = size_t(s.N) * s.K * 2;
+    const int copies = int(std::max<size_t>(2, (size_t(200) << 20) / wbytes + 1));
+    std::vector<DeviceBuffer> Ws;
+    for (int i = 0; i < copies; ++i) {
+      Ws.emplace_back(wbytes);
+      fill_random(DType::BF16, Ws.back().get(), wbytes / 2, 100 + i, 0.02f, 0.f, nullptr);
+    }
+    DeviceBuffer x(size_t(8) * s.K * 2), y(size_t(8) * s.N * 4), ws(size_t(16) * 8 * s.N * 4),
+        cnt(size_t(ceil_div(s.N, 16)) * 4);
+    fill_random(DType::BF16, x.get(), size_t(8) * s.K, 7, 1.f, 0.f, nullptr);
+    CUDA_CHECK(cudaMemset(y.get(), 0, y.size()));
+    CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+    for (int B : {1, 8})
+      for (GemvImpl impl : {GemvImpl::kTensorCore, GemvImpl::kSimple}) {
+        GemvArgs a;
+        a.dtype = DType::BF16, a.x = x.get(), a.B = B, a.N = s.N, a.K = s.K, a.epi = s.epi, a.out = y.get();
+        a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
+        a.n_counters = int(cnt.size() / 4), a.impl = impl;
+        const int reps = 30;
+        for (int i = 0; i < 3; ++i) a.W = Ws[size_t(i % copies)].get(), gemv(a, nullptr);
+        CUDA_CHECK(cudaEventRecord(e0));
+        for (int i = 0; i < reps; ++i) a.W = Ws[size_t(i % copies)].get(), gemv(a, nullptr);
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        const double us = ms * 1e3 / reps;
+        const double gbs = double(wbytes + size_t(B) * s.K * 2 + size_t(B) * s.N * 4) / (us * 1e-6) / 1e9;
+        std::printf("%-12s %6d %6d %2d %-6s %9.1f %8.0f %5.1f%%\n", s.name, s.N, s.K, B,
+                    impl == GemvImpl::kSimple ? "simple" : "tc", us, gbs, 100 * gbs / copy);
+      }
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+}
