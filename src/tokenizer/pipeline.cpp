@@ -148,6 +148,36 @@ void PipelineTokenizer::set_special_ids(int32_t bos, int32_t eos, const std::vec
       stop_ids_.push_back(id);
 }
 
+void PipelineTokenizer::PairTable::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < 2 * n + 2) cap <<= 1;
+  if (cap <= slots.size()) return;
+  std::vector<Slot> old;
+  old.swap(slots);
+  slots.assign(cap, Slot{});
+  mask = cap - 1;
+  count = 0;
+  for (const Slot& s : old)
+    if (s.key != ~uint64_t{0}) put(s.key, s.m, true);
+}
+
+void PipelineTokenizer::PairTable::put(uint64_t key, Merge m, bool overwrite) {
+  if (2 * (count + 1) > slots.size()) reserve(std::max(count + 1, slots.size()));
+  for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
+    Slot& s = slots[i];
+    if (s.key == key) {
+      if (overwrite) s.m = m;
+      return;
+    }
+    if (s.key == ~uint64_t{0}) {
+      s.key = key;
+      s.m = m;
+      ++count;
+      return;
+    }
+  }
+}
+
 void PipelineTokenizer::finalize() {
   const size_t n = vocab.size();
   if (n == 0) fail(what, ": the vocabulary is empty");
@@ -208,7 +238,8 @@ void PipelineTokenizer::finalize() {
           auto r = symbol_to_id_.find(std::string_view(s).substr(k));
           if (r == symbol_to_id_.end()) continue;
           if (std::isnan(scores[t])) fail(what, ": token ", t, " has a NaN score");
-          pairs_.emplace(pair_key(l->second, r->second), Merge{-static_cast<double>(scores[t]), static_cast<int32_t>(t)});
+          pairs_.put(pair_key(l->second, r->second), Merge{-static_cast<double>(scores[t]), static_cast<int32_t>(t)},
+                     false);
         }
       }
     } else {
@@ -224,11 +255,31 @@ void PipelineTokenizer::finalize() {
         auto im = symbol_to_id_.find(cat);
         if (im == symbol_to_id_.end())
           fail(what, ": merge ", r, " ('", a, " ", b, "') makes '", cat, "', which is not in the vocabulary");
-        pairs_[pair_key(ia->second, ib->second)] = Merge{static_cast<double>(r), im->second};
+        pairs_.put(pair_key(ia->second, ib->second), Merge{static_cast<double>(r), im->second}, true);
       }
     }
     model.merges.clear();
     model.merges.shrink_to_fit();
+  }
+
+  split_symbol_.clear();
+  if (model.type == ModelCfg::Type::kBPE && !model.byte_level && !model.ignore_merges) {
+    for (std::string_view sym : {std::string_view("\xE2\x96\x81"), std::string_view(" ")}) {
+      bool ok = true;
+      for (const auto& [tokstr, id] : symbol_to_id_) {
+        // The token must be sym* followed by text without sym.
+        size_t i = 0;
+        while (tokstr.compare(i, sym.size(), sym) == 0) i += sym.size();
+        if (tokstr.find(sym, i) != std::string::npos) {
+          ok = false;
+          break;
+        }
+      }
+      if (ok) {
+        split_symbol_ = sym;
+        break;
+      }
+    }
   }
 
   byte_symbol_.fill(-1);
@@ -456,6 +507,23 @@ void PipelineTokenizer::pre_tokenize(std::string&& s, bool first_segment, std::v
 }
 
 void PipelineTokenizer::bpe(std::string_view piece, std::vector<int32_t>& out) const {
+  if (split_symbol_.empty() || piece.size() < 64) return bpe_piece(piece, out);
+  // Cut before every run of the boundary symbol that follows another character.
+  const std::string_view sym = split_symbol_;
+  size_t start = 0, k = piece.find(sym);
+  while (k != std::string_view::npos) {
+    size_t run_end = k;
+    while (piece.compare(run_end, sym.size(), sym) == 0) run_end += sym.size();
+    if (k > start) {
+      bpe_piece(piece.substr(start, k - start), out);
+      start = k;
+    }
+    k = piece.find(sym, run_end);
+  }
+  bpe_piece(piece.substr(start), out);
+}
+
+void PipelineTokenizer::bpe_piece(std::string_view piece, std::vector<int32_t>& out) const {
   if (piece.empty()) return;
   if (model.ignore_merges) {
     std::string mapped;
@@ -520,8 +588,8 @@ void PipelineTokenizer::bpe(std::string_view piece, std::vector<int32_t>& out) c
     if (l < 0) return;
     const int32_t r = sy[l].next;
     if (r < 0) return;
-    auto it = pairs_.find(pair_key(sy[l].id, sy[r].id));
-    if (it != pairs_.end()) heap.push({it->second.key, l, sy[l].id, sy[r].id, it->second.id});
+    const Merge* m = pairs_.find(pair_key(sy[l].id, sy[r].id));
+    if (m) heap.push({m->key, l, sy[l].id, sy[r].id, m->id});
   };
   for (int32_t k = 0; k + 1 < static_cast<int32_t>(sy.size()); ++k) try_push(k);
   while (!heap.empty()) {

@@ -154,10 +154,42 @@ class PipelineTokenizer final : public Tokenizer {
     double key;   // lower merges first
     int32_t id;
   };
-  std::unordered_map<uint64_t, Merge> pairs_;
+  // Open-addressing table (pair of ids -> merge): one probe, usually in cache, per lookup.
+  struct PairTable {
+    struct Slot {
+      uint64_t key = ~uint64_t{0};
+      Merge m{};
+    };
+    std::vector<Slot> slots;
+    size_t mask = 0, count = 0;
+    static size_t mix(uint64_t k) {
+      k ^= k >> 33;
+      k *= 0xff51afd7ed558ccdULL;
+      k ^= k >> 33;
+      return static_cast<size_t>(k);
+    }
+    void clear() { slots.clear(), mask = 0, count = 0; }
+    void reserve(size_t n);
+    // insert: overwrite=false keeps an existing entry.
+    void put(uint64_t key, Merge m, bool overwrite);
+    const Merge* find(uint64_t key) const {
+      if (slots.empty()) return nullptr;
+      for (size_t i = mix(key) & mask;; i = (i + 1) & mask) {
+        const Slot& s = slots[i];
+        if (s.key == key) return &s.m;
+        if (s.key == ~uint64_t{0}) return nullptr;
+      }
+    }
+  };
+  PairTable pairs_;
   std::array<int32_t, 256> byte_symbol_{};  // byte-level: id of each byte's code point
   std::array<int32_t, 256> byte_token_{};   // <0xNN> token ids, -1 when absent
   std::vector<int16_t> byte_of_token_;      // per id: the byte of a <0xNN> token, else -1
+  // When no token has the word-boundary symbol (U+2581 or ' ') after another character, a
+  // SentencePiece-style text can be cut before each run of that symbol and each part merged on its
+  // own: exactly the same result, but small heaps instead of one over the whole text.
+  std::string split_symbol_;
+  void bpe_piece(std::string_view piece, std::vector<int32_t>& out) const;
   // Added tokens grouped by first byte, longest first.
   std::array<std::vector<int>, 256> added_by_first_{};
 };
