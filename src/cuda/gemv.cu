@@ -289,7 +289,13 @@ bool force_simple() {
 int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
   const int nsb = ceil_div(K, kSuper);
-  const int target = 4 * sm_count();  // blocks: ~4 per SM keeps ~16 warps x 4 KB in flight per SM
+  // blocks: ~4 per SM keeps ~16 warps x 4 KB in flight per SM (IGNIS_GEMV_BLOCKS_PER_SM to tune)
+  static const int per_sm = [] {
+    const char* e = std::getenv("IGNIS_GEMV_BLOCKS_PER_SM");
+    const int v = e ? std::atoi(e) : 0;
+    return v > 0 ? v : 4;
+  }();
+  const int target = per_sm * sm_count();
   int s = (target + tiles / 2) / tiles;
   s = std::min(s, std::max(1, nsb / 8));  // keep >= 2 super-blocks per warp
   s = std::min(s, max_splits_by_ws);

@@ -7,7 +7,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <thread>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -64,6 +67,26 @@ struct PinnedBuf {
   }
   ~PinnedBuf() { reset(); }
 };
+
+// Runs fn(begin, end) over [0, n) split across up to 8 threads (inline when small).
+void parallel_rows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  const int nt = int(std::min<int64_t>({8, std::max(1u, std::thread::hardware_concurrency()), std::max<int64_t>(1, n / 64)}));
+  if (nt <= 1) return fn(0, n);
+  std::vector<std::thread> th;
+  std::exception_ptr err;
+  std::mutex mu;
+  for (int k = 0; k < nt; ++k)
+    th.emplace_back([&, k] {
+      try {
+        fn(n * k / nt, n * (k + 1) / nt);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (!err) err = std::current_exception();
+      }
+    });
+  for (auto& t : th) t.join();
+  if (err) std::rethrow_exception(err);
+}
 
 struct Staging {
   static constexpr size_t kBytes = size_t(64) << 20;
@@ -328,12 +351,16 @@ void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int6
     staging->next ^= 1;
     CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
     uint8_t* hbuf = staging->host[i].p;
-    if (plain) {
-      std::memcpy(hbuf, t.row<uint8_t>(r0), size_t(nr) * bpr);
-    } else {
-      for (int64_t r = 0; r < nr; ++r)
-        quant::dequantize_row(t.dtype(), t.row<uint8_t>(r0 + r), reinterpret_cast<float*>(hbuf) + r * cols, cols);
-    }
+    // Fill the pinned buffer with several threads: one thread's memcpy (or dequantization) is
+    // slower than the host-to-device copy it feeds.
+    parallel_rows(nr, [&](int64_t a, int64_t b) {
+      if (plain) {
+        std::memcpy(hbuf + size_t(a) * bpr, t.row<uint8_t>(r0 + a), size_t(b - a) * bpr);
+      } else {
+        for (int64_t r = a; r < b; ++r)
+          quant::dequantize_row(t.dtype(), t.row<uint8_t>(r0 + r), reinterpret_cast<float*>(hbuf) + r * cols, cols);
+      }
+    });
     CUDA_CHECK(cudaMemcpyAsync(staging->dev[i].get(), hbuf, size_t(nr) * bpr, cudaMemcpyHostToDevice, stream_));
     convert_matrix(stage_type, staging->dev[i].get(), dt_, dst, nr, cols, dst_ld,
                    row_offset + (interleave8 ? 2 * r0 : r0), interleave8, stream_);
