@@ -160,7 +160,9 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
         if (vt == DType::Q8_0) detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
       }
     };
-    if (M >= 16)
+    // Quantizing is cheap next to the product (K values vs N*K MACs a row): a parallel
+    // region of its own only pays off for large inputs.
+    if (M * K >= (int64_t(1) << 20))
       pool.parallel_for(M, 4, quant_rows);
     else
       quant_rows(0, M);
