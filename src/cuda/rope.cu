@@ -1,12 +1,14 @@
-// RoPE on q and k, fused with writing k and v into the KV cache. One block per token:
+// RoPE on q and k, fused with writing k and v into the KV cache. Blocks (token, unit range):
 //   qkv row (+ bias) -> q_out[i] = rot(q), k_cache[slot][kvh][p] = rot(k), v_cache[slot][kvh][p] = v
 // where p = pos[b] + i % q_per_seq is read from device memory (so a CUDA graph replays at any
 // position) and rot rotates the pairs (2j, 2j+1) (kInterleaved) or (j, j + rope_dim/2) (kHalfSplit)
 // by the angle p * inv_freq[j] for j < rope_dim/2; dims >= rope_dim pass through. inv_freq is
 // precomputed on the host (theta, linear or llama3 scaling). Angles in fp32 with the accurate
 // sincosf (p * inv_freq reaches thousands of radians).
-// Bytes: reads (nh + 2 nkv) hd T, writes as many; launch: n blocks x 128 threads, one thread per
-// pair of elements.
+// Bytes: reads (nh + 2 nkv) hd T, writes as many; launch: grid (n, ceil(pairs / 128)) x 128
+// threads, one thread per pair of elements (decode is latency-bound: spread one token wide).
+#include <algorithm>
+
 #include "cuda/common.h"
 #include "cuda/kernels.h"
 
@@ -29,7 +31,7 @@ __global__ void rope_kv_kernel(RopeArgs a) {
   T* vc = static_cast<T*>(a.v_cache);
   const bool in_cache = p >= 0 && p < a.ctx;
   const int n_units = (a.nh + 2 * a.nkv) * half;  // q pairs, k pairs, v pairs
-  for (int u = threadIdx.x; u < n_units; u += blockDim.x) {
+  for (int u = blockIdx.y * blockDim.x + threadIdx.x; u < n_units; u += gridDim.y * blockDim.x) {
     const int head = u / half, j = u % half;  // head counts q heads, then k heads, then v heads
     int e0, e1;
     if (j < rhalf && a.style == RopeStyle::kHalfSplit) {
@@ -69,10 +71,12 @@ void rope_kv(const RopeArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.hd % 2 == 0 && a.rope_dim % 2 == 0 && a.rope_dim <= a.hd && a.q_per_seq >= 1,
               "rope_kv: bad head_dim ", a.hd, " / rope_dim ", a.rope_dim);
   if (a.n <= 0) return;
+  const int units = (a.nh + 2 * a.nkv) * (a.hd / 2);
+  const dim3 grid(a.n, std::min(ceil_div(units, 128), 64));
   if (a.dtype == DType::F32)
-    launch(rope_kv_kernel<float>, dim3(a.n), dim3(128), 0, stream, a);
+    launch(rope_kv_kernel<float>, grid, dim3(128), 0, stream, a);
   else
-    launch(rope_kv_kernel<bf16>, dim3(a.n), dim3(128), 0, stream, a);
+    launch(rope_kv_kernel<bf16>, grid, dim3(128), 0, stream, a);
 }
 
 }  // namespace ignis::cuda
