@@ -144,6 +144,14 @@ BenchResult run_llama_bench(CudaLlama& m, const std::string& model_name, const B
       res.rows.push_back(row);
     }
   }
+  if (!res.rows.empty()) {
+    int longest = 0;
+    for (const auto& r : res.rows)
+      if (r.batch == res.rows[0].batch) longest = std::max(longest, r.prompt);
+    res.breakdown_batch = res.rows[0].batch;
+    res.breakdown_pos = longest;
+    res.decode_breakdown = m.profile_decode_step(res.breakdown_batch, longest);
+  }
   res.peak_alloc_bytes = cuda::DeviceBuffer::peak_bytes();
   if (opt.measure_device) {
     res.copy_gb_s = measure_copy_bandwidth_gb_s();
@@ -172,6 +180,8 @@ std::string BenchResult::to_json() const {
   j["kv_cache_bytes"] = kv_cache_bytes;
   j["peak_alloc_bytes"] = peak_alloc_bytes;
   j["device_used_bytes"] = device_used_bytes;
+  j["decode_breakdown"] = {{"batch", breakdown_batch}, {"pos", breakdown_pos}, {"ms", nlohmann::json::object()}};
+  for (const auto& [k, v] : decode_breakdown) j["decode_breakdown"]["ms"][k] = v;
   j["rows"] = nlohmann::json::array();
   for (const auto& r : rows) {
     nlohmann::json o;
@@ -219,6 +229,21 @@ std::string BenchResult::to_table() const {
     } else {
       os << "        -              -        -        -\n";
     }
+  }
+  if (!decode_breakdown.empty()) {
+    std::snprintf(buf, sizeof buf, "decode step, batch %d at position %d, kernels one by one (ms):", breakdown_batch,
+                  breakdown_pos);
+    os << buf;
+    for (const auto& [k, v] : decode_breakdown) {
+      std::snprintf(buf, sizeof buf, " %s %.3f", k.c_str(), v);
+      os << buf;
+      if (k == "gemv" && v > 0) {
+        std::snprintf(buf, sizeof buf, " (%.0f GB/s)", double(weight_bytes_per_step) / (v * 1e-3) / 1e9);
+        os << buf;
+      }
+      os << ";";
+    }
+    os << "\n";
   }
   return os.str();
 }

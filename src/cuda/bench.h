@@ -11,6 +11,7 @@
 #pragma once
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace ignis {
@@ -47,6 +48,10 @@ struct BenchResult {
   size_t peak_alloc_bytes = 0;      // high-water mark of the backend's own device allocations
   size_t device_used_bytes = 0;     // cudaMemGetInfo: total - free, at the end (incl. context)
   std::vector<BenchRow> rows;
+  // One decode step of the first batch at the longest prompt, kernels timed one by one (ms per
+  // kernel category), to compare with the graph-replayed step time of that row.
+  int breakdown_batch = 0, breakdown_pos = 0;
+  std::vector<std::pair<std::string, double>> decode_breakdown;
 
   std::string to_json() const;   // one JSON object (pretty-printed)
   std::string to_table() const;  // human-readable, with percentages of the device ceilings

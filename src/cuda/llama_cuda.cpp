@@ -142,6 +142,7 @@ class CudaLlamaImpl final : public CudaLlama {
     return size_t(2) * cfg_.n_layers * nkv_ * size_t(pos + 1) * hd_ * esz_;
   }
   void synchronize() override { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  std::vector<std::pair<std::string, double>> profile_decode_step(int B, int pos) override;
 
  private:
   void carve_weights();
@@ -151,6 +152,7 @@ class CudaLlamaImpl final : public CudaLlama {
   void set_step(const int32_t* tokens, int B, int pos, const SamplingParams* sp);
   void enqueue_decode(int B, bool sample);
   void run_decode(int B, bool sample);
+  void tick(const char* category);  // profiling mark after a kernel (no-op unless profiling)
   // Prefill of n tokens (already in pf_tokens_ at offset tok_off) of `slot`, position from
   // pf_pos_[pos_idx]. Leaves the final-norm input of the last token in x_ row n-1.
   void enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, int n);
@@ -195,6 +197,7 @@ class CudaLlamaImpl final : public CudaLlama {
 
   std::map<std::pair<int, bool>, cudaGraphExec_t> graphs_;
   std::unique_ptr<Staging> staging_;
+  std::vector<std::pair<const char*, cudaEvent_t>>* prof_ = nullptr;
   Clock::time_point t0_;
   double warmup_s_ = 0;
 };
@@ -479,33 +482,89 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   StepDev* sd = step_dev_.as<StepDev>();
   float* x = x_.as<float>();
   embed(dt_, tok_embd_, sd->tokens, B, dim_, vocab_, x, stream_);
+  tick("embed");
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
     rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+    tick("rmsnorm");
     gemv(w.wqkv, h_.get(), B, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get());
+    tick("gemv");
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
     r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = sd->pos, r.n = B, r.q_per_seq = 1, r.slot0 = 0;
     r.nh = nh_, r.nkv = nkv_, r.hd = hd_, r.ctx = ctx_, r.rope_dim = rd_, r.style = cfg_.rope_style;
     r.inv_freq = inv_freq_.as<float>();
     rope_kv(r, stream_);
+    tick("rope+kv");
     AttnArgs a;
     a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
     a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
     a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
     a.impl = AttnImpl::kGeneric;
     attention(a, stream_);
+    tick("attention");
     gemv(w.wo, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
+    tick("gemv");
     rmsnorm(dt_, x, nullptr, w.ffn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+    tick("rmsnorm");
     gemv(w.wgu, h_.get(), B, 2 * hp_, dim_, GemvEpilogue::kSwiGLU, ff_.get());
+    tick("gemv");
     gemv(w.wdown, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
+    tick("gemv");
   }
   rmsnorm(dt_, x, nullptr, out_norm_, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+  tick("rmsnorm");
   gemv(w_out_, h_.get(), B, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
+  tick("gemv");
   if (sample)
     cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),
                  sample_scratch_.as<float>(), sd->sampled, stream_);
+}
+
+void CudaLlamaImpl::tick(const char* category) {
+  if (!prof_) return;
+  cudaEvent_t e;
+  CUDA_CHECK(cudaEventCreate(&e));
+  prof_->emplace_back(category, e);
+  CUDA_CHECK(cudaEventRecord(e, stream_));
+}
+
+std::vector<std::pair<std::string, double>> CudaLlamaImpl::profile_decode_step(int B, int pos) {
+  IGNIS_CHECK(B >= 1 && B <= opt_.max_batch, "batch of ", B, " sequences exceeds max_batch ", opt_.max_batch);
+  check_range(0, 1, pos);
+  std::vector<int32_t> toks(static_cast<size_t>(B), 0);
+  set_step(toks.data(), B, pos, nullptr);
+  std::vector<std::pair<const char*, cudaEvent_t>> marks;
+  cudaEvent_t start;
+  CUDA_CHECK(cudaEventCreate(&start));
+  CUDA_CHECK(cudaEventRecord(start, stream_));
+  prof_ = &marks;
+  std::exception_ptr err;
+  try {
+    enqueue_decode(B, false);
+  } catch (...) {
+    err = std::current_exception();
+  }
+  prof_ = nullptr;
+  cudaStreamSynchronize(stream_);
+  std::vector<std::pair<std::string, double>> out;
+  cudaEvent_t prev = start;
+  double total = 0;
+  for (auto& [cat, e] : marks) {
+    float ms = 0;
+    if (!err) CUDA_CHECK(cudaEventElapsedTime(&ms, prev, e));
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == cat; });
+    if (it == out.end()) out.emplace_back(cat, ms); else it->second += ms;
+    total += ms;
+    if (prev != start) cudaEventDestroy(prev);
+    prev = e;
+  }
+  if (prev != start) cudaEventDestroy(prev);
+  cudaEventDestroy(start);
+  if (err) std::rethrow_exception(err);
+  out.emplace_back("total (kernels one by one)", total);
+  return out;
 }
 
 void CudaLlamaImpl::run_decode(int B, bool sample) {

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
@@ -69,6 +70,10 @@ class CudaLlama : public LlamaModel {
   // Bytes of K and V read by one decode step of one sequence at position pos.
   virtual size_t kv_bytes_per_step(int pos) const = 0;
   virtual void synchronize() = 0;
+  // Runs one decode step of B sequences at position pos eagerly with an event after every kernel
+  // and returns milliseconds per kernel category ("gemv", "attention", ...) in first-seen order,
+  // then "total (kernels one by one)". Diagnostics for the benchmark; overwrites KV at pos.
+  virtual std::vector<std::pair<std::string, double>> profile_decode_step(int B, int pos) = 0;
 };
 
 // Uploads the weights of `src` (F32/F16/BF16 converted on the GPU; quantized GGUF tensors
