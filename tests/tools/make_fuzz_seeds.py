@@ -56,8 +56,23 @@ def f32s(n, scale=0.01):
     return b"".join(struct.pack("<f", scale * ((i * 7) % 13 - 6)) for i in range(n))
 
 
-def tiny_llama_gguf(arch="llama", layers=1, tied=False, tokens=True):
+def gpt2_byte_tokens():
+    """The 256 byte-level BPE tokens: GPT-2's printable stand-in for each byte."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + extra)
+            extra += 1
+    return [out[b] for b in range(256)]
+
+
+def tiny_llama_gguf(arch="llama", layers=1, tied=False, tokens=True, bpe=False):
     dim, hidden, heads, kv, vocab, head = 8, 16, 2, 1, 6, 4
+    if bpe:
+        vocab = 256 + 5
     p = arch + "."
     kvs = [("general.architecture", STRING, arch), ("general.name", STRING, "seed"),
            (p + "block_count", U32, layers), (p + "context_length", U32, 32),
@@ -65,7 +80,15 @@ def tiny_llama_gguf(arch="llama", layers=1, tied=False, tokens=True):
            (p + "attention.head_count", U32, heads), (p + "attention.head_count_kv", U32, kv),
            (p + "attention.layer_norm_rms_epsilon", F32, 1e-5), (p + "rope.freq_base", F32, 10000.0),
            (p + "rope.dimension_count", U32, head)]
-    if tokens:
+    if bpe:
+        toks = gpt2_byte_tokens() + ["\u0120t", "he", "\u0120the", "<|im_start|>", "<|im_end|>"]
+        kvs += [("tokenizer.ggml.model", STRING, "gpt2"), ("tokenizer.ggml.pre", STRING, "smollm"),
+                ("tokenizer.ggml.tokens", ARRAY, (STRING, toks)),
+                ("tokenizer.ggml.token_type", ARRAY, (I32, [1] * 259 + [3, 3])),
+                ("tokenizer.ggml.merges", ARRAY, (STRING, ["\u0120 t", "h e", "\u0120t he"])),
+                ("tokenizer.ggml.bos_token_id", U32, 259), ("tokenizer.ggml.eos_token_id", U32, 260),
+                ("tokenizer.chat_template", STRING, "{% for m in messages %}<|im_start|>{{ m['content'] }}{% endfor %}")]
+    elif tokens:
         kvs += [("tokenizer.ggml.model", STRING, "llama"),
                 ("tokenizer.ggml.tokens", ARRAY, (STRING, ["<unk>", "<s>", "</s>", "a", "b", "\u2581c"])),
                 ("tokenizer.ggml.scores", ARRAY, (F32, [0.0, 0.0, 0.0, -1.0, -2.0, -3.0])),
@@ -152,6 +175,7 @@ def main():
             "tiny_llama.gguf": tiny_llama_gguf(),
             "tiny_llama_tied_notok.gguf": tiny_llama_gguf(layers=2, tied=True, tokens=False),
             "tiny_qwen2.gguf": tiny_llama_gguf("qwen2"),
+            "tiny_bpe.gguf": tiny_llama_gguf(bpe=True, tied=True),
             "all_types_v3.gguf": all_types_gguf(3),
             "all_types_v2.gguf": all_types_gguf(2),
             "empty_v3.gguf": gguf([], []),
