@@ -116,98 +116,60 @@ float vec_dot(DType t, const void* w, const void* x, int64_t n) {
   return vec_dot_ref(t, w, x, n);
 }
 
-void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
-  IGNIS_CHECK(W.device() == Device::CPU, "matmul: the weight must be on the CPU");
-  check_f32_cpu(x, "the input x");
-  check_f32_cpu(y, "the output y");
-  const DType wt = W.dtype();
-  const int64_t N = W.rows(), K = W.cols();
-  const int64_t M = x.rows();
-  IGNIS_CHECK(x.cols() == K, "matmul: x has ", x.cols(), " columns but the weight ", W.shape_str(), " has ", K);
-  IGNIS_CHECK(y.rows() == M && y.cols() == N, "matmul: y is ", y.shape_str(), ", expected [", M, ", ", N, "]");
-  if (M == 0 || N == 0) return;
-  const DType vt = vec_dot_type(wt);
-  const size_t w_stride = W.row_bytes();
-  IGNIS_CHECK(row_bytes(vt, K) > 0 || K == 0, "matmul: bad row size");
-  if (K == 0) {
-    std::fill(y.ptr<float>(), y.ptr<float>() + M * N, 0.0f);
-    return;
-  }
+namespace {
 
-  const bool avx2 = using_avx2();
-  detail::TileFn tile = avx2 ? detail::avx2_tile(wt) : nullptr;
-
-  // 1. activations in the weight's dot-product format (+ per-block side data for Q8_0).
+// Everything a matmul's tasks need. The tasks' lambdas capture only a pointer to it, so
+// std::function keeps them inline (no allocation per call).
+struct MatmulJob {
+  DType wt, vt;
+  int64_t M, N, K;
+  bool avx2;
+  const uint8_t* wp;
+  size_t w_stride;
+  const float* xf;
+  uint8_t* xbuf;  // quantized activations (+ aux), or nullptr for f32
   const uint8_t* xq;
   size_t x_stride;
+  int64_t nb, ld;  // activation blocks per row, aux layout [block][row] with row stride ld
+  float* aux_d;    // written by quantize(), read through aux
+  float* aux_s;
   detail::XAux aux;
-  if (vt == DType::F32) {
-    xq = static_cast<const uint8_t*>(x.data());
-    x_stride = size_t(K) * 4;
-  } else {
-    thread_local Scratch scratch;
-    x_stride = row_bytes(vt, K);
-    const int64_t nb = K / dtype_info(vt).block_size;
-    const int64_t ld = M + 4;
-    const size_t qbytes = (x_stride * size_t(M) + 63) / 64 * 64;
-    const size_t aux_bytes = vt == DType::Q8_0 ? size_t(nb * ld) * 2 * sizeof(float) : 0;
-    uint8_t* buf = scratch.get(qbytes + aux_bytes);
-    float* aux_d = reinterpret_cast<float*>(buf + qbytes);
-    float* aux_s = aux_d + nb * ld;
-    const float* xf = x.ptr<float>();
-    auto quant_rows = [&](int64_t b, int64_t e) {
-      for (int64_t m = b; m < e; ++m) {
-        uint8_t* row = buf + size_t(m) * x_stride;
-        if (avx2)
-          detail::avx2_quantize_row(vt, xf + m * K, row, K);
-        else
-          quantize_row(vt, xf + m * K, row, K);
-        if (vt == DType::Q8_0) detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
-      }
-    };
-    // Quantizing is cheap next to the product (K values vs N*K MACs a row): a parallel
-    // region of its own only pays off for large inputs.
-    if (M * K >= (int64_t(1) << 20))
-      pool.parallel_for(M, 4, quant_rows);
-    else
-      quant_rows(0, M);
-    xq = buf;
-    if (vt == DType::Q8_0) aux = detail::XAux{aux_d, aux_s, ld};
+  float* yp;
+  detail::TileFn tile;
+  const detail::PanelKernel* panel;
+  int64_t tiles_per_chunk;
+
+  void quantize(int64_t b, int64_t e) const {
+    for (int64_t m = b; m < e; ++m) {
+      uint8_t* row = xbuf + size_t(m) * x_stride;
+      if (avx2)
+        detail::avx2_quantize_row(vt, xf + m * K, row, K);
+      else
+        quantize_row(vt, xf + m * K, row, K);
+      if (vt == DType::Q8_0)
+        detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
+    }
   }
 
-  const uint8_t* wp = static_cast<const uint8_t*>(W.data());
-  float* yp = y.ptr<float>();
-
-  // 2a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows (one task
-  // each), every activation row against each panel while it sits in L1.
-  const detail::PanelKernel* panel = avx2 && M >= kPanelMinRows ? detail::avx2_panel(wt) : nullptr;
-  if (panel) {
-    const int64_t n_panels = (N + 7) / 8;
-    pool.run(n_panels, [&](int64_t p, int) {
-      thread_local Scratch panel_scratch;
-      uint8_t* buf = panel_scratch.get(panel->bytes(K));
-      const int64_t n = p * 8;
-      const int rows = int(std::min<int64_t>(8, N - n));
-      panel->pack(wp + size_t(n) * w_stride, w_stride, rows, K, buf);
-      for (int64_t m = 0; m < M; m += 4) {
-        const int nc = int(std::min<int64_t>(4, M - m));
-        const detail::XAux a{aux.d + m, aux.s + m, aux.ld};
-        panel->compute(buf, xq + size_t(m) * x_stride, x_stride, a, yp + m * N + n, size_t(N), rows, nc, K);
-      }
-    });
-    return;
+  // 8 weight rows packed once, then every activation row against the panel.
+  void panel_task(int64_t p) const {
+    thread_local Scratch panel_scratch;
+    uint8_t* buf = panel_scratch.get(panel->bytes(K));
+    const int64_t n = p * 8;
+    const int rows = int(std::min<int64_t>(8, N - n));
+    panel->pack(wp + size_t(n) * w_stride, w_stride, rows, K, buf);
+    for (int64_t m = 0; m < M; m += 4) {
+      const int nc = int(std::min<int64_t>(4, M - m));
+      const detail::XAux a{aux.d + m, aux.s + m, aux.ld};
+      panel->compute(buf, xq + size_t(m) * x_stride, x_stride, a, yp + m * N + n, size_t(N), rows, nc, K);
+    }
   }
 
-  // 2b. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows.
-  const int64_t n_tiles = (N + 3) / 4;
-  // Enough chunks to balance the threads, few enough that each is worth a hand-off.
-  const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
-  const int64_t tiles_per_chunk = std::max<int64_t>(1, n_tiles / want);
-  const int64_t n_chunks = (n_tiles + tiles_per_chunk - 1) / tiles_per_chunk;
-  pool.run(n_chunks, [&](int64_t chunk, int) {
+  // A chunk of weight rows in tiles of 4 x 4; its rows stay in L1/L2 while all activation
+  // rows pass by.
+  void tile_task(int64_t chunk) const {
     const int64_t n0 = chunk * tiles_per_chunk * 4;
     const int64_t n1 = std::min(N, n0 + tiles_per_chunk * 4);
-    // The weight rows of the chunk stay in L1/L2 while all activation rows pass by.
     for (int64_t m = 0; m < M; m += 4) {
       const int nc = int(std::min<int64_t>(4, M - m));
       for (int64_t n = n0; n < n1; n += 4) {
@@ -223,7 +185,75 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
         }
       }
     }
-  });
+  }
+};
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
+  IGNIS_CHECK(W.device() == Device::CPU, "matmul: the weight must be on the CPU");
+  check_f32_cpu(x, "the input x");
+  check_f32_cpu(y, "the output y");
+  MatmulJob job{};
+  job.wt = W.dtype();
+  job.N = W.rows();
+  job.K = W.cols();
+  job.M = x.rows();
+  const int64_t M = job.M, N = job.N, K = job.K;
+  IGNIS_CHECK(x.cols() == K, "matmul: x has ", x.cols(), " columns but the weight ", W.shape_str(), " has ", K);
+  IGNIS_CHECK(y.rows() == M && y.cols() == N, "matmul: y is ", y.shape_str(), ", expected [", M, ", ", N, "]");
+  if (M == 0 || N == 0) return;
+  job.vt = vec_dot_type(job.wt);
+  if (K == 0) {
+    std::fill(y.ptr<float>(), y.ptr<float>() + M * N, 0.0f);
+    return;
+  }
+  job.w_stride = W.row_bytes();
+  job.wp = static_cast<const uint8_t*>(W.data());
+  job.yp = y.ptr<float>();
+  job.xf = x.ptr<float>();
+  job.avx2 = using_avx2();
+  job.tile = job.avx2 ? detail::avx2_tile(job.wt) : nullptr;
+
+  // 1. activations in the weight's dot-product format (+ per-block side data for Q8_0).
+  if (job.vt == DType::F32) {
+    job.xq = reinterpret_cast<const uint8_t*>(job.xf);
+    job.x_stride = size_t(K) * 4;
+  } else {
+    thread_local Scratch scratch;
+    job.x_stride = row_bytes(job.vt, K);
+    job.nb = K / dtype_info(job.vt).block_size;
+    job.ld = M + 4;
+    const size_t qbytes = (job.x_stride * size_t(M) + 63) / 64 * 64;
+    const size_t aux_bytes = job.vt == DType::Q8_0 ? size_t(job.nb * job.ld) * 2 * sizeof(float) : 0;
+    job.xbuf = scratch.get(qbytes + aux_bytes);
+    job.xq = job.xbuf;
+    if (job.vt == DType::Q8_0) {
+      job.aux_d = reinterpret_cast<float*>(job.xbuf + qbytes);
+      job.aux_s = job.aux_d + job.nb * job.ld;
+      job.aux = detail::XAux{job.aux_d, job.aux_s, job.ld};
+    }
+    // Quantizing is cheap next to the product (K values vs N*K MACs a row): a parallel
+    // region of its own only pays off for large inputs.
+    if (M * K >= (int64_t(1) << 20))
+      pool.parallel_for(M, 4, [&job](int64_t b, int64_t e) { job.quantize(b, e); });
+    else
+      job.quantize(0, M);
+  }
+
+  // 2a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows, one task each.
+  job.panel = job.avx2 && M >= kPanelMinRows ? detail::avx2_panel(job.wt) : nullptr;
+  if (job.panel) {
+    pool.run((N + 7) / 8, [&job](int64_t p, int) { job.panel_task(p); });
+    return;
+  }
+
+  // 2b. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows:
+  // enough chunks to balance the threads, few enough that each is worth a hand-off.
+  const int64_t n_tiles = (N + 3) / 4;
+  const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
+  job.tiles_per_chunk = std::max<int64_t>(1, n_tiles / want);
+  pool.run((n_tiles + job.tiles_per_chunk - 1) / job.tiles_per_chunk, [&job](int64_t c, int) { job.tile_task(c); });
 }
 
 void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out) {
