@@ -14,9 +14,9 @@
 namespace ignis::cli {
 
 void BenchArgs::add(CLI::App* app) {
-  app->add_option("-p,--prompt-tokens", prompt_tokens, "Prompt length for the prompt-processing test (default 128)")
-      ->check(CLI::Range(1, 1 << 20));
-  app->add_option("-n,--gen-tokens", gen_tokens, "Tokens for the decode test (default 64)")->check(CLI::Range(1, 1 << 20));
+  app->add_option("-p,--prompt-tokens", prompt_tokens, "Prompt length for the prompt-processing test (default 128 on the CPU, 512 on the GPU)")
+      ->check(CLI::Range(0, 1 << 20));
+  app->add_option("-n,--gen-tokens", gen_tokens, "Tokens for the decode test (default 64 on the CPU, 128 on the GPU)")->check(CLI::Range(0, 1 << 20));
   app->add_option("-r,--reps", reps, "Repetitions; the table shows mean and standard deviation (default 3)")
       ->check(CLI::Range(1, 1000));
   app->add_option("--batch", batch, "Sequences decoded together (GPU synthetic benchmark)")->check(CLI::Range(1, 64));
@@ -43,9 +43,12 @@ Stat stat(const std::vector<double>& v) {
 
 int bench_synthetic(const BenchArgs& a);  // cli_cuda.cpp
 
-int cmd_bench(const BenchArgs& a, const std::string& model_path, const std::string& tokenizer, const std::string& device,
+int cmd_bench(const BenchArgs& args, const std::string& model_path, const std::string& tokenizer, const std::string& device,
               int threads, int ctx) {
-  if (!a.synthetic.empty()) return bench_synthetic(a);
+  if (!args.synthetic.empty()) return bench_synthetic(args);
+  BenchArgs a = args;
+  if (a.prompt_tokens <= 0) a.prompt_tokens = 128;
+  if (a.gen_tokens <= 0) a.gen_tokens = 64;
   ModelSource src = open_model(model_path, tokenizer);
   std::unique_ptr<LlamaModel> model;
   if (device == "cuda") {

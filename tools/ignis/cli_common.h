@@ -18,7 +18,7 @@ std::string resolve_model_path(const std::string& path);
 int cmd_info(const ModelSource& src);
 
 struct BenchArgs {
-  int prompt_tokens = 128, gen_tokens = 64, reps = 3, batch = 1;
+  int prompt_tokens = 0, gen_tokens = 0, reps = 3, batch = 1;  // 0: the mode's default
   std::string synthetic;  // shape name for a random-weight model on the GPU
   bool json = false;
   void add(CLI::App* app);
