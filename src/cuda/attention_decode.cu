@@ -6,14 +6,14 @@
 //   heads sharing kh, softmax(q K^T * scale) V over its key range [s*chunk, (s+1)*chunk) ∩ [0, p_i],
 //   with chunk = round_up(ceil((p_i + 1) / n_splits), 64) computed on the device from the position
 //   read from device memory (the grid is fixed, so a captured graph serves every step; splits
-//   past the end exit at once). Keys are processed in tiles of 64 staged in shared memory
-//   (rows padded to an odd number of 32-bit words: conflict-free score reads), with an online
+//   past the end exit at once). Keys are processed in tiles of 64 copied to shared memory with
+//   cp.async, double-buffered (the next tile streams in while this one is used), with an online
 //   softmax in the exp2 domain. Scores: one thread per (head, key); P.V: one thread per (head,
 //   dim) output, reading V rows in order (conflict-free). With one split the result is written
 //   normalised; otherwise (o, m, l) partials go to a workspace for attn_combine_kernel.
 //   Bytes: each block reads its keys' K and V rows once (G heads share them): 2 L hd sizeof(T)
 //   per kv head and query. Launch: grid (n_splits, nkv, n) x 128 threads, dynamic smem
-//   G hd 4 + 2 * 64 * (hd sizeof(T) + 4) + G 64 4 + small.
+//   G hd 4 + stages * 2 * 64 * (hd sizeof(T) + 16) + G 64 4 + small (69 KB for bf16 hd 128).
 // attn_combine_kernel: block per (query, head): out = sum_s o_s 2^(m_s - M) / sum_s l_s 2^(m_s - M).
 #include <algorithm>
 
@@ -27,36 +27,64 @@ constexpr int kTile = 64;
 constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
+// Shared memory: q (fp32, pre-scaled) | K/V tiles (1 or 2 stages) | scores | per-head state.
+// K/V rows are padded to an odd number of 16-byte chunks: 8 threads reading 16 bytes of 8
+// consecutive rows hit 8 different bank groups.
 struct Smem {
-  __host__ __device__ static int row_words(int hd, int elem) { return hd * elem / 4 + 1; }
-  static size_t bytes(int G, int hd, int elem) {
-    return size_t(G) * hd * 4 + 2 * size_t(kTile) * row_words(hd, elem) * 4 + size_t(G) * kTile * 4 + 3 * 16 * 4;
+  __host__ __device__ static int row_bytes(int hd, int elem) { return (hd * elem + 15) / 16 * 16 + 16; }
+  __host__ __device__ static int q_bytes(int G, int hd) { return (G * hd * 4 + 15) / 16 * 16; }
+  static size_t bytes(int G, int hd, int elem, int stages) {
+    return size_t(q_bytes(G, hd)) + size_t(stages) * 2 * kTile * row_bytes(hd, elem) + size_t(G) * kTile * 4 +
+           3 * 16 * 4;
   }
 };
 
-template <typename T>
-__device__ __forceinline__ float2 unpack2(uint32_t w);
-template <>
-__device__ __forceinline__ float2 unpack2<bf16>(uint32_t w) {
-  return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+__device__ __forceinline__ void cp_async(void* dst, const void* src, int bytes, bool valid) {
+  const uint32_t d = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  const int n = valid ? bytes : 0;  // 0 source bytes: the destination is zero-filled
+  if (bytes == 16)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(n));
+  else if (bytes == 8)
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;" ::"r"(d), "l"(src), "r"(n));
+  else
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(d), "l"(src), "r"(n));
+}
+
+// q . K row (bf16 / f32), read 16 bytes at a time when the row allows it (VEC16), else by element.
+template <typename T, bool VEC16>
+__device__ __forceinline__ float dot_row(const float* q, const uint8_t* krow, int hd) {
+  float sc = 0.f;
+  if constexpr (VEC16) {
+    constexpr int kPer = 16 / int(sizeof(T));
+    for (int d0 = 0; d0 < hd; d0 += kPer) {
+      const uint4 v = *reinterpret_cast<const uint4*>(krow + d0 * int(sizeof(T)));
+      const T* e = reinterpret_cast<const T*>(&v);
+#pragma unroll
+      for (int j = 0; j < kPer; ++j) sc = fmaf(q[d0 + j], to_f(e[j]), sc);
+    }
+  } else {
+    const T* e = reinterpret_cast<const T*>(krow);
+    for (int d = 0; d < hd; ++d) sc = fmaf(q[d], to_f(e[d]), sc);
+  }
+  return sc;
 }
 
 // NACC: accumulators per thread = ceil(G * hd / kThreads).
-template <typename T, int NACC>
-__global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a) {
+template <typename T, int NACC, bool VEC16>
+__global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int stages) {
   extern __shared__ float4 smem_raw[];
   const int s = blockIdx.x, kh = blockIdx.y, i = blockIdx.z;
   const int hd = a.hd, G = a.nh / a.nkv, n_splits = gridDim.x;
   const int tid = threadIdx.x;
   constexpr int kElem = int(sizeof(T));
-  const int rw = Smem::row_words(hd, kElem);
-  float* qs = reinterpret_cast<float*>(smem_raw);                    // [G][hd]
-  uint32_t* ks = reinterpret_cast<uint32_t*>(qs + G * hd);           // [kTile][rw]
-  uint32_t* vs = ks + kTile * rw;                                    // [kTile][rw]
-  float* ps = reinterpret_cast<float*>(vs + kTile * rw);             // [G][kTile]
-  float* st_m = ps + G * kTile;                                      // [16] running max per head
-  float* st_scale = st_m + 16;                                       // [16] rescale of this tile
-  float* st_l = st_scale + 16;                                       // [16] running sum per head
+  const int rb = Smem::row_bytes(hd, kElem);
+  uint8_t* base = reinterpret_cast<uint8_t*>(smem_raw);
+  float* qs = reinterpret_cast<float*>(base);                                 // [G][hd]
+  uint8_t* kv = base + Smem::q_bytes(G, hd);                                  // [stages][K, V][kTile][rb]
+  float* ps = reinterpret_cast<float*>(kv + size_t(stages) * 2 * kTile * rb); // [G][kTile]
+  float* st_m = ps + G * kTile;                                               // [16] running max per head
+  float* st_scale = st_m + 16;                                                // [16] rescale of this tile
+  float* st_l = st_scale + 16;                                                // [16] running sum per head
 
   pdl_trigger();
   pdl_wait();
@@ -80,53 +108,54 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a) {
     return;
   }
 
+  const size_t slot = size_t(a.slot0) + b;
+  const uint8_t* kbase =
+      reinterpret_cast<const uint8_t*>(static_cast<const T*>(a.k_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * hd);
+  const uint8_t* vbase =
+      reinterpret_cast<const uint8_t*>(static_cast<const T*>(a.v_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * hd);
+  const int row_src = hd * kElem;  // bytes of a cache row
+  const int cb = row_src % 16 == 0 ? 16 : (row_src % 8 == 0 ? 8 : 4);
+  const int chunks = row_src / cb;
+  auto issue = [&](int tt, int buf) {  // tile starting at key tt -> stage buf (zero-filled past t1)
+    uint8_t* kd = kv + size_t(buf) * 2 * kTile * rb;
+    uint8_t* vd = kd + size_t(kTile) * rb;
+    for (int e = tid; e < kTile * chunks; e += kThreads) {
+      const int t = e / chunks, off = (e % chunks) * cb;
+      const bool ok = tt + t < t1;
+      const size_t src = ok ? size_t(tt + t) * row_src + off : 0;
+      cp_async(kd + t * rb + off, kbase + src, cb, ok);
+      cp_async(vd + t * rb + off, vbase + src, cb, ok);
+    }
+    asm volatile("cp.async.commit_group;");
+  };
+  issue(t0, 0);
+
   const T* q = static_cast<const T*>(a.q) + (size_t(i) * a.nh + head0) * hd;
   const float qscale = a.scale * kLog2e;
   for (int e = tid; e < G * hd; e += kThreads) qs[e] = to_f(q[e]) * qscale;
-  if (tid < G) st_m[tid] = -INFINITY;
-  const size_t slot = size_t(a.slot0) + b;
-  const T* kbase = static_cast<const T*>(a.k_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * hd;
-  const T* vbase = static_cast<const T*>(a.v_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * hd;
-  const int words = hd * kElem / 4;  // 32-bit words per row (hd even)
+  if (tid < G) st_m[tid] = -INFINITY, st_l[tid] = 0.f;
 
   float acc[NACC];
 #pragma unroll
   for (int r = 0; r < NACC; ++r) acc[r] = 0.f;
-  if (tid < G) st_l[tid] = 0.f;
 
-  for (int tt = t0; tt < t1; tt += kTile) {
+  const int n_tiles = (t1 - t0 + kTile - 1) / kTile;
+  for (int it = 0; it < n_tiles; ++it) {
+    const int tt = t0 + it * kTile;
     const int nt = min(kTile, t1 - tt);
-    __syncthreads();  // previous tile fully consumed
-    for (int e = tid; e < kTile * words; e += kThreads) {
-      const int t = e / words, w = e % words;
-      uint32_t kw = 0, vw = 0;
-      if (t < nt) {
-        kw = reinterpret_cast<const uint32_t*>(kbase + size_t(tt + t) * hd)[w];
-        vw = reinterpret_cast<const uint32_t*>(vbase + size_t(tt + t) * hd)[w];
-      }
-      ks[t * rw + w] = kw;
-      vs[t * rw + w] = vw;
+    if (stages == 2 && it + 1 < n_tiles) {
+      issue(tt + kTile, (it + 1) & 1);
+      asm volatile("cp.async.wait_group 1;" ::: "memory");
+    } else {
+      asm volatile("cp.async.wait_group 0;" ::: "memory");
     }
     __syncthreads();
+    const uint8_t* ks = kv + size_t(stages == 2 ? (it & 1) : 0) * 2 * kTile * rb;
+    const uint8_t* vs = ks + size_t(kTile) * rb;
     // scores: thread per (head, key)
     for (int e = tid; e < G * kTile; e += kThreads) {
       const int h = e / kTile, t = e % kTile;
-      float sc = -INFINITY;
-      if (t < nt) {
-        sc = 0.f;
-        const float* qh = qs + h * hd;
-        const uint32_t* kr = ks + t * rw;
-        if constexpr (kElem == 4) {
-          for (int d = 0; d < hd; ++d) sc = fmaf(qh[d], __uint_as_float(kr[d]), sc);
-        } else {
-          for (int w = 0; w < words; ++w) {
-            const float2 kv = unpack2<T>(kr[w]);
-            sc = fmaf(qh[2 * w], kv.x, sc);
-            sc = fmaf(qh[2 * w + 1], kv.y, sc);
-          }
-        }
-      }
-      ps[h * kTile + t] = sc;
+      ps[h * kTile + t] = t < nt ? dot_row<T, VEC16>(qs + h * hd, ks + t * rb, hd) : -INFINITY;
     }
     __syncthreads();
     // online softmax: warp per head
@@ -148,7 +177,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a) {
       }
     }
     __syncthreads();
-    // P.V: thread per (head, dim)
+    // P.V: thread per (head, dim); V rows read in order (consecutive threads, consecutive dims)
 #pragma unroll
     for (int r = 0; r < NACC; ++r) {
       const int e = tid + r * kThreads;
@@ -156,18 +185,15 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a) {
         const int h = e / hd, d = e % hd;
         float o = acc[r] * st_scale[h];
         const float* ph = ps + h * kTile;
-        if constexpr (kElem == 4) {
-          for (int t = 0; t < nt; ++t) o = fmaf(ph[t], __uint_as_float(vs[t * rw + d]), o);
-        } else {
-          const uint16_t* vrow = reinterpret_cast<const uint16_t*>(vs) + d;
-          for (int t = 0; t < nt; ++t)
-            o = fmaf(ph[t], __uint_as_float(uint32_t(vrow[size_t(t) * rw * 2]) << 16), o);
-        }
+        const T* vcol = reinterpret_cast<const T*>(vs) + d;
+        const int stride = rb / kElem;
+        for (int t = 0; t < nt; ++t) o = fmaf(ph[t], to_f(vcol[t * stride]), o);
         acc[r] = o;
       }
     }
+    __syncthreads();  // the stage just read is refilled next
+    if (stages == 1 && it + 1 < n_tiles) issue(tt + kTile, 0);
   }
-  __syncthreads();
 
 #pragma unroll
   for (int r = 0; r < NACC; ++r) {
@@ -213,31 +239,45 @@ __global__ void attn_combine_kernel(AttnArgs a, int n_splits) {
   }
 }
 
-template <typename T, int NACC>
+template <typename T, int NACC, bool VEC16>
 void launch_split(const AttnArgs& a, cudaStream_t stream) {
   const int G = a.nh / a.nkv;
-  const size_t smem = Smem::bytes(G, a.hd, int(sizeof(T)));
-  static int configured = 0;  // raise the dynamic smem limit once per instantiation
+  int dev = 0, max_smem = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  CUDA_CHECK(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  int stages = 2;  // double-buffered K/V tiles when they fit, else one stage
+  size_t smem = Smem::bytes(G, a.hd, int(sizeof(T)), stages);
+  if (smem > size_t(max_smem)) stages = 1, smem = Smem::bytes(G, a.hd, int(sizeof(T)), stages);
+  IGNIS_CHECK(smem <= size_t(max_smem), "attention: head size ", a.hd, " needs ", smem, " bytes of shared memory");
+  static int configured = 0;  // raise the dynamic smem limit once per instantiation (and size)
   if (smem > 48 * 1024 && configured < int(smem)) {
-    CUDA_CHECK(cudaFuncSetAttribute(attn_split_kernel<T, NACC>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CUDA_CHECK(cudaFuncSetAttribute(attn_split_kernel<T, NACC, VEC16>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem)));
     configured = int(smem);
   }
-  launch(attn_split_kernel<T, NACC>, dim3(a.n_splits, a.nkv, a.n), dim3(kThreads), smem, stream, a);
+  launch(attn_split_kernel<T, NACC, VEC16>, dim3(a.n_splits, a.nkv, a.n), dim3(kThreads), smem, stream, a, stages);
   if (a.n_splits > 1)
     launch(attn_combine_kernel<T>, dim3(a.n * a.nh), dim3(std::min(256, std::max(32, (a.hd + 31) / 32 * 32))), 0,
            stream, a, a.n_splits);
 }
 
+template <typename T, int NACC>
+void dispatch_vec(const AttnArgs& a, cudaStream_t stream) {
+  if ((a.hd * int(sizeof(T))) % 16 == 0)
+    launch_split<T, NACC, true>(a, stream);
+  else
+    launch_split<T, NACC, false>(a, stream);
+}
+
 template <typename T>
 void dispatch_split(const AttnArgs& a, cudaStream_t stream) {
   const int nacc = ceil_div(int64_t(a.nh / a.nkv) * a.hd, kThreads);
-  if (nacc <= 1) return launch_split<T, 1>(a, stream);
-  if (nacc <= 2) return launch_split<T, 2>(a, stream);
-  if (nacc <= 4) return launch_split<T, 4>(a, stream);
-  if (nacc <= 8) return launch_split<T, 8>(a, stream);
-  if (nacc <= 16) return launch_split<T, 16>(a, stream);
-  return launch_split<T, 32>(a, stream);
+  if (nacc <= 1) return dispatch_vec<T, 1>(a, stream);
+  if (nacc <= 2) return dispatch_vec<T, 2>(a, stream);
+  if (nacc <= 4) return dispatch_vec<T, 4>(a, stream);
+  if (nacc <= 8) return dispatch_vec<T, 8>(a, stream);
+  if (nacc <= 16) return dispatch_vec<T, 16>(a, stream);
+  return dispatch_vec<T, 32>(a, stream);
 }
 
 }  // namespace
@@ -248,7 +288,7 @@ size_t attn_ws_floats(int n, int nh, int hd, int n_splits) {
 }
 
 int attn_decode_splits(int B, int nkv, int ctx) {
-  const int target = 2 * sm_count();
+  const int target = 4 * sm_count();  // ~3 blocks of 70 KB fit per SM: a little over one wave
   int s = ceil_div(target, int64_t(B) * nkv);
   return std::clamp(s, 1, std::max(1, ceil_div(ctx, kTile)));
 }
