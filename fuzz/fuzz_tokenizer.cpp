@@ -50,8 +50,8 @@ constexpr const char* kWordPiece = R"({
                       ",": 8, "##b": 9, "\u4e2d": 10}}})";
 
 void exercise(const ignis::Tokenizer& t, std::string_view text, uint32_t seed) {
-  const std::string samples[] = {std::string(text), "Hello world", " héllo  wörld\n\t12345 🦙 中文",
-                                 "<|im_start|>user\nhi<sep>x", "\xff\xfe broken \xc3"};
+  const std::string samples[] = {std::string(text), " héllo  wörld\n\t12345 🦙 中文 <|im_start|>user\nhi<sep>x",
+                                 "\xff\xfe broken \xc3"};
   for (const std::string& s : samples) {
     for (int mode = 0; mode < 4; ++mode) {
       const auto ids = t.encode(s, mode & 1, mode & 2);
@@ -102,7 +102,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       const char* which = mode % 3 == 0 ? kByteLevel : mode % 3 == 1 ? kSpm : kWordPiece;
       t = ignis::Tokenizer::from_hf_json_text(which, "", "builtin");
-      text = rest;
+      text = rest.substr(0, 4096);  // longer texts only slow the fuzzer down
     }
     uint32_t seed = 0;
     for (size_t i = 0; i < size && i < 8; ++i) seed = seed * 31 + data[i];

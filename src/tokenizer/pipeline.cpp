@@ -721,7 +721,7 @@ std::string PipelineTokenizer::decode_piece(int32_t id, bool first) const {
                         (!decoder.wp_word.empty() && starts_with(t, decoder.wp_word));
       if (word) s.insert(0, " ");
     }
-    if (decoder.wp_cleanup) {
+    if (decoder.wp_cleanup && s.find(' ') != std::string::npos) {
       static constexpr std::pair<std::string_view, std::string_view> kCleanup[] = {
           {" .", "."},     {" ?", "?"},    {" !", "!"},   {" ,", ","},   {" ' ", "'"},  {" n't", "n't"},
           {" 'm", "'m"},   {" do not", " don't"},          {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};

@@ -3,6 +3,17 @@
 //  - SentencePiece BPE (Llama-2 family) with byte fallback;
 //  - WordPiece (BERT).
 // Built from GGUF metadata, a tokenizer.json (+ tokenizer_config.json), or a llama2.c tokenizer.bin.
+//
+// GGUF tokenizer.ggml.pre values understood for byte-level BPE: gpt2, gpt-2, default, mpt, olmo,
+// phi-2 (GPT-2's ByteLevel regex); smollm, starcoder, refact (Digits(individual) + ByteLevel);
+// llama-bpe, llama3, llama-v3 (Llama-3 regex, ignore_merges); qwen2 (NFC + Qwen2 regex). Any
+// other value is an error that lists these. tokenizer.json: models BPE and WordPiece; normalizers
+// BertNormalizer, Lowercase, NF(K)C/D, StripAccents, Strip, Prepend, Replace, Sequence;
+// pre-tokenizers ByteLevel (last), Split, Digits, Metaspace, BertPreTokenizer, Whitespace,
+// WhitespaceSplit, Punctuation, CharDelimiterSplit, Sequence; decoders ByteLevel, ByteFallback,
+// Fuse, Replace, Strip, Metaspace, WordPiece, Sequence; post-processors TemplateProcessing,
+// BertProcessing, RobertaProcessing, ByteLevel, Sequence. Others are errors naming the type.
+// Implementation: pipeline.h (stages), *_loader.cpp (formats), unicode.h (libutf8proc), regex.h (PCRE2).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -36,7 +47,10 @@ class Tokenizer {
   virtual int vocab_size() const = 0;
 
   // Text -> ids. add_special: add BOS/EOS (or [CLS]/[SEP]) as the model's rules say.
-  // parse_special: text like "<|im_start|>" becomes its special token instead of being split.
+  // parse_special: text like "<|im_start|>" becomes its special token instead of being split
+  // (non-special added tokens are always matched, as HF does).
+  // Text that is not valid UTF-8 is first repaired: each maximal invalid subsequence becomes
+  // U+FFFD (Python's errors="replace"); HF tokenizers only accepts valid strings. Thread-safe.
   virtual std::vector<int32_t> encode(std::string_view text, bool add_special = false,
                                       bool parse_special = true) const = 0;
   // The raw bytes a token stands for (may be part of a UTF-8 character); specials as their text.
