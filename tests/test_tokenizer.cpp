@@ -512,3 +512,46 @@ TEST(TokenizerHostile, HfJson) {
   EXPECT_EQ(t->encode("abab"), (std::vector<int32_t>{2, 2}));
   EXPECT_EQ(t->encode("abc"), (std::vector<int32_t>{2}));  // no unk token: unknown characters are dropped
 }
+
+// ---- GGUF presets (tokenizer.ggml.pre) against HF ----------------------------------------------------
+// The HF fixtures' vocab and merges written as a GGUF with the matching tokenizer.ggml.pre must
+// encode exactly as HF did: this checks each preset's regex/normaliser/ignore_merges choice.
+TEST(TokenizerGgufPresets, MatchHuggingFace) {
+  for (auto [fixture, pre] : {std::pair{"hf_bytelevel", "gpt2"}, std::pair{"hf_digits_bytelevel", "smollm"},
+                              std::pair{"hf_llama3", "llama-bpe"}, std::pair{"hf_qwen2", "qwen2"}}) {
+    const auto j = nlohmann::json::parse(slurp(kFixtures + "/" + fixture + ".json"));
+    std::vector<std::string> tokens;
+    std::vector<int32_t> types;
+    for (auto& [s, id] : j.at("model").at("vocab").items()) {
+      const size_t i = id.get<size_t>();
+      if (tokens.size() <= i) tokens.resize(i + 1), types.resize(i + 1, 1);
+      tokens[i] = s;
+    }
+    for (const auto& a : j.at("added_tokens")) {
+      const size_t i = a.at("id").get<size_t>();
+      if (tokens.size() <= i) tokens.resize(i + 1), types.resize(i + 1, 1);
+      tokens[i] = a.at("content").get<std::string>();
+      types[i] = a.at("special").get<bool>() ? 3 : 4;
+    }
+    std::vector<std::string> merges;
+    for (const auto& m : j.at("model").at("merges"))
+      merges.push_back(m.is_string() ? m.get<std::string>() : m[0].get<std::string>() + " " + m[1].get<std::string>());
+    GGUFWriter w;
+    w.kv_str("tokenizer.ggml.model", "gpt2");
+    w.kv_str("tokenizer.ggml.pre", pre);
+    w.kv_strs("tokenizer.ggml.tokens", tokens);
+    w.kv_i32s("tokenizer.ggml.token_type", types);
+    w.kv_strs("tokenizer.ggml.merges", merges);
+    auto tok = Tokenizer::from_gguf(*w.file());
+    size_t ok = 0, n = 0;
+    for (const auto& c : goldens().at("fixtures").at(fixture)) {
+      const std::string text = c.at("text");
+      const auto want = c.at("ids").get<std::vector<int32_t>>();
+      const auto got = tok->encode(text, false, true);
+      EXPECT_EQ(show(got), show(want)) << pre << ": '" << text << "'";
+      ok += got == want;
+      ++n;
+    }
+    std::printf("[ GGUF pre=%s ] %zu / %zu strings match HF (%s)\n", pre, ok, n, fixture);
+  }
+}
