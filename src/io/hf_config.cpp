@@ -152,7 +152,16 @@ LlamaConfig parse_hf_llama_config(const std::string& json_text, const std::strin
   if (const json* td = f.get("torch_dtype"); td && !td->is_string())
     fail(what, ": \"torch_dtype\" must be a string");
 
-  if (const json* rs = f.get("rope_scaling")) {
+  // transformers >= 5 writes "rope_parameters" {rope_theta, rope_type, factor, ...} instead of
+  // "rope_theta" + "rope_scaling"; read either.
+  const json* rs = f.get("rope_scaling");
+  if (const json* rp = f.get("rope_parameters")) {
+    if (!rp->is_object()) fail(what, ": \"rope_parameters\" must be an object");
+    Fields p(*rp, what);
+    c.rope_theta = p.number("rope_theta", c.rope_theta);
+    if (!rs) rs = rp;
+  }
+  if (rs) {
     if (!rs->is_object()) fail(what, ": \"rope_scaling\" must be an object or null");
     Fields r(*rs, what);
     std::string type = r.string("rope_type");

@@ -27,6 +27,6 @@ int cmd_bench(const BenchArgs& a, const std::string& model_path, const std::stri
               int threads, int ctx);
 
 // The CUDA backend, or a clear error when this build or machine has none.
-std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx);
+std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);
 
 }  // namespace ignis::cli

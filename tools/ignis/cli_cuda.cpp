@@ -22,10 +22,11 @@ void need_gpu() {
 }
 }  // namespace
 
-std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx) {
+std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32) {
   need_gpu();
   CudaOptions o;
   o.context = ctx;
+  o.dtype = f32 ? DType::F32 : DType::BF16;
   return make_cuda_llama(src, o);
 }
 
@@ -66,7 +67,7 @@ int bench_synthetic(const BenchArgs& a) {
 
 #else
 
-std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource&, int) {
+std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource&, int, bool) {
   fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
 }
 

@@ -28,7 +28,7 @@ using namespace ignis;
 namespace {
 
 struct ModelArgs {
-  std::string model, tokenizer, device = "cpu";
+  std::string model, tokenizer, device = "cpu", dtype = "bf16";
   int threads = 0, ctx = 0;
   void add(CLI::App* app, bool positional = false) {
     if (positional)
@@ -41,6 +41,7 @@ struct ModelArgs {
     app->add_option("--ctx", ctx, "Context size in tokens (default: the model's, at most 4096)")
         ->check(CLI::Range(0, 1 << 24));
     app->add_option("--device", device, "Where to run: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+    app->add_option("--dtype", dtype, "CUDA compute precision: bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
   }
   ModelSource open() const { return open_model(cli::resolve_model_path(model), tokenizer); }
 };
@@ -66,7 +67,7 @@ struct SampleArgs {
 };
 
 std::unique_ptr<LlamaModel> make_model(const ModelArgs& a, const ModelSource& src) {
-  if (a.device == "cuda") return cli::make_cuda_model(src, a.ctx);
+  if (a.device == "cuda") return cli::make_cuda_model(src, a.ctx, a.dtype == "f32");
   CpuOptions o;
   o.threads = a.threads;
   o.context = a.ctx;
@@ -198,6 +199,36 @@ int cmd_tokenize(const ModelArgs& ma, const std::string& text, bool add_special,
   return 0;
 }
 
+// Writes the logits of every position of a token sequence as little-endian float32
+// [n_tokens, vocab] (for parity checks against other implementations).
+int cmd_logits(const ModelArgs& ma, const std::string& token_list, const std::string& text, const std::string& out) {
+  ModelSource src = ma.open();
+  std::vector<int32_t> ids;
+  if (!token_list.empty()) {
+    std::istringstream is(token_list);
+    std::string t;
+    while (is >> t) {
+      try {
+        ids.push_back(int32_t(std::stol(t)));
+      } catch (const std::exception&) {
+        fail("--tokens: '", t, "' is not a token id");
+      }
+    }
+  } else {
+    ids = need_tokenizer(src).encode(text, false, true);
+  }
+  if (ids.empty()) fail("no tokens: give --tokens \"1 2 3\" or -p TEXT");
+  auto model = make_model(ma, src);
+  std::vector<float> logits = model->forward_all(ids.data(), int(ids.size()), 0);
+  std::ofstream f(out, std::ios::binary);
+  if (!f) fail("cannot write '", out, "'");
+  f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * sizeof(float)));
+  if (!f) fail("error writing '", out, "'");
+  std::fprintf(stderr, "wrote %zu x %d logits to %s (%s)\n", ids.size(), src.config.vocab_size, out.c_str(),
+               model->backend().c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -248,6 +279,14 @@ int main(int argc, char** argv) {
   cli::BenchArgs bench_a;
   bench_a.add(bench);
 
+  auto* logc = app.add_subcommand("logits", "Write the logits of every position as float32 (for parity checks)");
+  ModelArgs log_m;
+  log_m.add(logc);
+  std::string log_tokens, log_text, log_out;
+  logc->add_option("--tokens", log_tokens, "Token ids separated by spaces");
+  logc->add_option("-p,--prompt", log_text, "Text to tokenize instead of --tokens");
+  logc->add_option("-o,--output", log_out, "Output file")->required();
+
   try {
     try {
       app.parse(argc, argv);
@@ -257,6 +296,7 @@ int main(int argc, char** argv) {
     if (*gen) return cmd_generate(gen_m, gen_s, prompt, prompt_file, n, ignore_eos, use_chat, tmpl, stops, quiet);
     if (*chat) return cmd_chat(chat_m, chat_s, chat_n, chat_tmpl, system);
     if (*info) return cli::cmd_info(open_model(cli::resolve_model_path(info_m.model), info_m.tokenizer));
+    if (*logc) return cmd_logits(log_m, log_tokens, log_text, log_out);
     if (*tokc) return cmd_tokenize(tok_m, tok_text, add_special, no_parse_special);
     if (*bench) return cli::cmd_bench(bench_a, bench_m.model.empty() && !bench_a.synthetic.empty() ? "" : cli::resolve_model_path(bench_m.model),
                                       bench_m.tokenizer, bench_m.device, bench_m.threads, bench_m.ctx);
