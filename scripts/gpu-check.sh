@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The GPU checks, on a machine with an NVIDIA Hopper GPU (rerunnable by anyone):
+#   scripts/gpu-check.sh build     configure + build the CLI and the GPU tests (sm_90a)
+#   scripts/gpu-check.sh test      GPU kernel/model tests, HF parity (cpu, cuda f32, cuda bf16)
+#   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
+#   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
+#   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
+#   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
+# Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
+# tok512.bin), default ../shared/data.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG="${OUT:-gpu-logs}"; mkdir -p "$LOG"
+export IGNIS_DATA="${IGNIS_DATA:-$PWD/../shared/data}"
+B=build-gpu
+status=0
+run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
+  local name="$1"; shift
+  echo "=== $name: $*"
+  local t0=$SECONDS
+  "$@" > "$LOG/$name.log" 2>&1; local rc=$?
+  tail -n "${TAIL:-25}" "$LOG/$name.log"
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s"
+  echo "$name $rc $((SECONDS - t0))" >> "$LOG/summary.txt"
+  [ $rc = 0 ] || status=1
+}
+for stage in "$@"; do
+  case "$stage" in
+    build)
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+      run configure cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DIGNIS_CUDA=ON -DIGNIS_CUDA_ARCHS=90a -DIGNIS_BENCH=OFF
+      run build ninja -C $B ignis_cli ignis_gpu_tests ignis_tests ;;
+    test)
+      TAIL=40 run gpu_tests $B/ignis_gpu_tests
+      run cpu_tests $B/ignis_tests --gtest_filter='LlamaRef*:Ops*:Quant*'
+      run hf_parity python3 tests/reference/hf_parity.py --ignis $B/ignis --modes cpu cuda-f32 cuda-bf16 ;;
+    smollm2)
+      M="${IGNIS_MODEL:?set IGNIS_MODEL to the SmolLM2 GGUF}"
+      for dev in cpu cuda; do
+        run "greedy_$dev" $B/ignis generate -m "$M" --device $dev -p "The capital of France is" --temp 0 -n 40 --ignore-eos -q
+      done
+      run greedy_stories_cuda $B/ignis generate -m "$IGNIS_DATA/stories260K.bin" --tokenizer "$IGNIS_DATA/tok512.bin" --device cuda -p "Once upon a time" --temp 0 -n 60 -q
+      run chat_cuda $B/ignis generate -m "$M" --device cuda --chat -p "What is the capital of France?" --temp 0 -n 60 -q
+      if cmp -s <(head -c 400 "$LOG/greedy_cpu.log") <(head -c 400 "$LOG/greedy_cuda.log"); then echo "SmolLM2 greedy: CPU == GPU"; else echo "SmolLM2 greedy: CPU != GPU"; fi ;;
+    sanitize)
+      run memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
+      run racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;
+    bench)
+      TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
+    peers)
+      TAIL=40 run peers python3 bench/peers.py --shape "${SHAPE:-llama-2-7b}" --ignis $B/ignis --out "$LOG" ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
+echo; echo "=== summary (stage exit seconds)"; cat "$LOG/summary.txt"
+exit $status
