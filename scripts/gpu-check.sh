@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, on a machine with an NVIDIA Hopper GPU (rerunnable by anyone):
+#   scripts/gpu-check.sh deps      unpack carried Debian packages (PCRE2, CLI11, utf8proc, GoogleTest) into /
 #   scripts/gpu-check.sh build     configure + build the CLI and the GPU tests (sm_90a)
 #   scripts/gpu-check.sh test      GPU kernel/model tests, HF parity (cpu, cuda f32, cuda bf16)
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
@@ -26,6 +27,8 @@ run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
 }
 for stage in "$@"; do
   case "$stage" in
+    deps)  # GPU images without the -dev packages: unpack carried .debs ($IGNIS_DEBS) into /
+      for f in "${IGNIS_DEBS:-.devcarry/debs}"/*.deb; do dpkg -x "$f" /; done; ldconfig ;;
     build)
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
       run configure cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DIGNIS_CUDA=ON -DIGNIS_CUDA_ARCHS=90a -DIGNIS_BENCH=OFF
