@@ -782,6 +782,8 @@ def main():
         log("CUDA is not available: use --device cpu for a smoke test")
         sys.exit(2)
     dev = torch.device(args.device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", 0)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
         dev_name = torch.cuda.get_device_name(dev)
