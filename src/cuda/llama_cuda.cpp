@@ -551,7 +551,9 @@ std::vector<std::pair<std::string, double>> CudaLlamaImpl::profile_decode_step(i
   std::vector<std::pair<std::string, double>> out;
   cudaEvent_t prev = start;
   double total = 0;
-  for (auto& [cat, e] : marks) {
+  for (auto& mark : marks) {
+    const auto& cat = mark.first;  // not a structured binding: clang 14 cannot capture those
+    auto& e = mark.second;
     float ms = 0;
     if (!err) CUDA_CHECK(cudaEventElapsedTime(&ms, prev, e));
     auto it = std::find_if(out.begin(), out.end(), [&](const auto& p) { return p.first == cat; });
