@@ -5,7 +5,9 @@ Builds LlamaForCausalLM models (GQA with an untied head; a tied head; llama3 rop
 saves them with save_pretrained (safetensors), runs HF in fp32 on a random 64-token prompt,
 then `ignis logits` on each device/precision given, and compares every position:
 relative error ||ignis - hf|| / ||hf|| per position must stay under the tolerance
-(fp32: 1e-4, bf16: 2e-2) and fp32 argmaxes must agree at every position.
+(fp32: 1e-4) and fp32 argmaxes must agree at every position. For bf16 the yardstick is HF
+itself run in bf16: ignis bf16 may be at most 1.5x HF-bf16's own error against HF fp32
+(bf16 keeps 8 mantissa bits; with these weights that alone is ~2% on the logits).
 
     python3 tests/reference/hf_parity.py --ignis build/ignis --modes cpu            # here
     python3 tests/reference/hf_parity.py --ignis build/ignis --modes cpu cuda-f32 cuda-bf16   # GPU machine
@@ -27,7 +29,7 @@ CASES = {
                            rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 32}),
 }
-TOL = {"cpu": 1e-4, "cuda-f32": 1e-4, "cuda-bf16": 2e-2}
+TOL = {"cpu": 1e-4, "cuda-f32": 1e-4, "cuda-bf16": 1e-2}
 
 
 def main():
@@ -52,6 +54,10 @@ def main():
             ids = torch.randint(0, cfg.vocab_size, (1, args.tokens))
             with torch.no_grad():
                 ref = model(ids).logits[0].numpy().astype(np.float64)
+                hf_bf16 = model.to(torch.bfloat16)(ids).logits[0].float().numpy().astype(np.float64)
+                model.float()
+            bf16_yard = float((np.linalg.norm(hf_bf16 - ref, axis=1) / np.linalg.norm(ref, axis=1)).max())
+            print(f"{name}: HF bf16 vs HF fp32 max relative error {bf16_yard:.2e}")
             for mode in args.modes:
                 out = os.path.join(tmp, f"{name}-{mode}.bin")
                 cmd = [args.ignis, "logits", "-m", folder, "--tokens", " ".join(map(str, ids[0].tolist())), "-o", out]
@@ -65,7 +71,8 @@ def main():
                 got = np.fromfile(out, dtype="<f4").reshape(ref.shape).astype(np.float64)
                 rel = np.linalg.norm(got - ref, axis=1) / np.linalg.norm(ref, axis=1)
                 agree = int((got.argmax(1) == ref.argmax(1)).sum())
-                ok = rel.max() < TOL[mode] and (mode == "cuda-bf16" or agree == len(rel))
+                tol = max(TOL.get(mode, 0), 1.5 * bf16_yard) if mode == "cuda-bf16" else TOL[mode]
+                ok = rel.max() < tol and (mode == "cuda-bf16" or agree == len(rel))
                 failures += 0 if ok else 1
                 rows.append((name, mode, rel.max(), rel.mean(), agree, len(rel), ok))
     print(f"\n{'model':15s} {'mode':10s} {'max rel err':>12s} {'mean rel err':>13s} {'argmax agree':>13s}  result")
