@@ -6,6 +6,33 @@
 
 namespace ignis::ops {
 
+namespace avx2 {
+float dot(const float* a, const float* b, int n);
+void axpy(float alpha, const float* x, float* y, int n);
+}  // namespace avx2
+
+namespace {
+const bool kHaveAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+// Portable versions: four independent sums so the compiler can use SSE without reassociating.
+float dot_portable(const float* a, const float* b, int n) {
+  float s[4] = {0, 0, 0, 0};
+  int i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int k = 0; k < 4; ++k) s[k] += a[i + k] * b[i + k];
+  float r = (s[0] + s[1]) + (s[2] + s[3]);
+  for (; i < n; ++i) r += a[i] * b[i];
+  return r;
+}
+void axpy_portable(float alpha, const float* x, float* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+inline float dot(const float* a, const float* b, int n) { return kHaveAvx2 ? avx2::dot(a, b, n) : dot_portable(a, b, n); }
+inline void axpy(float alpha, const float* x, float* y, int n) {
+  kHaveAvx2 ? avx2::axpy(alpha, x, y, n) : axpy_portable(alpha, x, y, n);
+}
+}  // namespace
+
 void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
   double ss = 0;  // double: the sum of squares of thousands of values keeps its precision
   for (int i = 0; i < n; ++i) ss += double(x[i]) * x[i];
@@ -88,19 +115,12 @@ void attention(ThreadPool& pool, const float* q, const float* kcache, const floa
     const size_t kv_off = size_t(h / group) * head_dim;
     float* s = scratch.data() + size_t(thread) * size_t(max_len);
     for (int t = 0; t < len; ++t) {
-      const float* k = kcache + size_t(t) * kv_stride + kv_off;
-      float d = 0;
-      for (int j = 0; j < head_dim; ++j) d += qh[j] * k[j];
-      s[t] = d * scale;
+      s[t] = dot(qh, kcache + size_t(t) * kv_stride + kv_off, head_dim) * scale;
     }
     softmax(s, len);
     float* o = out + size_t(i) * q_stride + size_t(h) * head_dim;
     std::fill(o, o + head_dim, 0.0f);
-    for (int t = 0; t < len; ++t) {
-      const float* v = vcache + size_t(t) * kv_stride + kv_off;
-      const float w = s[t];
-      for (int j = 0; j < head_dim; ++j) o[j] += w * v[j];
-    }
+    for (int t = 0; t < len; ++t) axpy(s[t], vcache + size_t(t) * kv_stride + kv_off, o, head_dim);
   });
 }
 
