@@ -15,4 +15,4 @@ echo "building in $BUILD..." >&2
 ninja -C "$BUILD"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 (cd "$BUILD" && ctest --output-on-failure -j2 --timeout 900)
-BUILD_DIR="$BUILD" scripts/fuzz.sh "${FUZZ_SECONDS:-30}"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}" "$BUILD"
