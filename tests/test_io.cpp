@@ -441,7 +441,7 @@ TEST(GGUF, ModelErrorsNameTheProblem) {
 
 TEST(GGUF, SharedVocabFilesAreNotModels) {
   const std::string p = std::string(IGNIS_SHARED_DATA) + "/ggml-vocab-llama-spm.gguf";
-  if (!fs::exists(p)) GTEST_SKIP() << p << " not present";
+  ASSERT_TRUE(fs::exists(p)) << p << " is missing: the shared data must sit beside the checkout";
   EXPECT_THROW(open_model(p), Error);
 }
 
@@ -565,7 +565,7 @@ TEST(Safetensors, HostileFiles) {
 const std::string kStories = std::string(IGNIS_SHARED_DATA) + "/stories260K.bin";
 
 TEST(Llama2c, Stories260KParses) {
-  if (!fs::exists(kStories)) GTEST_SKIP() << kStories << " not present";
+  ASSERT_TRUE(fs::exists(kStories)) << kStories << " is missing: the shared data must sit beside the checkout";
   auto map = MappedFile::open(kStories);
   LlamaConfig c;
   std::map<std::string, Tensor> w;
@@ -595,7 +595,7 @@ TEST(Llama2c, Stories260KParses) {
 }
 
 TEST(Llama2c, TruncatedOrPaddedThrows) {
-  if (!fs::exists(kStories)) GTEST_SKIP() << kStories << " not present";
+  ASSERT_TRUE(fs::exists(kStories)) << kStories << " is missing: the shared data must sit beside the checkout";
   auto map = MappedFile::open(kStories);
   const size_t n = map->size();
   for (size_t len : {size_t(0), size_t(4), size_t(27), size_t(28), size_t(1000), n / 2, n - 4, n - 1}) {
@@ -623,7 +623,7 @@ TEST(Llama2c, TruncatedOrPaddedThrows) {
 }
 
 TEST(Llama2c, Stories260KLoadsWithTokenizer) {
-  if (!fs::exists(kStories)) GTEST_SKIP() << kStories << " not present";
+  ASSERT_TRUE(fs::exists(kStories)) << kStories << " is missing: the shared data must sit beside the checkout";
   {
     TempDir dir;  // a checkpoint alone: a clear error naming where the tokenizer was looked for
     fs::copy_file(kStories, dir.path / "model.bin");
