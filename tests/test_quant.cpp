@@ -507,3 +507,65 @@ TEST(QuantGetRows, DequantizesSelectedRows) {
     EXPECT_THROW(get_rows(table, bad, 1, out.data()), Error);
   }
 }
+
+TEST(QuantMatmul, Avx512VnniMatchesAvx2AndReference) {
+  if (!using_avx512_vnni()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU (or IGNIS_NO_AVX512 set)";
+  ThreadPool pool(2);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
+    for (int64_t K : {int64_t(32), int64_t(128), int64_t(32 * 19), int64_t(32 * 48)})
+      for (int64_t M : {1, 2, 3}) {
+        const int64_t N = 4 * 9 + 3;  // full 4-row groups and single rows
+        SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K) + " M=" + std::to_string(M));
+        const Tensor W = make_weight(t, N, K, 800 + uint32_t(t) + uint32_t(K));
+        const Tensor x = make_input(M, K, 900 + uint32_t(M));
+        Tensor y_vnni = Tensor::empty({M, N}), y_avx2 = Tensor::empty({M, N});
+        fill_nan(y_vnni);
+        fill_nan(y_avx2);
+        matmul(pool, W, x, y_vnni);
+        set_disable_avx512(true);
+        EXPECT_FALSE(using_avx512_vnni());
+        matmul(pool, W, x, y_avx2);
+        set_disable_avx512(false);
+        std::vector<double> ref, mag;
+        reference_matmul(W, x, ref, mag);
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_TRUE(std::isfinite(y_vnni.ptr<float>()[i])) << "element " << i << " not written";
+          ASSERT_NEAR(y_vnni.ptr<float>()[i], ref[size_t(i)], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
+          ASSERT_NEAR(y_vnni.ptr<float>()[i], y_avx2.ptr<float>()[i], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
+        }
+      }
+}
+
+TEST(QuantMatmul, MultiMatchesSeparateProducts) {
+  ThreadPool pool(2);
+  const int64_t K = 32 * 18;
+  for (int64_t M : {1, 5}) {
+    SCOPED_TRACE("M=" + std::to_string(M));
+    // same dtype (one job), then mixed dtypes (falls back to one product each)
+    for (bool mixed : {false, true}) {
+      const Tensor wq = make_weight(DType::Q4_1, 64, K, 1001), wk = make_weight(DType::Q4_1, 24, K, 1002);
+      const Tensor wv = make_weight(mixed ? DType::Q8_0 : DType::Q4_1, 24, K, 1003);
+      const Tensor x = make_input(M, K, 1004);
+      Tensor q = Tensor::empty({M, 64}), k = Tensor::empty({M, 24}), v = Tensor::empty({M, 24});
+      fill_nan(q);
+      fill_nan(k);
+      fill_nan(v);
+      const Tensor* ws[] = {&wq, &wk, &wv};
+      Tensor* ys[] = {&q, &k, &v};
+      matmul_multi(pool, ws, ys, 3, x);
+      for (int i = 0; i < 3; ++i) {
+        Tensor ref = Tensor::empty({M, ys[i]->cols()});
+        matmul(pool, *ws[i], x, ref);
+        for (int64_t j = 0; j < ref.numel(); ++j)
+          ASSERT_EQ(ys[i]->ptr<float>()[j], ref.ptr<float>()[j]) << "weight " << i << " element " << j;
+      }
+    }
+  }
+  // shapes that do not fit are refused
+  const Tensor a = make_weight(DType::Q4_1, 8, K, 1), b = make_weight(DType::Q4_1, 8, K + 32, 2);
+  const Tensor x = make_input(1, K, 3);
+  Tensor ya = Tensor::empty({1, 8}), yb = Tensor::empty({1, 8});
+  const Tensor* ws[] = {&a, &b};
+  Tensor* ys[] = {&ya, &yb};
+  EXPECT_THROW(matmul_multi(pool, ws, ys, 2, x), Error);
+}

@@ -131,9 +131,11 @@ class CpuLlama final : public LlamaModel {
 
       // attention block: h = rmsnorm(x); q, k, v = h W; rope; cache; attend; x += att Wo
       for (int i = 0; i < n; ++i) ops::rmsnorm(x.row<float>(i), L.attn_norm.data(), h.row<float>(i), dim, cfg_.norm_eps);
-      quant::matmul(pool_, L.wq, h, q);
-      quant::matmul(pool_, L.wk, h, k);
-      quant::matmul(pool_, L.wv, h, v);
+      {  // one parallel region for the three products of h
+        const Tensor* ws[] = {&L.wq, &L.wk, &L.wv};
+        Tensor* ys[] = {&q, &k, &v};
+        quant::matmul_multi(pool_, ws, ys, 3, h);
+      }
       for (int i = 0; i < n; ++i) {
         if (cfg_.qkv_bias) {
           add_bias(q.row<float>(i), L.bq);
@@ -152,8 +154,11 @@ class CpuLlama final : public LlamaModel {
 
       // MLP block: h = rmsnorm(x); x += (silu(h Wgate) * (h Wup)) Wdown
       for (int i = 0; i < n; ++i) ops::rmsnorm(x.row<float>(i), L.ffn_norm.data(), h.row<float>(i), dim, cfg_.norm_eps);
-      quant::matmul(pool_, L.w_gate, h, g);
-      quant::matmul(pool_, L.w_up, h, u);
+      {
+        const Tensor* ws[] = {&L.w_gate, &L.w_up};
+        Tensor* ys[] = {&g, &u};
+        quant::matmul_multi(pool_, ws, ys, 2, h);
+      }
       ops::silu_mul(g.ptr<float>(), u.ptr<float>(), g.ptr<float>(), g.numel());
       quant::matmul(pool_, L.w_down, g, o);
       add_into(x, o);

@@ -75,6 +75,11 @@ float vec_dot(DType t, const void* w, const void* x, int64_t n);
 // Multi-threaded over the pool; quantizes x once per call. Tiled so that for M > 1 each
 // weight block is unpacked once and used for several activation rows.
 void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y);
+// Several products of the same input, y_i = x . W_i^T (e.g. q/k/v, or gate/up), in one
+// parallel region: x is quantized once and the threads are woken once. The weights must
+// have the same number of columns and the same activation type (vec_dot_type); if they
+// do not, this falls back to one matmul each.
+void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x);
 
 // Rows `ids` of a table of any supported type, dequantized to f32 into out[n, cols].
 void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out);
@@ -85,6 +90,10 @@ void set_force_scalar(bool force);
 bool force_scalar();
 // True when the AVX2+FMA kernels are available on this CPU (and not forced off).
 bool using_avx2();
+// True when the AVX-512 VNNI decode kernels are available and not switched off (by
+// set_force_scalar, set_disable_avx512 or the environment variable IGNIS_NO_AVX512=1).
+bool using_avx512_vnni();
+void set_disable_avx512(bool disable);
 
 namespace detail {
 // Per-block side data of activations quantized to Q8_0, laid out [block][row] so a tile
@@ -125,6 +134,17 @@ struct PanelKernel {
 const PanelKernel* avx2_panel(DType t);  // nullptr when the type has none
 // Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
 void avx2_quantize_row(DType t, const float* src, void* dst, int64_t n);
+
+// Decode-sized products (a few activation rows) on AVX-512 VNNI (quant_avx512.cpp): the
+// activation row is quantized to Q8_0 and laid out for vpdpbusd once ("prepared"), then
+// rows(w, w_stride, nr, prepared, k, y) computes y[r] = dot(weight row r, x) for r < nr.
+struct RowKernel {
+  size_t (*bytes)(int64_t k);
+  void (*prepare)(const float* x, int64_t k, void* prepared);
+  void (*rows)(const void* w, size_t w_stride, int nr, const void* prepared, int64_t k, float* y);
+};
+// nullptr for types it does not cover. Only call after checking using_avx512_vnni().
+const RowKernel* avx512_rows(DType t);
 }  // namespace detail
 
 }  // namespace ignis::quant

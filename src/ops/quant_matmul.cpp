@@ -13,6 +13,12 @@
 //      each weight block is unpacked once per 4 activation rows. Decode (M = 1) streams
 //      the weights once: traffic = W bytes + K bytes of x + N*4 bytes of y; on this kind of
 //      machine it is bound by memory bandwidth, not by the kernel.
+//   4. M < 4 with Q4_0 / Q4_1 / Q8_0 weights on a CPU with AVX-512 VNNI: x is quantized
+//      into the vpdpbusd layout of quant_avx512.cpp and chunks of weight rows run there
+//      (about 2.5x fewer instructions per block than the AVX2 tiles).
+// matmul_multi runs several weights that share x (q/k/v, gate/up) as one job: x is
+// quantized once and the pool is woken once, which matters when a token runs ~200
+// products of a few hundred microseconds or less.
 // Kernels are AVX2 when the CPU has it (quant_avx2.cpp), else the scalar reference.
 #include <algorithm>
 #if defined(__x86_64__) || defined(__i386__)
@@ -102,7 +108,28 @@ void fill_q8_0_aux(const void* x, size_t x_stride, int64_t M, int64_t nb, float*
 }
 }  // namespace detail
 
+static bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    const char* off = std::getenv("IGNIS_NO_AVX512");
+    if (off && *off && std::strcmp(off, "0") != 0) return false;
+    return cpu_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }();
+  return ok;
+#else
+  return false;
+#endif
+}
+
+static std::atomic<bool> g_disable_avx512{false};
+
 void set_force_scalar(bool force) { g_force_scalar.store(force, std::memory_order_relaxed); }
+void set_disable_avx512(bool disable) { g_disable_avx512.store(disable, std::memory_order_relaxed); }
+bool using_avx512_vnni() {
+  return using_avx2() && !g_disable_avx512.load(std::memory_order_relaxed) && cpu_has_avx512_vnni();
+}
 bool force_scalar() { return g_force_scalar.load(std::memory_order_relaxed); }
 bool using_avx2() { return !force_scalar() && cpu_has_avx2(); }
 
@@ -118,14 +145,23 @@ float vec_dot(DType t, const void* w, const void* x, int64_t n) {
 
 namespace {
 
+constexpr int kMaxMulti = 4;
+
 // Everything a matmul's tasks need. The tasks' lambdas capture only a pointer to it, so
-// std::function keeps them inline (no allocation per call).
+// std::function keeps them inline (no allocation per call). A job holds 1 to kMaxMulti
+// weights that share the input x; tasks are numbered across them (task_base[i] is the
+// first task of weight i).
 struct MatmulJob {
   DType wt, vt;
-  int64_t M, N, K;
+  int64_t M, K;
   bool avx2;
-  const uint8_t* wp;
-  size_t w_stride;
+  int n_w = 1;
+  const uint8_t* wp[kMaxMulti];
+  size_t w_stride[kMaxMulti];
+  int64_t N[kMaxMulti];
+  float* yp[kMaxMulti];
+  int64_t task_base[kMaxMulti + 1];
+  int64_t rows_per_task[kMaxMulti];
   const float* xf;
   uint8_t* xbuf;  // quantized activations (+ aux), or nullptr for f32
   const uint8_t* xq;
@@ -134,86 +170,114 @@ struct MatmulJob {
   float* aux_d;    // written by quantize(), read through aux
   float* aux_s;
   detail::XAux aux;
-  float* yp;
   detail::TileFn tile;
   const detail::PanelKernel* panel;
-  int64_t tiles_per_chunk;
+  const detail::RowKernel* rowk;  // AVX-512 VNNI decode path (x prepared by rowk->prepare)
 
   void quantize(int64_t b, int64_t e) const {
     for (int64_t m = b; m < e; ++m) {
       uint8_t* row = xbuf + size_t(m) * x_stride;
-      if (avx2)
+      if (rowk)
+        rowk->prepare(xf + m * K, K, row);
+      else if (avx2)
         detail::avx2_quantize_row(vt, xf + m * K, row, K);
       else
         quantize_row(vt, xf + m * K, row, K);
-      if (vt == DType::Q8_0)
-        detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
+      if (!rowk && vt == DType::Q8_0) detail::fill_q8_0_aux(row, 0, 1, nb, aux_d + m, aux_s + m, ld);
     }
   }
 
+  void task(int64_t t) const {
+    int i = 0;
+    while (t >= task_base[i + 1]) ++i;
+    const int64_t n0 = (t - task_base[i]) * rows_per_task[i];
+    const int64_t n1 = std::min(N[i], n0 + rows_per_task[i]);
+    if (panel)
+      panel_task(i, n0, n1);
+    else if (rowk)
+      row_task(i, n0, n1);
+    else
+      tile_task(i, n0, n1);
+  }
+
+  // Weight rows [n0, n1) against each activation row, AVX-512 VNNI.
+  void row_task(int i, int64_t n0, int64_t n1) const {
+    for (int64_t m = 0; m < M; ++m)
+      rowk->rows(wp[i] + size_t(n0) * w_stride[i], w_stride[i], int(n1 - n0), xq + size_t(m) * x_stride, K,
+                 yp[i] + m * N[i] + n0);
+  }
+
   // 8 weight rows packed once, then every activation row against the panel.
-  void panel_task(int64_t p) const {
+  void panel_task(int i, int64_t n, int64_t) const {
     thread_local Scratch panel_scratch;
     uint8_t* buf = panel_scratch.get(panel->bytes(K));
-    const int64_t n = p * 8;
-    const int rows = int(std::min<int64_t>(8, N - n));
-    panel->pack(wp + size_t(n) * w_stride, w_stride, rows, K, buf);
+    const int rows = int(std::min<int64_t>(8, N[i] - n));
+    panel->pack(wp[i] + size_t(n) * w_stride[i], w_stride[i], rows, K, buf);
     for (int64_t m = 0; m < M; m += 4) {
       const int nc = int(std::min<int64_t>(4, M - m));
       const detail::XAux a{aux.d + m, aux.s + m, aux.ld};
-      panel->compute(buf, xq + size_t(m) * x_stride, x_stride, a, yp + m * N + n, size_t(N), rows, nc, K);
+      panel->compute(buf, xq + size_t(m) * x_stride, x_stride, a, yp[i] + m * N[i] + n, size_t(N[i]), rows, nc, K);
     }
   }
 
   // A chunk of weight rows in tiles of 4 x 4; its rows stay in L1/L2 while all activation
   // rows pass by.
-  void tile_task(int64_t chunk) const {
-    const int64_t n0 = chunk * tiles_per_chunk * 4;
-    const int64_t n1 = std::min(N, n0 + tiles_per_chunk * 4);
+  void tile_task(int i, int64_t n0, int64_t n1) const {
     for (int64_t m = 0; m < M; m += 4) {
       const int nc = int(std::min<int64_t>(4, M - m));
       for (int64_t n = n0; n < n1; n += 4) {
         const int nr = int(std::min<int64_t>(4, n1 - n));
-        const void* wr = wp + size_t(n) * w_stride;
+        const void* wr = wp[i] + size_t(n) * w_stride[i];
         const void* xr = xq + size_t(m) * x_stride;
-        float* yr = yp + m * N + n;
+        float* yr = yp[i] + m * N[i] + n;
         if (tile) {
           const detail::XAux a{aux.d ? aux.d + m : nullptr, aux.s ? aux.s + m : nullptr, aux.ld};
-          tile(wr, w_stride, xr, x_stride, a, yr, size_t(N), nr, nc, K);
+          tile(wr, w_stride[i], xr, x_stride, a, yr, size_t(N[i]), nr, nc, K);
         } else {
-          scalar_tile(wt, wr, w_stride, xr, x_stride, yr, size_t(N), nr, nc, K);
+          scalar_tile(wt, wr, w_stride[i], xr, x_stride, yr, size_t(N[i]), nr, nc, K);
         }
       }
     }
   }
 };
 
-}  // namespace
-
-void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
+void check_product(const Tensor& W, const Tensor& x, const Tensor& y) {
   IGNIS_CHECK(W.device() == Device::CPU, "matmul: the weight must be on the CPU");
   check_f32_cpu(x, "the input x");
   check_f32_cpu(y, "the output y");
+  IGNIS_CHECK(x.cols() == W.cols(), "matmul: x has ", x.cols(), " columns but the weight ", W.shape_str(), " has ",
+              W.cols());
+  IGNIS_CHECK(y.rows() == x.rows() && y.cols() == W.rows(), "matmul: y is ", y.shape_str(), ", expected [", x.rows(),
+              ", ", W.rows(), "]");
+}
+
+// The product(s) of one job; weights already checked to share K and the dtype.
+void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x) {
   MatmulJob job{};
-  job.wt = W.dtype();
-  job.N = W.rows();
-  job.K = W.cols();
+  job.n_w = n;
+  job.wt = W[0]->dtype();
+  job.K = W[0]->cols();
   job.M = x.rows();
-  const int64_t M = job.M, N = job.N, K = job.K;
-  IGNIS_CHECK(x.cols() == K, "matmul: x has ", x.cols(), " columns but the weight ", W.shape_str(), " has ", K);
-  IGNIS_CHECK(y.rows() == M && y.cols() == N, "matmul: y is ", y.shape_str(), ", expected [", M, ", ", N, "]");
-  if (M == 0 || N == 0) return;
+  const int64_t M = job.M, K = job.K;
+  int64_t total_n = 0;
+  for (int i = 0; i < n; ++i) {
+    job.N[i] = W[i]->rows();
+    job.w_stride[i] = W[i]->row_bytes();
+    job.wp[i] = static_cast<const uint8_t*>(W[i]->data());
+    job.yp[i] = y[i]->ptr<float>();
+    total_n += job.N[i];
+  }
+  if (M == 0 || total_n == 0) return;
   job.vt = vec_dot_type(job.wt);
   if (K == 0) {
-    std::fill(y.ptr<float>(), y.ptr<float>() + M * N, 0.0f);
+    for (int i = 0; i < n; ++i) std::fill(job.yp[i], job.yp[i] + M * job.N[i], 0.0f);
     return;
   }
-  job.w_stride = W.row_bytes();
-  job.wp = static_cast<const uint8_t*>(W.data());
-  job.yp = y.ptr<float>();
   job.xf = x.ptr<float>();
   job.avx2 = using_avx2();
   job.tile = job.avx2 ? detail::avx2_tile(job.wt) : nullptr;
+  // Decode-sized products of the 32-value formats: AVX-512 VNNI rows when the CPU has them.
+  job.rowk = M < kPanelMinRows && using_avx512_vnni() ? detail::avx512_rows(job.wt) : nullptr;
 
   // 1. activations in the weight's dot-product format (+ per-block side data for Q8_0).
   if (job.vt == DType::F32) {
@@ -221,14 +285,15 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
     job.x_stride = size_t(K) * 4;
   } else {
     thread_local Scratch scratch;
-    job.x_stride = row_bytes(job.vt, K);
+    job.x_stride = job.rowk ? (job.rowk->bytes(K) + 63) / 64 * 64 : row_bytes(job.vt, K);
     job.nb = K / dtype_info(job.vt).block_size;
     job.ld = M + 4;
     const size_t qbytes = (job.x_stride * size_t(M) + 63) / 64 * 64;
-    const size_t aux_bytes = job.vt == DType::Q8_0 ? size_t(job.nb * job.ld) * 2 * sizeof(float) : 0;
+    const bool aux = job.vt == DType::Q8_0 && !job.rowk;
+    const size_t aux_bytes = aux ? size_t(job.nb * job.ld) * 2 * sizeof(float) : 0;
     job.xbuf = scratch.get(qbytes + aux_bytes);
     job.xq = job.xbuf;
-    if (job.vt == DType::Q8_0) {
+    if (aux) {
       job.aux_d = reinterpret_cast<float*>(job.xbuf + qbytes);
       job.aux_s = job.aux_d + job.nb * job.ld;
       job.aux = detail::XAux{job.aux_d, job.aux_s, job.ld};
@@ -241,19 +306,42 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
       job.quantize(0, M);
   }
 
-  // 2a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows, one task each.
+  // 2. Tasks are chunks of weight rows:
+  //  a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows, one task each;
+  //  b. otherwise chunks of whole 4-row tiles (or VNNI row groups): enough chunks to
+  //     balance the threads, few enough that each is worth a hand-off.
   job.panel = job.avx2 && M >= kPanelMinRows ? detail::avx2_panel(job.wt) : nullptr;
-  if (job.panel) {
-    pool.run((N + 7) / 8, [&job](int64_t p, int) { job.panel_task(p); });
-    return;
-  }
-
-  // 2b. tiles of 4 weight rows x 4 activation rows; tasks are chunks of weight rows:
-  // enough chunks to balance the threads, few enough that each is worth a hand-off.
-  const int64_t n_tiles = (N + 3) / 4;
   const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
-  job.tiles_per_chunk = std::max<int64_t>(1, n_tiles / want);
-  pool.run((n_tiles + job.tiles_per_chunk - 1) / job.tiles_per_chunk, [&job](int64_t c, int) { job.tile_task(c); });
+  job.task_base[0] = 0;
+  for (int i = 0; i < n; ++i) {
+    if (job.panel) {
+      job.rows_per_task[i] = 8;
+    } else {
+      // this weight's share of the chunks, in proportion to its rows
+      const int64_t tiles = (job.N[i] + 3) / 4;
+      const int64_t chunks = std::max<int64_t>(1, want * job.N[i] / total_n);
+      job.rows_per_task[i] = 4 * std::max<int64_t>(1, tiles / chunks);
+    }
+    job.task_base[i + 1] = job.task_base[i] + (job.N[i] + job.rows_per_task[i] - 1) / job.rows_per_task[i];
+  }
+  pool.run(job.task_base[n], [&job](int64_t t, int) { job.task(t); });
+}
+
+}  // namespace
+
+void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
+  const Tensor* w = &W;
+  Tensor* out = &y;
+  matmul_multi(pool, &w, &out, 1, x);
+}
+
+void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x) {
+  IGNIS_CHECK(n >= 1, "matmul_multi: no weights");
+  for (int i = 0; i < n; ++i) check_product(*W[i], x, *y[i]);
+  bool shared = n <= kMaxMulti;
+  for (int i = 1; i < n; ++i) shared = shared && W[i]->dtype() == W[0]->dtype();
+  if (shared) return run_job(pool, W, y, n, x);
+  for (int i = 0; i < n; ++i) run_job(pool, W + i, y + i, 1, x);
 }
 
 void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out) {
