@@ -513,8 +513,8 @@ TEST(QuantMatmul, Avx512VnniMatchesAvx2AndReference) {
   ThreadPool pool(2);
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
     for (int64_t K : {int64_t(32), int64_t(128), int64_t(32 * 19), int64_t(32 * 48)})
-      for (int64_t M : {1, 2, 3}) {
-        const int64_t N = 4 * 9 + 3;  // full 4-row groups and single rows
+      for (int64_t M : {1, 2, 3, 8, 17}) {  // decode rows (M < 4) and 16-row panels
+        const int64_t N = 16 * 2 + 4 * 2 + 3;  // full panels / 4-row groups, and the rest
         SCOPED_TRACE(std::string(dtype_name(t)) + " K=" + std::to_string(K) + " M=" + std::to_string(M));
         const Tensor W = make_weight(t, N, K, 800 + uint32_t(t) + uint32_t(K));
         const Tensor x = make_input(M, K, 900 + uint32_t(M));

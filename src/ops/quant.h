@@ -130,6 +130,7 @@ struct PanelKernel {
   // y[c * ldy + r] for r < rows, c < nc (nc <= 4); x, aux as for TileFn.
   void (*compute)(const void* panel, const void* x, size_t x_stride, XAux aux, float* y, size_t ldy, int rows,
                   int nc, int64_t k);
+  int rows = 8;  // weight rows per panel
 };
 const PanelKernel* avx2_panel(DType t);  // nullptr when the type has none
 // Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
@@ -145,6 +146,9 @@ struct RowKernel {
 };
 // nullptr for types it does not cover. Only call after checking using_avx512_vnni().
 const RowKernel* avx512_rows(DType t);
+// Panels of 16 rows for prompt processing with vpdpbusd (Q4_0, Q4_1, Q8_0); same contract
+// as avx2_panel with rows = 16.
+const PanelKernel* avx512_panel(DType t);
 }  // namespace detail
 
 }  // namespace ignis::quant

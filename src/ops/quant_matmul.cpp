@@ -4,7 +4,7 @@
 //   1. x is converted once to vec_dot_type(W) (Q8_0 / Q8_K blocks, or left in f32) into a
 //      scratch buffer that lives as long as the calling thread (no malloc per token), with
 //      per-block f32 scales and scale*sums beside it for the Q8_0 kernels.
-//   2. M >= 4 and 4/5-bit 32-value weights (Q4_0, Q4_1, Q5_0, Q5_1: prompt processing):
+//   2. M >= 4 and 4/5-bit 32-value weights (Q4_0, Q4_1, Q5_0, Q5_1, and Q8_0 with VNNI):
 //      one task per 8 weight rows packs them into an interleaved panel (quant_avx2.cpp)
 //      that stays in L1 while every activation row passes by. Compute-bound; measured
 //      ~2.5x the plain tiles below.
@@ -207,11 +207,11 @@ struct MatmulJob {
                  yp[i] + m * N[i] + n0);
   }
 
-  // 8 weight rows packed once, then every activation row against the panel.
+  // A panel of weight rows packed once, then every activation row against it.
   void panel_task(int i, int64_t n, int64_t) const {
     thread_local Scratch panel_scratch;
     uint8_t* buf = panel_scratch.get(panel->bytes(K));
-    const int rows = int(std::min<int64_t>(8, N[i] - n));
+    const int rows = int(std::min<int64_t>(panel->rows, N[i] - n));
     panel->pack(wp[i] + size_t(n) * w_stride[i], w_stride[i], rows, K, buf);
     for (int64_t m = 0; m < M; m += 4) {
       const int nc = int(std::min<int64_t>(4, M - m));
@@ -310,12 +310,14 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
   //  a. many activation rows, 4/5-bit weights: packed panels of 8 weight rows, one task each;
   //  b. otherwise chunks of whole 4-row tiles (or VNNI row groups): enough chunks to
   //     balance the threads, few enough that each is worth a hand-off.
-  job.panel = job.avx2 && M >= kPanelMinRows ? detail::avx2_panel(job.wt) : nullptr;
+  job.panel = nullptr;
+  if (M >= kPanelMinRows && using_avx512_vnni()) job.panel = detail::avx512_panel(job.wt);
+  if (M >= kPanelMinRows && job.avx2 && !job.panel) job.panel = detail::avx2_panel(job.wt);
   const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
   job.task_base[0] = 0;
   for (int i = 0; i < n; ++i) {
     if (job.panel) {
-      job.rows_per_task[i] = 8;
+      job.rows_per_task[i] = job.panel->rows;
     } else {
       // this weight's share of the chunks, in proportion to its rows
       const int64_t tiles = (job.N[i] + 3) / 4;
