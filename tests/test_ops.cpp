@@ -99,29 +99,65 @@ TEST(Ops, RopeLinearScalingDividesPositions) {
 
 TEST(Ops, CausalGqaAttentionMatchesReference) {
   ThreadPool pool(2);
-  const int n_heads = 6, n_kv = 2, hd = 16, pos = 5, n = 4, kv_stride = n_kv * hd;
-  auto q = randn(size_t(n * n_heads * hd), 11);
-  auto kc = randn(size_t((pos + n) * kv_stride), 12);
-  auto vc = randn(size_t((pos + n) * kv_stride), 13);
-  std::vector<float> out(q.size(), NAN), scratch;
-  ops::attention(pool, q.data(), kc.data(), vc.data(), out.data(), n, pos, n_heads, n_kv, hd, kv_stride, scratch);
-  std::vector<double> ref(q.size(), 0.0);
-  for (int i = 0; i < n; ++i)
-    for (int h = 0; h < n_heads; ++h) {
-      const int kvh = h / (n_heads / n_kv), len = pos + i + 1;
-      std::vector<double> s(static_cast<size_t>(len));
-      double mx = -1e300;
-      for (int t = 0; t < len; ++t) {
-        double d = 0;
-        for (int j = 0; j < hd; ++j) d += double(q[size_t((i * n_heads + h) * hd + j)]) * kc[size_t(t * kv_stride + kvh * hd + j)];
-        s[size_t(t)] = d / std::sqrt(double(hd));
-        mx = std::max(mx, s[size_t(t)]);
+  struct Case { int n_heads, n_kv, hd, pos, n; };
+  // n = 1: the decode path (one dot product per key); n >= 4 with hd % 8 == 0: the blocked
+  // prompt path (transposed keys, up to 8 query vectors per pass, 4-query blocks); hd = 20:
+  // the generic path for a head size that is not a multiple of 8.
+  for (const Case c : {Case{6, 2, 16, 5, 4}, Case{6, 2, 16, 7, 1}, Case{9, 3, 64, 0, 13}, Case{9, 3, 64, 30, 6},
+                       Case{4, 4, 24, 3, 9}, Case{8, 1, 32, 2, 5}, Case{4, 2, 20, 1, 6}, Case{2, 1, 128, 100, 1}}) {
+    const int n_heads = c.n_heads, n_kv = c.n_kv, hd = c.hd, pos = c.pos, n = c.n, kv_stride = n_kv * hd;
+    SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv) + " hd " + std::to_string(hd) +
+                 " pos " + std::to_string(pos) + " n " + std::to_string(n));
+    auto q = randn(size_t(n * n_heads * hd), 11);
+    auto kc = randn(size_t((pos + n) * kv_stride), 12);
+    auto vc = randn(size_t((pos + n) * kv_stride), 13);
+    for (auto& v : q) v *= 3.0f;  // peaked softmax rows, not all near-uniform
+    std::vector<float> out(q.size(), NAN), scratch;
+    ops::attention(pool, q.data(), kc.data(), vc.data(), out.data(), n, pos, n_heads, n_kv, hd, kv_stride, scratch);
+    std::vector<double> ref(q.size(), 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < n_heads; ++h) {
+        const int kvh = h / (n_heads / n_kv), len = pos + i + 1;
+        std::vector<double> s(static_cast<size_t>(len));
+        double mx = -1e300;
+        for (int t = 0; t < len; ++t) {
+          double d = 0;
+          for (int j = 0; j < hd; ++j)
+            d += double(q[size_t((i * n_heads + h) * hd + j)]) * kc[size_t(t * kv_stride + kvh * hd + j)];
+          s[size_t(t)] = d / std::sqrt(double(hd));
+          mx = std::max(mx, s[size_t(t)]);
+        }
+        double sum = 0;
+        for (auto& v : s) sum += (v = std::exp(v - mx));
+        for (int t = 0; t < len; ++t)
+          for (int j = 0; j < hd; ++j)
+            ref[size_t((i * n_heads + h) * hd + j)] += s[size_t(t)] / sum * vc[size_t(t * kv_stride + kvh * hd + j)];
       }
-      double sum = 0;
-      for (auto& v : s) sum += (v = std::exp(v - mx));
-      for (int t = 0; t < len; ++t)
-        for (int j = 0; j < hd; ++j)
-          ref[size_t((i * n_heads + h) * hd + j)] += s[size_t(t)] / sum * vc[size_t(t * kv_stride + kvh * hd + j)];
-    }
-  EXPECT_LT(rel_err(out, ref), 1e-5);
+    for (float v : out) ASSERT_TRUE(std::isfinite(v)) << "an output was not written";
+    EXPECT_LT(rel_err(out, ref), 1e-5);
+  }
+}
+
+TEST(Ops, SoftmaxAndSiluOverWideRanges) {
+  // the vectorized exp: large negative (underflow to 0), large positive differences, tails
+  for (int n : {1, 7, 8, 9, 100}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) x[size_t(i)] = float((i * 37) % 23) * 9.0f - 100.0f;
+    std::vector<float> y = x;
+    ops::softmax(y.data(), n);
+    double mx = -1e300, sum = 0;
+    for (float v : x) mx = std::max(mx, double(v));
+    for (float v : x) sum += std::exp(double(v) - mx);
+    for (int i = 0; i < n; ++i) EXPECT_NEAR(y[size_t(i)], std::exp(double(x[size_t(i)]) - mx) / sum, 1e-6) << i;
+  }
+  std::vector<float> g(37), u(37), out(37, NAN);
+  for (int i = 0; i < 37; ++i) {
+    g[size_t(i)] = float(i - 18) * 5.5f;  // -99 .. 99
+    u[size_t(i)] = 0.5f + float(i) * 0.1f;
+  }
+  ops::silu_mul(g.data(), u.data(), out.data(), 37);
+  for (int i = 0; i < 37; ++i) {
+    const double gd = g[size_t(i)], ref = gd / (1.0 + std::exp(-gd)) * u[size_t(i)];
+    EXPECT_NEAR(out[size_t(i)], ref, 2e-6 * std::max(1.0, std::fabs(ref))) << i;
+  }
 }

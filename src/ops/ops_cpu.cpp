@@ -9,6 +9,11 @@ namespace ignis::ops {
 namespace avx2 {
 float dot(const float* a, const float* b, int n);
 void axpy(float alpha, const float* x, float* y, int n);
+void softmax(float* x, int n);
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
+void scores_kt(const float* const* q, int nr, const float* kt, int ldk, int hd, int len, float scale, float* s,
+               int lds);
+void pv(const float* p, int len, const float* v, int ldv, int hd, float* o);
 }  // namespace avx2
 
 namespace {
@@ -41,6 +46,7 @@ void rmsnorm(const float* x, const float* w, float* out, int n, float eps) {
 }
 
 void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  if (kHaveAvx2) return avx2::silu_mul(gate, up, out, n);
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
     out[i] = g / (1.0f + std::exp(-g)) * up[i];
@@ -90,6 +96,7 @@ void Rope::apply(float* x, int n_heads, int head_dim, int pos) const {
 }
 
 void softmax(float* x, int n) {
+  if (kHaveAvx2) return avx2::softmax(x, n);
   float mx = x[0];
   for (int i = 1; i < n; ++i) mx = std::max(mx, x[i]);
   float sum = 0;
@@ -101,8 +108,62 @@ void softmax(float* x, int n) {
   for (int i = 0; i < n; ++i) x[i] *= inv;
 }
 
+namespace {
+
+// Prompt processing (AVX2, head_dim a multiple of 8): the keys of each KV head are first
+// transposed to kt[d][t], then a task takes one KV head and a block of 4 queries with all
+// the query heads that share it (up to 8 query vectors at a time): their scores come from
+// one outer-product pass over kt (scores_kt), then softmax and P.V per query vector.
+// Compared with one dot product per (query, key), each key is loaded once per 8 queries
+// and there are no horizontal sums.
+void attention_prefill(ThreadPool& pool, const float* q, const float* kcache, const float* vcache, float* out, int n,
+                       int pos, int n_heads, int n_kv_heads, int head_dim, int kv_stride, std::vector<float>& scratch) {
+  constexpr int kQueryBlock = 4, kRows = 8;
+  const int group = n_heads / n_kv_heads, L = pos + n;
+  const size_t kt_size = size_t(n_kv_heads) * head_dim * L;
+  scratch.resize(kt_size + size_t(pool.size()) * kRows * L);
+  float* kt = scratch.data();
+  for (int t = 0; t < L; ++t)
+    for (int h = 0; h < n_kv_heads; ++h)
+      for (int d = 0; d < head_dim; ++d)
+        kt[(size_t(h) * head_dim + d) * L + t] = kcache[size_t(t) * kv_stride + size_t(h) * head_dim + d];
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  const int q_stride = n_heads * head_dim;
+  const int n_blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  pool.run(int64_t(n_kv_heads) * n_blocks, [&](int64_t task, int thread) {
+    const int hk = int(task % n_kv_heads), i0 = int(task / n_kv_heads) * kQueryBlock;
+    const int i1 = std::min(n, i0 + kQueryBlock);
+    // the query vectors of this task: (query i, head hk*group + g)
+    const int total = (i1 - i0) * group;
+    float* s = scratch.data() + kt_size + size_t(thread) * kRows * L;
+    for (int r0 = 0; r0 < total; r0 += kRows) {
+      const int nr = std::min(kRows, total - r0);
+      const float* qs[kRows];
+      int len[kRows];
+      float* os[kRows];
+      int len_max = 0;
+      for (int r = 0; r < nr; ++r) {
+        const int i = i0 + (r0 + r) / group, h = hk * group + (r0 + r) % group;
+        qs[r] = q + size_t(i) * q_stride + size_t(h) * head_dim;
+        os[r] = out + size_t(i) * q_stride + size_t(h) * head_dim;
+        len[r] = pos + i + 1;  // causal: query at pos+i sees keys [0, pos+i]
+        len_max = std::max(len_max, len[r]);
+      }
+      avx2::scores_kt(qs, nr, kt + size_t(hk) * head_dim * L, L, head_dim, len_max, scale, s, L);
+      for (int r = 0; r < nr; ++r) {
+        avx2::softmax(s + size_t(r) * L, len[r]);
+        avx2::pv(s + size_t(r) * L, len[r], vcache + size_t(hk) * head_dim, kv_stride, head_dim, os[r]);
+      }
+    }
+  });
+}
+
+}  // namespace
+
 void attention(ThreadPool& pool, const float* q, const float* kcache, const float* vcache, float* out, int n,
                int pos, int n_heads, int n_kv_heads, int head_dim, int kv_stride, std::vector<float>& scratch) {
+  if (kHaveAvx2 && n >= 4 && head_dim % 8 == 0)
+    return attention_prefill(pool, q, kcache, vcache, out, n, pos, n_heads, n_kv_heads, head_dim, kv_stride, scratch);
   const int group = n_heads / n_kv_heads;
   const int max_len = pos + n;
   scratch.resize(size_t(pool.size()) * size_t(max_len));
