@@ -21,6 +21,12 @@
 //   and runs the epilogue, then re-zeroes the counter for the next launch.
 //   With PDL the first weights are loaded before griddepcontrol.wait, overlapping the previous
 //   kernel's tail (weights never depend on it).
+//   Fused RMSNorm (NORM = true, GemvArgs::norm_w set): x is the fp32 residual stream and the
+//   product uses h = bf16(x / rms(x) * norm_w), the exact values the rmsnorm kernel would have
+//   written. Each block first sums x^2 over K for its B rows (one warp per row, 4*K bytes from
+//   L2 per row: small next to the block's 16 rows of W), then builds the B fragments from x and
+//   norm_w on the fly. This removes the separate RMSNorm launch before the q/k/v, gate/up and
+//   output-head products (65 of a 7B step's ~290 launches).
 //
 // gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
 //   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
@@ -69,10 +75,20 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-template <int EPI>
-__global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const bf16* __restrict__ x,
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+
+template <int EPI, bool NORM>
+__global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const void* __restrict__ xin,
                                                               int B, int N, int K, void* out, int ldo,
-                                                              float* __restrict__ ws, unsigned* counters) {
+                                                              float* __restrict__ ws, unsigned* counters,
+                                                              const float* __restrict__ norm_w, float eps) {
+  const bf16* x = static_cast<const bf16*>(xin);
+  const float* xf = static_cast<const float*>(xin);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c = lane & 3;
   const int tile = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
@@ -85,6 +101,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
   const bf16* wa = W + size_t(min(row0 + g, N - 1)) * K + 8 * c;
   const bf16* wb = W + size_t(min(row0 + g + 8, N - 1)) * K + 8 * c;
   const bf16* xp = x + size_t(min(g, B - 1)) * K + 8 * c;
+  const float* xfp = xf + size_t(min(g, B - 1)) * K + 8 * c;
+  const float* nwp = norm_w + 8 * c;
   const bool x_row = g < B;
 
   uint4 a_lo[kU], a_hi[kU];
@@ -107,13 +125,42 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
   if (sb < sb_end) load_w(sb);  // weights are constant: safe before the PDL wait
   pdl_trigger();
   pdl_wait();
+  float inv_rms = 0.f;  // 1 / rms of this lane's batch row (NORM)
+  if constexpr (NORM) {
+    __shared__ float s_inv[8];
+    for (int b = warp; b < B; b += kWarps) {
+      const float4* xr = reinterpret_cast<const float4*>(xf + size_t(b) * K);
+      float ss = 0.f;
+      for (int i = lane; i < K / 4; i += 32) {
+        const float4 v = __ldg(xr + i);
+        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+      }
+      ss = warp_sum(ss);
+      if (lane == 0) s_inv[b] = rsqrtf(ss / float(K) + eps);
+    }
+    __syncthreads();
+    inv_rms = s_inv[min(g, B - 1)];
+  }
   for (; sb < sb_end; sb += kWarps) {
     uint4 xv[kU];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int k = sb * kSuper + 32 * u + 8 * c;
-      xv[u] = (x_row && k < K) ? __ldg(reinterpret_cast<const uint4*>(xp + sb * kSuper + 32 * u))
-                               : make_uint4(0, 0, 0, 0);
+      if (!(x_row && k < K)) {
+        xv[u] = make_uint4(0, 0, 0, 0);
+      } else if constexpr (NORM) {
+        // h = x * inv_rms * w, in the rmsnorm kernel's order of operations, rounded to bf16
+        const float4 x0 = __ldg(reinterpret_cast<const float4*>(xfp + sb * kSuper + 32 * u));
+        const float4 x1 = __ldg(reinterpret_cast<const float4*>(xfp + sb * kSuper + 32 * u + 4));
+        const float4 w0 = __ldg(reinterpret_cast<const float4*>(nwp + sb * kSuper + 32 * u));
+        const float4 w1 = __ldg(reinterpret_cast<const float4*>(nwp + sb * kSuper + 32 * u + 4));
+        xv[u].x = pack_bf16x2(x0.x * inv_rms * w0.x, x0.y * inv_rms * w0.y);
+        xv[u].y = pack_bf16x2(x0.z * inv_rms * w0.z, x0.w * inv_rms * w0.w);
+        xv[u].z = pack_bf16x2(x1.x * inv_rms * w1.x, x1.y * inv_rms * w1.y);
+        xv[u].w = pack_bf16x2(x1.z * inv_rms * w1.z, x1.w * inv_rms * w1.w);
+      } else {
+        xv[u] = __ldg(reinterpret_cast<const uint4*>(xp + sb * kSuper + 32 * u));
+      }
     }
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
@@ -284,7 +331,28 @@ bool force_simple() {
   return v;
 }
 
+template <bool NORM>
+void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t stream) {
+  const bf16* W = static_cast<const bf16*>(a.W);
+  switch (a.epi) {
+    case GemvEpilogue::kStore:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStore), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N, a.K,
+                    a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+    case GemvEpilogue::kStoreF32:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+    case GemvEpilogue::kAddF32:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+    case GemvEpilogue::kSwiGLU:
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+  }
+}
+
 }  // namespace
+
+bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K % 8 == 0 && !force_simple(); }
 
 int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
@@ -312,6 +380,7 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
 
   const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && a.impl != GemvImpl::kSimple &&
                   !(a.impl == GemvImpl::kAuto && force_simple());
+  IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
   if (!tc) {
     if (a.dtype == DType::F32)
       dispatch_simple<float>(a, ldo, stream);
@@ -325,22 +394,10 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     max_by_ws = int(std::min<size_t>(64, a.ws_floats / (size_t(a.B) * a.N)));
   const int splits = gemv_splits(a.N, a.K, max_by_ws);
   const dim3 grid(tiles, splits), block(kWarps * 32);
-  const bf16* W = static_cast<const bf16*>(a.W);
-  const bf16* x = static_cast<const bf16*>(a.x);
-  switch (a.epi) {
-    case GemvEpilogue::kStore:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kStore)>, grid, block, 0, stream, W, x, a.B, a.N, a.K, a.out,
-                    ldo, a.ws, a.counters);
-    case GemvEpilogue::kStoreF32:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
-                    a.out, ldo, a.ws, a.counters);
-    case GemvEpilogue::kAddF32:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
-                    a.out, ldo, a.ws, a.counters);
-    case GemvEpilogue::kSwiGLU:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU)>, grid, block, 0, stream, W, x, a.B, a.N, a.K,
-                    a.out, ldo, a.ws, a.counters);
-  }
+  if (a.norm_w)
+    launch_tc<true>(a, grid, block, ldo, stream);
+  else
+    launch_tc<false>(a, grid, block, ldo, stream);
 }
 
 }  // namespace ignis::cuda

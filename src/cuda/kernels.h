@@ -51,8 +51,15 @@ struct GemvArgs {
   unsigned* counters = nullptr;
   int n_counters = 0;
   GemvImpl impl = GemvImpl::kAuto;
+  // Fused RMSNorm of the input (tensor-core path only, see gemv_fused_norm_ok): when norm_w
+  // (float[K]) is set, x is the fp32 residual stream float[B, K] and the product uses
+  // bf16(x / sqrt(mean(x^2) + norm_eps) * norm_w), exactly what rmsnorm() would write to h.
+  const float* norm_w = nullptr;
+  float norm_eps = 0.f;
 };
 void gemv(const GemvArgs& a, cudaStream_t stream);
+// Whether gemv can fuse the RMSNorm for these weights (bf16, K % 8 == 0, not forced simple).
+bool gemv_fused_norm_ok(DType dtype, int K);
 // Grid the tensor-core GEMV would use (for tests that want to force split-K): splits across blocks.
 int gemv_splits(int N, int K, int max_splits_by_ws);
 

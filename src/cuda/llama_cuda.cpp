@@ -4,6 +4,7 @@
 #include "cuda/llama_cuda.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -161,13 +162,27 @@ class CudaLlamaImpl final : public CudaLlama {
   void upload_matrix(const Tensor& t, void* dst, int64_t rows, int64_t cols, int64_t dst_ld, int64_t row_offset,
                      bool interleave8);
   void upload_vector(const Tensor& t, float* dst, int64_t n);
-  void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out) {
+  void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
+            const float* norm_w = nullptr) {
     GemvArgs a;
     a.dtype = dt_, a.W = W, a.x = x, a.B = B, a.N = N, a.K = K, a.epi = epi, a.out = out;
     a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
     a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
+    a.norm_w = norm_w, a.norm_eps = cfg_.norm_eps;
     cuda::gemv(a, stream_);
   }
+  // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
+  // rmsnorm kernel into h_ and then the GEMV.
+  void norm_gemv(float* x, const float* norm_w, const void* W, int B, int N, GemvEpilogue epi, void* out) {
+    if (fuse_norm_) {
+      gemv(W, x, B, N, dim_, epi, out, norm_w);
+    } else {
+      rmsnorm(dt_, x, nullptr, norm_w, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+      tick("rmsnorm");
+      gemv(W, h_.get(), B, N, dim_, epi, out);
+    }
+  }
+  bool fuse_norm_ = false;
 
   LlamaConfig cfg_;
   CudaOptions opt_;
@@ -211,6 +226,10 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(opt_.prefill_chunk >= 1, "CUDA backend: prefill_chunk must be >= 1");
   esz_ = dt_ == DType::BF16 ? 2 : 4;
   dim_ = cfg.dim, nh_ = cfg.n_heads, nkv_ = cfg.n_kv_heads;
+  {  // IGNIS_FUSED_NORM=0 keeps the separate RMSNorm kernels (for A/B measurements)
+    const char* e = std::getenv("IGNIS_FUSED_NORM");
+    fuse_norm_ = gemv_fused_norm_ok(dt_, dim_) && !(e && std::strcmp(e, "0") == 0);
+  }
   hd_ = cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.n_heads;
   rd_ = cfg.rope_dim ? cfg.rope_dim : hd_;
   qdim_ = nh_ * hd_, kvdim_ = nkv_ * hd_, qkvdim_ = qdim_ + 2 * kvdim_;
@@ -486,9 +505,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
-    rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
-    tick("rmsnorm");
-    gemv(w.wqkv, h_.get(), B, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get());
+    norm_gemv(x, w.attn_norm, w.wqkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
     tick("gemv");
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
@@ -506,16 +523,12 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     tick("attention");
     gemv(w.wo, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
     tick("gemv");
-    rmsnorm(dt_, x, nullptr, w.ffn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
-    tick("rmsnorm");
-    gemv(w.wgu, h_.get(), B, 2 * hp_, dim_, GemvEpilogue::kSwiGLU, ff_.get());
+    norm_gemv(x, w.ffn_norm, w.wgu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
     tick("gemv");
     gemv(w.wdown, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
     tick("gemv");
   }
-  rmsnorm(dt_, x, nullptr, out_norm_, h_.get(), B, dim_, cfg_.norm_eps, stream_);
-  tick("rmsnorm");
-  gemv(w_out_, h_.get(), B, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
+  norm_gemv(x, out_norm_, w_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
   tick("gemv");
   if (sample)
     cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),

@@ -111,6 +111,53 @@ TEST(CudaKernels, Gemv) {
     }
 }
 
+// The GEMV with the RMSNorm fused into its input: against rmsnorm() then linear() on the CPU,
+// the normalized input rounded to bf16 as the rmsnorm kernel would store it.
+TEST(CudaKernels, GemvFusedRmsNorm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(7);
+  struct Case { int B, N, K; GemvEpilogue epi; };
+  for (const Case c : {Case{1, 1000, 4096, GemvEpilogue::kStore}, Case{3, 96, 520, GemvEpilogue::kStoreF32},
+                       Case{8, 2 * 1536, 576, GemvEpilogue::kSwiGLU}, Case{5, 4104, 8200, GemvEpilogue::kStore},
+                       Case{2, 33, 8, GemvEpilogue::kStoreF32}}) {
+    SCOPED_TRACE("B=" + std::to_string(c.B) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " " +
+                 epi_name(c.epi));
+    ASSERT_TRUE(gemv_fused_norm_ok(DType::BF16, c.K));
+    std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), x = random_vec(size_t(c.B) * c.K, rng);
+    std::vector<float> nw = random_vec(size_t(c.K), rng);
+    for (auto& v : x) v *= 7.0f;  // a residual stream far from unit scale
+    round_to(DType::BF16, W);
+    auto dW = upload(DType::BF16, W), dx = upload(DType::F32, x), dnw = upload(DType::F32, nw);
+    const bool swiglu = c.epi == GemvEpilogue::kSwiGLU;
+    const int n_out = swiglu ? c.N / 2 : c.N;
+    const DType out_t = c.epi == GemvEpilogue::kStoreF32 ? DType::F32 : DType::BF16;
+    DeviceBuffer dout(size_t(c.B) * n_out * esize(out_t)), ws(size_t(64) * c.B * c.N * 4), cnt(size_t(ceil_div(c.N, 16)) * 4);
+    poison(dout);
+    CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+    GemvArgs a;
+    a.dtype = DType::BF16, a.W = dW.get(), a.x = dx.get(), a.B = c.B, a.N = c.N, a.K = c.K, a.epi = c.epi;
+    a.out = dout.get(), a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
+    a.n_counters = int(cnt.size() / 4), a.norm_w = dnw.as<float>(), a.norm_eps = 1e-5f;
+    gemv(a, nullptr);
+    std::vector<float> xr = x, h(x.size()), y(size_t(c.B) * c.N), want(size_t(c.B) * n_out);
+    ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), c.B, c.K, 1e-5f);
+    round_to(DType::BF16, h);
+    ref::linear(W.data(), h.data(), c.B, c.N, c.K, y.data());
+    for (int b = 0; b < c.B; ++b)
+      for (int j = 0; j < n_out; ++j) {
+        const size_t o = size_t(b) * n_out + j;
+        if (swiglu) {
+          const double g = y[size_t(b) * c.N + swiglu_row_of_gate(j)], u = y[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
+          want[o] = float(g / (1 + std::exp(-g)) * u);
+        } else {
+          want[o] = y[size_t(b) * c.N + j];
+        }
+      }
+    EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(DType::BF16));
+    EXPECT_EQ(x, download(DType::F32, dx.get(), x.size())) << "the residual stream must be left as it was";
+  }
+}
+
 TEST(CudaKernels, RmsNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(2);
