@@ -12,8 +12,8 @@
 //   a fragment may hold any physical k as long as A and B agree); the B fragment is x[b = g] at the
 //   same k (lanes with g >= B load zeros). So each 16-byte load of W is used as-is, for every B
 //   at once, with no shuffles, no conversions and no FMA pipe pressure (at B = 8 the CUDA-core
-//   version needs ~13 instructions per weight). U = 4 steps are loaded before use: 8 x 16 B in
-//   flight per lane, 4 KB per warp.
+//   version needs ~13 instructions per weight). U = 4 steps are loaded per batch, and two
+//   batches are in flight (double-buffered registers): 16 x 16 B per lane, 8 KB per warp.
 //   Launch: grid (ceil(N/16), splits), 128 threads; the 4 warps of a block share the 16 rows and
 //   take super-blocks of 128 k in turn; partial sums meet in shared memory. When N is small
 //   (few tiles for the 132 SMs) K is also split across `splits` blocks: partials go to a fp32
@@ -105,43 +105,54 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
   const float* nwp = norm_w + 8 * c;
   const bool x_row = g < B;
 
-  uint4 a_lo[kU], a_hi[kU];
-  auto load_w = [&](int sb) {
+  // Two register buffers of kU steps: the loads of super-block sb + 2*kWarps are issued before
+  // the data of sb + kWarps is used, so two batches (8 KB per warp) are always in flight.
+  uint4 a0_lo[kU], a0_hi[kU], a1_lo[kU], a1_hi[kU];
+  auto load_w = [&](uint4 (&lo)[kU], uint4 (&hi)[kU], int sb) {
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
       const int k = sb * kSuper + 32 * u + 8 * c;
       if (k < K) {
-        a_lo[u] = ld_stream(wa + sb * kSuper + 32 * u);
-        a_hi[u] = ld_stream(wb + sb * kSuper + 32 * u);
+        lo[u] = ld_stream(wa + sb * kSuper + 32 * u);
+        hi[u] = ld_stream(wb + sb * kSuper + 32 * u);
       } else {
-        a_lo[u] = make_uint4(0, 0, 0, 0);
-        a_hi[u] = make_uint4(0, 0, 0, 0);
+        lo[u] = make_uint4(0, 0, 0, 0);
+        hi[u] = make_uint4(0, 0, 0, 0);
       }
     }
   };
 
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   int sb = sb_begin + warp;
-  if (sb < sb_end) load_w(sb);  // weights are constant: safe before the PDL wait
+  // weights are constant: safe to load before the PDL wait
+  if (sb < sb_end) load_w(a0_lo, a0_hi, sb);
+  if (sb + kWarps < sb_end) load_w(a1_lo, a1_hi, sb + kWarps);
   pdl_trigger();
   pdl_wait();
   float inv_rms = 0.f;  // 1 / rms of this lane's batch row (NORM)
   if constexpr (NORM) {
-    __shared__ float s_inv[8];
-    for (int b = warp; b < B; b += kWarps) {
+    // all 128 threads sum x^2 of each batch row, loads unrolled so they are in flight together
+    __shared__ float s_part[8][kWarps];
+    for (int b = 0; b < B; ++b) {
       const float4* xr = reinterpret_cast<const float4*>(xf + size_t(b) * K);
       float ss = 0.f;
-      for (int i = lane; i < K / 4; i += 32) {
+#pragma unroll 8
+      for (int i = threadIdx.x; i < K / 4; i += kWarps * 32) {
         const float4 v = __ldg(xr + i);
         ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
       }
       ss = warp_sum(ss);
-      if (lane == 0) s_inv[b] = rsqrtf(ss / float(K) + eps);
+      if (lane == 0) s_part[b][warp] = ss;
     }
     __syncthreads();
-    inv_rms = s_inv[min(g, B - 1)];
+    const int gb = min(g, B - 1);
+    float ss = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) ss += s_part[gb][w];
+    inv_rms = rsqrtf(ss / float(K) + eps);
   }
-  for (; sb < sb_end; sb += kWarps) {
+  // x fragments of super-block sb, then the mma of the weights held in lo/hi
+  auto step = [&](const uint4 (&lo)[kU], const uint4 (&hi)[kU], int sb) {
     uint4 xv[kU];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
@@ -164,10 +175,18 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
     }
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      mma_bf16(acc, a_lo[u].x, a_hi[u].x, a_lo[u].y, a_hi[u].y, xv[u].x, xv[u].y);
-      mma_bf16(acc, a_lo[u].z, a_hi[u].z, a_lo[u].w, a_hi[u].w, xv[u].z, xv[u].w);
+      mma_bf16(acc, lo[u].x, hi[u].x, lo[u].y, hi[u].y, xv[u].x, xv[u].y);
+      mma_bf16(acc, lo[u].z, hi[u].z, lo[u].w, hi[u].w, xv[u].z, xv[u].w);
     }
-    if (sb + kWarps < sb_end) load_w(sb + kWarps);
+  };
+  while (sb < sb_end) {
+    step(a0_lo, a0_hi, sb);
+    if (sb + 2 * kWarps < sb_end) load_w(a0_lo, a0_hi, sb + 2 * kWarps);
+    sb += kWarps;
+    if (sb >= sb_end) break;
+    step(a1_lo, a1_hi, sb);
+    if (sb + 2 * kWarps < sb_end) load_w(a1_lo, a1_hi, sb + 2 * kWarps);
+    sb += kWarps;
   }
 
   // acc: [0] = (row g, b 2c), [1] = (row g, b 2c+1), [2] = (row g+8, b 2c), [3] = (row g+8, b 2c+1)
@@ -357,11 +376,13 @@ bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K %
 int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
   const int nsb = ceil_div(K, kSuper);
-  // blocks: ~4 per SM keeps ~16 warps x 4 KB in flight per SM (IGNIS_GEMV_BLOCKS_PER_SM to tune)
+  // Blocks per SM to aim for (IGNIS_GEMV_BLOCKS_PER_SM to tune). Measured on an H100 for a
+  // Llama-2-7B step (scripts/gpu-check.sh tune, single-buffered kernel): 4 -> 135.5 tok/s,
+  // 8 -> 149.9, 16 -> 152.1: more, smaller blocks even out the tail of each launch.
   static const int per_sm = [] {
     const char* e = std::getenv("IGNIS_GEMV_BLOCKS_PER_SM");
     const int v = e ? std::atoi(e) : 0;
-    return v > 0 ? v : 4;
+    return v > 0 ? v : 16;
   }();
   const int target = per_sm * sm_count();
   int s = (target + tiles / 2) / tiles;
