@@ -8,7 +8,7 @@
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b with the fused RMSNorm on/off and GEMV
-#                                  blocks per SM 8/16/32 (IGNIS_FUSED_NORM, IGNIS_GEMV_BLOCKS_PER_SM)
+#                                  blocks per SM 8/16 (IGNIS_FUSED_NORM, IGNIS_GEMV_BLOCKS_PER_SM)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -54,7 +54,7 @@ for stage in "$@"; do
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)
       echo "fused_norm blocks_per_sm decode_tok/s" > "$LOG/tune.txt"
-      for fn in 1 0; do for bps in 8 16 32; do
+      for fn in 0 1; do for bps in 8 16; do
         v=$(IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
             | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
         echo "$fn $bps $v" | tee -a "$LOG/tune.txt"

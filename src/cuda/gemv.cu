@@ -26,7 +26,8 @@
 //   written. Each block first sums x^2 over K for its B rows (one warp per row, 4*K bytes from
 //   L2 per row: small next to the block's 16 rows of W), then builds the B fragments from x and
 //   norm_w on the fly. This removes the separate RMSNorm launch before the q/k/v, gate/up and
-//   output-head products (65 of a 7B step's ~290 launches).
+//   output-head products (65 of a 7B step's ~290 launches), but measured slower on an H100
+//   (every block re-reads x from L2), so the model uses it only with IGNIS_FUSED_NORM=1.
 //
 // gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
 //   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
@@ -377,12 +378,12 @@ int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
   const int nsb = ceil_div(K, kSuper);
   // Blocks per SM to aim for (IGNIS_GEMV_BLOCKS_PER_SM to tune). Measured on an H100 for a
-  // Llama-2-7B step (scripts/gpu-check.sh tune, single-buffered kernel): 4 -> 135.5 tok/s,
-  // 8 -> 149.9, 16 -> 152.1: more, smaller blocks even out the tail of each launch.
+  // Llama-2-7B step, batch 1 (scripts/gpu-check.sh tune): single-buffered 4 -> 135.5 tok/s,
+  // 8 -> 149.9, 16 -> 152.1; double-buffered 8 -> 160.6, 16 -> 154.8, 32 -> 152.8.
   static const int per_sm = [] {
     const char* e = std::getenv("IGNIS_GEMV_BLOCKS_PER_SM");
     const int v = e ? std::atoi(e) : 0;
-    return v > 0 ? v : 16;
+    return v > 0 ? v : 8;
   }();
   const int target = per_sm * sm_count();
   int s = (target + tiles / 2) / tiles;

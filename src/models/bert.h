@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
@@ -40,13 +41,28 @@ struct EncoderConfig {
   std::string activation = "gelu";      // "gelu" (erf) or "gelu_new"/"gelu_pytorch_tanh" (tanh approximation)
   std::vector<std::string> labels;      // id2label for the classification heads (index = class id)
   int max_tokens() const;               // longest input the model takes (positions, minus RoBERTa's offset)
+  // Added by the loader (load_encoder fills them; backends may ignore them):
+  std::string model_type;               // config.json model_type: bert, roberta, xlm-roberta, camembert
+  std::string architecture;             // config.json architectures[0], e.g. "BertForSequenceClassification"
+  int max_length = 0;                   // inputs are truncated to this many tokens, specials included:
+                                        // sentence-transformers' max_seq_length, else the tokenizer's
+                                        // model_max_length, at most max_tokens(); 0 = max_tokens()
+  bool multi_label = false;             // problem_type multi_label_classification: scores are sigmoids
+  int truncation_length() const { return max_length > 0 && max_length < max_tokens() ? max_length : max_tokens(); }
 };
 
 struct EncoderSource {
   std::string path;
   EncoderConfig config;
-  std::map<std::string, Tensor> weights;  // HF names without the "bert."/"roberta." prefix
+  // HF names without the "bert."/"roberta." prefix, in the file's dtype (F32, F16 or BF16; views
+  // into the mapped file, or owned copies for pytorch_model.bin). load_encoder has checked that
+  // every weight the config needs is present with its shape; names of other heads (MLM, ...) are dropped.
+  std::map<std::string, Tensor> weights;
   std::unique_ptr<Tokenizer> tokenizer;
+  ~EncoderSource();
+  EncoderSource();
+  EncoderSource(EncoderSource&&) noexcept;
+  EncoderSource& operator=(EncoderSource&&) noexcept;
 };
 
 // Reads a Hugging Face folder (config.json, model.safetensors or the sharded index, or a
@@ -60,7 +76,30 @@ struct EncoderBatch {
   std::vector<int32_t> offsets{0};
   int size() const { return int(offsets.size()) - 1; }
   int length(int i) const { return offsets[size_t(i) + 1] - offsets[size_t(i)]; }
+  // Appends one sequence (token types all 0, as for a single text).
+  void add(const std::vector<int32_t>& seq) {
+    ids.insert(ids.end(), seq.begin(), seq.end());
+    type_ids.insert(type_ids.end(), seq.size(), 0);
+    offsets.push_back(int32_t(ids.size()));
+  }
+  int total_tokens() const { return int(ids.size()); }
 };
+
+// One text tokenized as Hugging Face does for this model: [CLS] text [SEP] (RoBERTa: <s> text </s>),
+// truncated to config.truncation_length() tokens by dropping the end of the text (the special
+// tokens are kept, as HF's truncation=True does).
+struct EncodedText {
+  std::vector<int32_t> ids;
+  int full_length = 0;     // tokens before truncation, specials included
+  bool truncated() const { return full_length > int(ids.size()); }
+};
+EncodedText encode_text(const EncoderSource& src, std::string_view text);
+
+// Position ids of every token of the batch (HF's rule): BERT 0, 1, 2, ... per sequence; RoBERTa
+// pad_token_id + 1 + (index among the non-pad tokens), and pad_token_id for a pad token.
+std::vector<int32_t> encoder_position_ids(const EncoderConfig& c, const EncoderBatch& batch);
+// Checks ids, type ids, offsets and lengths against the config; throws ignis::Error.
+void validate_batch(const EncoderConfig& c, const EncoderBatch& batch);
 
 // An encoder on one backend. Output rows follow the batch order:
 //  - Embedding: {batch, hidden} pooled (and normalised if the config says so);
