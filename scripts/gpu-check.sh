@@ -7,8 +7,8 @@
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
-#   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b with the fused RMSNorm on/off and GEMV
-#                                  blocks per SM 8/16 (IGNIS_FUSED_NORM, IGNIS_GEMV_BLOCKS_PER_SM)
+#   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
+#                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), steps per batch ($TUNE_U)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -53,12 +53,12 @@ for stage in "$@"; do
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)
-      echo "fused_norm blocks_per_sm decode_tok/s" > "$LOG/tune.txt"
-      for fn in 0 1; do for bps in 8 16; do
-        v=$(IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
+      echo "fused_norm blocks_per_sm gemv_u decode_tok/s" > "$LOG/tune.txt"
+      for fn in ${TUNE_NORM:-0}; do for bps in ${TUNE_BPS:-4 8 16}; do for u in ${TUNE_U:-4 8}; do
+        v=$(IGNIS_GEMV_U=$u IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
             | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
-        echo "$fn $bps $v" | tee -a "$LOG/tune.txt"
-      done; done ;;
+        echo "$fn $bps $u $v" | tee -a "$LOG/tune.txt"
+      done; done; done ;;
     peers)
       TAIL=40 run peers python3 bench/peers.py --shape "${SHAPE:-llama-2-7b}" --ignis $B/ignis --out "$LOG" ;;
     *) echo "unknown stage $stage"; exit 2 ;;

@@ -43,8 +43,8 @@ namespace ignis::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-constexpr int kU = 4;                 // 32-k steps loaded per warp before use
-constexpr int kSuper = 32 * kU;       // k per super-block
+// U: 32-k steps loaded per warp per batch (4 by default, 8 with IGNIS_GEMV_U=8); k per
+// super-block = 32 U.
 
 template <int EPI>
 __device__ __forceinline__ void epilogue_store(void* out, int ldo, int b, int row, float v) {
@@ -83,11 +83,12 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return u;
 }
 
-template <int EPI, bool NORM>
+template <int EPI, bool NORM, int kU>
 __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const void* __restrict__ xin,
                                                               int B, int N, int K, void* out, int ldo,
                                                               float* __restrict__ ws, unsigned* counters,
                                                               const float* __restrict__ norm_w, float eps) {
+  constexpr int kSuper = 32 * kU;
   const bf16* x = static_cast<const bf16*>(xin);
   const float* xf = static_cast<const float*>(xin);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -351,23 +352,32 @@ bool force_simple() {
   return v;
 }
 
-template <bool NORM>
+template <bool NORM, int U>
 void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t stream) {
   const bf16* W = static_cast<const bf16*>(a.W);
   switch (a.epi) {
     case GemvEpilogue::kStore:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kStore), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N, a.K,
-                    a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStore), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
     case GemvEpilogue::kStoreF32:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
                     a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
     case GemvEpilogue::kAddF32:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
                     a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
     case GemvEpilogue::kSwiGLU:
-      return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU), NORM>, grid, block, 0, stream, W, a.x, a.B, a.N,
+      return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
                     a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
   }
+}
+
+// Steps per batch: IGNIS_GEMV_U=8 for 8, else 4.
+int gemv_u() {
+  static const int u = [] {
+    const char* e = std::getenv("IGNIS_GEMV_U");
+    return e && std::atoi(e) == 8 ? 8 : 4;
+  }();
+  return u;
 }
 
 }  // namespace
@@ -376,7 +386,7 @@ bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K %
 
 int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
-  const int nsb = ceil_div(K, kSuper);
+  const int nsb = ceil_div(K, 32 * gemv_u());
   // Blocks per SM to aim for (IGNIS_GEMV_BLOCKS_PER_SM to tune). Measured on an H100 for a
   // Llama-2-7B step, batch 1 (scripts/gpu-check.sh tune): single-buffered 4 -> 135.5 tok/s,
   // 8 -> 149.9, 16 -> 152.1; double-buffered 8 -> 160.6, 16 -> 154.8, 32 -> 152.8.
@@ -416,10 +426,11 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     max_by_ws = int(std::min<size_t>(64, a.ws_floats / (size_t(a.B) * a.N)));
   const int splits = gemv_splits(a.N, a.K, max_by_ws);
   const dim3 grid(tiles, splits), block(kWarps * 32);
+  const bool u8 = gemv_u() == 8;
   if (a.norm_w)
-    launch_tc<true>(a, grid, block, ldo, stream);
+    u8 ? launch_tc<true, 8>(a, grid, block, ldo, stream) : launch_tc<true, 4>(a, grid, block, ldo, stream);
   else
-    launch_tc<false>(a, grid, block, ldo, stream);
+    u8 ? launch_tc<false, 8>(a, grid, block, ldo, stream) : launch_tc<false, 4>(a, grid, block, ldo, stream);
 }
 
 }  // namespace ignis::cuda
