@@ -15,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG="${OUT:-gpu-logs}"; mkdir -p "$LOG"
 export IGNIS_DATA="${IGNIS_DATA:-$PWD/../shared/data}"
-B=build-gpu
+B="${IGNIS_BUILD:-build-gpu}"  # build directory (IGNIS_BUILD to put it elsewhere)
 status=0
 run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
   local name="$1"; shift
