@@ -4,7 +4,8 @@
 # PATH (or in /usr/local/cuda/bin) the CUDA backend is built too.
 set -euo pipefail
 PKGS=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config python3 python3-pip unzip
-      libgtest-dev libbenchmark-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev)
+      libgtest-dev libbenchmark-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
+      libopenblas-dev libzip-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
