@@ -158,6 +158,11 @@ void tile32(const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, XAux aux, 
   for (int r = 0; r < 4; ++r) rows[r] = w + size_t(r < NR ? r : 0) * ws;
   alignas(16) float prod[NC][4];
   for (int64_t b = 0; b < nb; ++b) {
+    // The next tile's rows (4 rows on), one cache line per block and row: the hardware
+    // prefetcher loses track of 4 interleaved short rows (decode streams ~2x faster with this).
+    if (NC == 1 && (b * F::kBytes) % 64 < F::kBytes)
+      for (int r = 0; r < NR; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + 4 * ws + 64), _MM_HINT_T0);
     __m128 dw, mw;
     F::scales(rows, &dw, &mw);
     for (int c = 0; c < NC; ++c) {
