@@ -1,0 +1,135 @@
+// cuBLASLt GEMM with epilogues (see encoder_gemm.h). As in gemm.cu, the row-major y = x W^T is the
+// column-major y^T[N, M] = W[N, K] x^T: A = W (K x N, ld K) transposed, B = x (K x M, ld K), D = y
+// (N x M, ld N). The bias is a vector over D's rows, i.e. over our N output features.
+#include "cuda/encoder_gemm.h"
+
+#include "cuda/common.h"
+#include "cuda/encoder_kernels.h"
+
+namespace ignis::cuda {
+
+struct EncoderGemm::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+  bool fused = true;  // false: plain product, bias/activation by encoder_bias_act
+  void destroy() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (c) cublasLtMatrixLayoutDestroy(c);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+    a = b = c = nullptr;
+    desc = nullptr;
+  }
+  ~Plan() { destroy(); }
+};
+
+struct EncoderGemm::Impl {
+  cublasLtHandle_t handle = nullptr;
+  DeviceBuffer ws;
+  std::map<std::tuple<int, int, int, int, int>, std::unique_ptr<Plan>> plans;
+};
+
+EncoderGemm::EncoderGemm(size_t workspace_bytes) : impl_(new Impl) {
+  CUBLAS_CHECK(cublasLtCreate(&impl_->handle));
+  impl_->ws.alloc(workspace_bytes);
+}
+
+EncoderGemm::~EncoderGemm() {
+  impl_->plans.clear();
+  if (impl_->handle) cublasLtDestroy(impl_->handle);
+}
+
+namespace {
+
+cudaDataType_t lt_type(DType t) {
+  if (t == DType::F32) return CUDA_R_32F;
+  if (t == DType::F16) return CUDA_R_16F;
+  if (t == DType::BF16) return CUDA_R_16BF;
+  fail("EncoderGemm: unsupported dtype ", dtype_name(t));
+}
+
+cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
+  switch (e) {
+    case GemmEpilogue::kBias: return CUBLASLT_EPILOGUE_BIAS;
+    case GemmEpilogue::kBiasGelu: return CUBLASLT_EPILOGUE_GELU_BIAS;
+    case GemmEpilogue::kNone: break;
+  }
+  return CUBLASLT_EPILOGUE_DEFAULT;
+}
+
+// Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
+// false when it has none.
+bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
+               cublasLtMatmulDesc_t* desc, cublasLtMatrixLayout_t* la, cublasLtMatrixLayout_t* lb,
+               cublasLtMatrixLayout_t* lc, cublasLtMatmulAlgo_t* algo) {
+  const cudaDataType_t ty = lt_type(t);
+  CUBLAS_CHECK(cublasLtMatmulDescCreate(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
+  CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
+  if (epi != GemmEpilogue::kNone) {
+    const cublasLtEpilogue_t e = lt_epilogue(epi);
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
+    const int32_t bias_type = int32_t(ty);
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
+                                                sizeof(bias_type)));
+  }
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, K, N, K));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, K, M, K));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, ty, N, M, N));
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                    sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t res{};
+  int count = 0;
+  const cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(handle, *desc, *la, *lb, *lc, *lc, pref, 1, &res, &count);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (st != CUBLAS_STATUS_SUCCESS || count == 0) return false;
+  *algo = res.algo;
+  return true;
+}
+
+}  // namespace
+
+int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias,
+                        GemmEpilogue epi, cudaStream_t stream) {
+  if (M <= 0 || N <= 0) return 0;
+  IGNIS_CHECK(K > 0, "EncoderGemm: K must be positive");
+  IGNIS_CHECK(epi == GemmEpilogue::kNone || bias, "EncoderGemm: the epilogue needs a bias");
+  const auto key = std::make_tuple(int(t), M, N, K, int(epi));
+  auto& slot = impl_->plans[key];
+  if (!slot) {
+    auto plan = std::make_unique<Plan>();
+    if (!make_plan(impl_->handle, impl_->ws.size(), t, M, N, K, epi, &plan->desc, &plan->a, &plan->b, &plan->c,
+                   &plan->algo)) {
+      IGNIS_CHECK(epi != GemmEpilogue::kNone, "cuBLASLt has no algorithm for ", M, "x", N, "x", K, " (",
+                  dtype_name(t), ")");
+      plan->destroy();
+      plan->fused = false;
+      IGNIS_CHECK(make_plan(impl_->handle, impl_->ws.size(), t, M, N, K, GemmEpilogue::kNone, &plan->desc, &plan->a,
+                            &plan->b, &plan->c, &plan->algo),
+                  "cuBLASLt has no algorithm for ", M, "x", N, "x", K, " (", dtype_name(t), ")");
+    }
+    slot = std::move(plan);
+  }
+  Plan& p = *slot;
+  if (p.fused && epi != GemmEpilogue::kNone)
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasLtMatmul(impl_->handle, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                              impl_->ws.get(), impl_->ws.size(), stream));
+  if (p.fused || epi == GemmEpilogue::kNone) return 1;
+  encoder_bias_act(t, y, bias, M, N, epi == GemmEpilogue::kBiasGelu ? EncAct::kGeluTanh : EncAct::kNone, nullptr,
+                   stream);
+  return 2;
+}
+
+bool EncoderGemm::fused(DType t, int M, int N, int K, GemmEpilogue epi) const {
+  const auto it = impl_->plans.find(std::make_tuple(int(t), M, N, K, int(epi)));
+  return it != impl_->plans.end() && it->second && it->second->fused;
+}
+
+}  // namespace ignis::cuda

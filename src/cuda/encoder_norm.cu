@@ -1,0 +1,198 @@
+// LayerNorm kernels of the encoder: embeddings gathered and summed then normalised (one kernel
+// instead of gather + add + add + norm), and residual add + LayerNorm (post-LN BERT: after the
+// attention output and after the FFN). Plus the bias + activation kernel used where cuBLASLt's
+// epilogue does not fit (exact erf GELU, or no epilogue algorithm).
+//
+// LayerNorm: one block per row, each thread holds up to kMaxG groups of 4 values of the row in
+// registers (groups strided by blockDim), mean and variance by two block reductions over those
+// registers (two-pass variance: exact, no cancellation), then y = (v - mean) * rstd * gamma + beta.
+// Traffic per row: embeddings 3 reads of H values + 1 write; add+LN 2 reads + 1 write.
+// Launch: grid = rows of the bucket (rows at or past n exit at once), block = 32..1024 threads
+// (about 2 groups of 4 per thread).
+#include <algorithm>
+
+#include "cuda/encoder_common.cuh"
+#include "cuda/encoder_kernels.h"
+
+namespace ignis::cuda {
+namespace {
+
+using namespace enc;
+
+constexpr int kMaxG = 8;  // groups of 4 values per thread: H <= 4 * 8 * 1024
+
+int ln_threads(int hidden) {
+  const int groups = hidden / 4;
+  const int t = ((ceil_div(groups, 2) + 31) / 32) * 32;
+  return std::min(1024, std::max(32, t));
+}
+
+void check_hidden(int hidden, const char* what) {
+  IGNIS_CHECK(hidden > 0 && hidden % 4 == 0 && hidden <= 4 * kMaxG * 1024, what, ": hidden size ", hidden,
+              " must be a positive multiple of 4 and at most ", 4 * kMaxG * 1024);
+}
+
+// Normalises the row held in v (groups g = threadIdx.x + i * blockDim.x, valid when g < G) and
+// stores it to out; gamma/beta float [4 G].
+template <typename T>
+__device__ __forceinline__ void layernorm_store(float (&v)[kMaxG][4], int G, const float* gamma, const float* beta,
+                                                float eps, T* out) {
+  __shared__ float red[32];
+  const int H = 4 * G;
+  float s = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxG; ++i) {
+    const int g = threadIdx.x + i * blockDim.x;
+    if (g < G) s += v[i][0] + v[i][1] + v[i][2] + v[i][3];
+  }
+  const float mean = block_sum(s, red) / float(H);
+  float q = 0.f;
+#pragma unroll
+  for (int i = 0; i < kMaxG; ++i) {
+    const int g = threadIdx.x + i * blockDim.x;
+    if (g < G) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) q += (v[i][e] - mean) * (v[i][e] - mean);
+    }
+  }
+  const float rstd = rsqrtf(block_sum(q, red) / float(H) + eps);
+#pragma unroll
+  for (int i = 0; i < kMaxG; ++i) {
+    const int g = threadIdx.x + i * blockDim.x;
+    if (g < G) {
+      const float4 ga = *reinterpret_cast<const float4*>(gamma + 4 * g);
+      const float4 be = *reinterpret_cast<const float4*>(beta + 4 * g);
+      float y[4];
+      y[0] = (v[i][0] - mean) * rstd * ga.x + be.x;
+      y[1] = (v[i][1] - mean) * rstd * ga.y + be.y;
+      y[2] = (v[i][2] - mean) * rstd * ga.z + be.z;
+      y[3] = (v[i][3] - mean) * rstd * ga.w + be.w;
+      store4(out + 4 * g, y);
+    }
+  }
+}
+
+template <typename T>
+__global__ void embed_ln_kernel(EmbedLnArgs a) {
+  pdl_trigger();
+  pdl_wait();
+  const int r = blockIdx.x;
+  const int n = a.n_dev ? *a.n_dev : a.rows;
+  if (r >= n) return;
+  const int G = a.hidden / 4;
+  const int id = a.ids[r], p = a.pos[r], ty = a.types ? a.types[r] : 0;
+  const bool id_ok = id >= 0 && id < a.vocab, p_ok = p >= 0 && p < a.max_positions,
+             ty_ok = ty >= 0 && ty < a.type_vocab;
+  const T* w = static_cast<const T*>(a.word) + size_t(id_ok ? id : 0) * a.hidden;
+  const T* pe = static_cast<const T*>(a.pos_tab) + size_t(p_ok ? p : 0) * a.hidden;
+  const T* te = static_cast<const T*>(a.type_tab) + size_t(ty_ok ? ty : 0) * a.hidden;
+  float v[kMaxG][4];
+#pragma unroll
+  for (int i = 0; i < kMaxG; ++i) {
+    const int g = threadIdx.x + i * blockDim.x;
+    v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.f;
+    if (g < G) {
+      float x[4];
+      if (id_ok) {
+        load4(w + 4 * g, x);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[i][e] += x[e];
+      }
+      if (p_ok) {
+        load4(pe + 4 * g, x);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[i][e] += x[e];
+      }
+      if (ty_ok) {
+        load4(te + 4 * g, x);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[i][e] += x[e];
+      }
+    }
+  }
+  layernorm_store(v, G, a.gamma, a.beta, a.eps, static_cast<T*>(a.out) + size_t(r) * a.hidden);
+}
+
+template <typename T>
+__global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden,
+                              float eps, const int* n_dev) {
+  pdl_trigger();
+  pdl_wait();
+  const int r = blockIdx.x;
+  const int n = n_dev ? *n_dev : rows;
+  if (r >= n) return;
+  const int G = hidden / 4;
+  T* xr = x + size_t(r) * hidden;
+  const T* ar = a ? a + size_t(r) * hidden : nullptr;
+  float v[kMaxG][4];
+#pragma unroll
+  for (int i = 0; i < kMaxG; ++i) {
+    const int g = threadIdx.x + i * blockDim.x;
+    v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.f;
+    if (g < G) {
+      load4(xr + 4 * g, v[i]);
+      if (ar) {
+        float y[4];
+        load4(ar + 4 * g, y);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[i][e] += y[e];
+      }
+    }
+  }
+  // In place: every thread has read its own groups before anything is written (and each group is
+  // read and written by the same thread).
+  layernorm_store(v, G, gamma, beta, eps, xr);
+}
+
+template <typename T>
+__global__ void bias_act_kernel(T* y, const T* bias, int rows, int cols, EncAct act, const int* n_dev) {
+  pdl_trigger();
+  pdl_wait();
+  const int n = n_dev ? *n_dev : rows;
+  const size_t total = size_t(n) * cols;
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < total; i += size_t(gridDim.x) * blockDim.x) {
+    float v = t2f(y[i]);
+    if (bias) v += t2f(bias[i % size_t(cols)]);
+    switch (act) {
+      case EncAct::kGeluErf: v = gelu_erf(v); break;
+      case EncAct::kGeluTanh: v = gelu_tanh(v); break;
+      case EncAct::kTanh: v = tanhf(v); break;
+      case EncAct::kNone: break;
+    }
+    y[i] = f2t<T>(v);
+  }
+}
+
+}  // namespace
+
+void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
+  check_hidden(a.hidden, "encoder_embed_layernorm");
+  IGNIS_CHECK(a.vocab > 0 && a.max_positions > 0 && a.type_vocab > 0, "encoder_embed_layernorm: empty table");
+  if (a.rows <= 0) return;
+  IGNIS_ENC_DISPATCH(a.dtype, T, {
+    launch(embed_ln_kernel<T>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+  });
+}
+
+void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
+                           int hidden, float eps, const int* n_dev, cudaStream_t stream) {
+  check_hidden(hidden, "encoder_add_layernorm");
+  if (rows <= 0) return;
+  IGNIS_ENC_DISPATCH(t, T, {
+    launch(add_ln_kernel<T>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
+           static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
+  });
+}
+
+void encoder_bias_act(DType t, void* y, const void* bias, int rows, int cols, EncAct act, const int* n_dev,
+                      cudaStream_t stream) {
+  if (rows <= 0 || cols <= 0) return;
+  const int threads = 256;
+  const int blocks = std::max(1, std::min(ceil_div(int64_t(rows) * cols, threads), sm_count() * 8));
+  IGNIS_ENC_DISPATCH(t, T, {
+    launch(bias_act_kernel<T>, dim3(blocks), dim3(threads), 0, stream, static_cast<T*>(y),
+           static_cast<const T*>(bias), rows, cols, act, n_dev);
+  });
+}
+
+}  // namespace ignis::cuda
