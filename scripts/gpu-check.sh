@@ -8,7 +8,7 @@
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
-#                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), steps per batch ($TUNE_U)
+#                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), L2::256B load hint ($TUNE_L2)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -53,9 +53,9 @@ for stage in "$@"; do
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)
-      echo "fused_norm blocks_per_sm gemv_u decode_tok/s" > "$LOG/tune.txt"
-      for fn in ${TUNE_NORM:-0}; do for bps in ${TUNE_BPS:-4 8 16}; do for u in ${TUNE_U:-4 8}; do
-        v=$(IGNIS_GEMV_U=$u IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
+      echo "fused_norm blocks_per_sm l2_256B_hint decode_tok/s" > "$LOG/tune.txt"
+      for fn in ${TUNE_NORM:-0}; do for bps in ${TUNE_BPS:-4 8 16}; do for u in ${TUNE_L2:-0 1}; do
+        v=$(IGNIS_GEMV_L2_256=$u IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
             | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
         echo "$fn $bps $u $v" | tee -a "$LOG/tune.txt"
       done; done; done ;;

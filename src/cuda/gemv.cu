@@ -43,8 +43,8 @@ namespace ignis::cuda {
 namespace {
 
 constexpr int kWarps = 4;
-// U: 32-k steps loaded per warp per batch (4 by default, 8 with IGNIS_GEMV_U=8); k per
-// super-block = 32 U.
+constexpr int kU = 4;            // 32-k steps loaded per warp per batch (8 measured no better)
+constexpr int kSuper = 32 * kU;  // k per super-block
 
 template <int EPI>
 __device__ __forceinline__ void epilogue_store(void* out, int ldo, int b, int row, float v) {
@@ -59,11 +59,19 @@ __device__ __forceinline__ void epilogue_store(void* out, int ldo, int b, int ro
 
 __device__ __forceinline__ float silu(float g) { return g / (1.f + __expf(-g)); }
 
+// Weights are read once: no L1 allocation. HINT adds the L2::256B prefetch-size hint (a miss
+// fetches the whole 256-byte block: the warp reads the rest of each row's block next steps).
+template <bool HINT>
 __device__ __forceinline__ uint4 ld_stream(const bf16* p) {
   uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
+  if constexpr (HINT)
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
+  else
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "l"(p));
   return v;
 }
 
@@ -83,12 +91,11 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return u;
 }
 
-template <int EPI, bool NORM, int kU>
+template <int EPI, bool NORM, bool HINT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const void* __restrict__ xin,
                                                               int B, int N, int K, void* out, int ldo,
                                                               float* __restrict__ ws, unsigned* counters,
                                                               const float* __restrict__ norm_w, float eps) {
-  constexpr int kSuper = 32 * kU;
   const bf16* x = static_cast<const bf16*>(xin);
   const float* xf = static_cast<const float*>(xin);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -115,8 +122,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
     for (int u = 0; u < kU; ++u) {
       const int k = sb * kSuper + 32 * u + 8 * c;
       if (k < K) {
-        lo[u] = ld_stream(wa + sb * kSuper + 32 * u);
-        hi[u] = ld_stream(wb + sb * kSuper + 32 * u);
+        lo[u] = ld_stream<HINT>(wa + sb * kSuper + 32 * u);
+        hi[u] = ld_stream<HINT>(wb + sb * kSuper + 32 * u);
       } else {
         lo[u] = make_uint4(0, 0, 0, 0);
         hi[u] = make_uint4(0, 0, 0, 0);
@@ -352,7 +359,7 @@ bool force_simple() {
   return v;
 }
 
-template <bool NORM, int U>
+template <bool NORM, bool U>
 void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t stream) {
   const bf16* W = static_cast<const bf16*>(a.W);
   switch (a.epi) {
@@ -371,13 +378,13 @@ void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t s
   }
 }
 
-// Steps per batch: IGNIS_GEMV_U=8 for 8, else 4.
-int gemv_u() {
-  static const int u = [] {
-    const char* e = std::getenv("IGNIS_GEMV_U");
-    return e && std::atoi(e) == 8 ? 8 : 4;
+// IGNIS_GEMV_L2_256=1: loads with the L2::256B prefetch hint (for A/B measurements).
+bool gemv_l2_hint() {
+  static const bool v = [] {
+    const char* e = std::getenv("IGNIS_GEMV_L2_256");
+    return e && std::strcmp(e, "1") == 0;
   }();
-  return u;
+  return v;
 }
 
 }  // namespace
@@ -386,7 +393,7 @@ bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K %
 
 int gemv_splits(int N, int K, int max_splits_by_ws) {
   const int tiles = ceil_div(N, 16);
-  const int nsb = ceil_div(K, 32 * gemv_u());
+  const int nsb = ceil_div(K, kSuper);
   // Blocks per SM to aim for (IGNIS_GEMV_BLOCKS_PER_SM to tune). Measured on an H100 for a
   // Llama-2-7B step, batch 1 (scripts/gpu-check.sh tune): single-buffered 4 -> 135.5 tok/s,
   // 8 -> 149.9, 16 -> 152.1; double-buffered 8 -> 160.6, 16 -> 154.8, 32 -> 152.8.
@@ -426,11 +433,11 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     max_by_ws = int(std::min<size_t>(64, a.ws_floats / (size_t(a.B) * a.N)));
   const int splits = gemv_splits(a.N, a.K, max_by_ws);
   const dim3 grid(tiles, splits), block(kWarps * 32);
-  const bool u8 = gemv_u() == 8;
+  const bool hint = gemv_l2_hint();
   if (a.norm_w)
-    u8 ? launch_tc<true, 8>(a, grid, block, ldo, stream) : launch_tc<true, 4>(a, grid, block, ldo, stream);
+    hint ? launch_tc<true, true>(a, grid, block, ldo, stream) : launch_tc<true, false>(a, grid, block, ldo, stream);
   else
-    u8 ? launch_tc<false, 8>(a, grid, block, ldo, stream) : launch_tc<false, 4>(a, grid, block, ldo, stream);
+    hint ? launch_tc<false, true>(a, grid, block, ldo, stream) : launch_tc<false, false>(a, grid, block, ldo, stream);
 }
 
 }  // namespace ignis::cuda
