@@ -15,6 +15,9 @@
 //   per kv head and query. Launch: grid (n_splits, nkv, n) x 128 threads, dynamic smem
 //   G hd 4 + stages * 2 * 64 * (hd sizeof(T) + 16) + G 64 4 + small (69 KB for bf16 hd 128).
 // attn_combine_kernel: block per (query, head): out = sum_s o_s 2^(m_s - M) / sum_s l_s 2^(m_s - M).
+//   With AttnArgs::counters the split kernel does this itself: each block bumps a counter of its
+//   (query, kv head) after writing its partials, and the last one combines (one launch less per
+//   layer; the order of the sum is fixed, so results do not depend on which block is last).
 #include <algorithm>
 
 #include "cuda/common.h"
@@ -69,6 +72,36 @@ __device__ __forceinline__ float dot_row(const float* q, const uint8_t* krow, in
   return sc;
 }
 
+// Called by every thread of a split block after its partials are written: the last block of
+// (query i, kv head kh) to arrive combines the n_splits partials of its G heads into a.out.
+template <typename T>
+__device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_splits) {
+  __shared__ unsigned s_prev;
+  const int tid = threadIdx.x, hd = a.hd, head0 = kh * G;
+  __threadfence();  // make this block's partials visible before counting it
+  __syncthreads();
+  if (tid == 0) s_prev = atomicAdd(&a.counters[size_t(i) * a.nkv + kh], 1u);
+  __syncthreads();
+  if (s_prev != unsigned(n_splits - 1)) return;
+  __threadfence();
+  const float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;
+  for (int e = tid; e < G * hd; e += blockDim.x) {
+    const int h = e / hd, d = e % hd;
+    const size_t qh = size_t(i) * a.nh + head0 + h;
+    float M = -INFINITY;
+    for (int s = 0; s < n_splits; ++s) M = fmaxf(M, __ldcg(wsm + 2 * (qh * n_splits + s)));
+    float den = 0.f, o = 0.f;
+    for (int s = 0; s < n_splits; ++s) {
+      const size_t idx = qh * n_splits + s;
+      const float w = exp2f(__ldcg(wsm + 2 * idx) - M);
+      den += __ldcg(wsm + 2 * idx + 1) * w;
+      o += __ldcg(a.ws + idx * hd + d) * w;
+    }
+    static_cast<T*>(a.out)[qh * hd + d] = from_f<T>(o / den);
+  }
+  if (tid == 0) a.counters[size_t(i) * a.nkv + kh] = 0;  // ready for the next launch
+}
+
 // NACC: accumulators per thread = ceil(G * hd / kThreads).
 template <typename T, int NACC, bool VEC16>
 __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int stages) {
@@ -105,6 +138,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
     }
     for (int e = tid; e < G * hd; e += kThreads)
       a.ws[((size_t(i) * a.nh + head0 + e / hd) * n_splits + s) * hd + e % hd] = 0.f;
+    if (a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
     return;
   }
 
@@ -213,6 +247,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
     wsm[2 * idx] = st_m[tid];
     wsm[2 * idx + 1] = st_l[tid];
   }
+  if (n_splits > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
 }
 
 template <typename T>
@@ -256,7 +291,7 @@ void launch_split(const AttnArgs& a, cudaStream_t stream) {
     configured = int(smem);
   }
   launch(attn_split_kernel<T, NACC, VEC16>, dim3(a.n_splits, a.nkv, a.n), dim3(kThreads), smem, stream, a, stages);
-  if (a.n_splits > 1)
+  if (a.n_splits > 1 && !a.counters)
     launch(attn_combine_kernel<T>, dim3(a.n * a.nh), dim3(std::min(256, std::max(32, (a.hd + 31) / 32 * 32))), 0,
            stream, a, a.n_splits);
 }

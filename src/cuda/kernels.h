@@ -107,6 +107,9 @@ struct AttnArgs {
   int n_splits = 1;
   float* ws = nullptr;
   size_t ws_floats = 0;
+  // Optional, n * nkv zeroed counters (left zeroed): the last split block of each (query, kv
+  // head) combines the partials itself, saving the combine kernel's launch.
+  unsigned* counters = nullptr;
   AttnImpl impl = AttnImpl::kAuto;
 };
 size_t attn_ws_floats(int n, int nh, int hd, int n_splits);

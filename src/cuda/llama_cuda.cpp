@@ -204,7 +204,7 @@ class CudaLlamaImpl final : public CudaLlama {
   size_t kv_layer_bytes_ = 0;
   DeviceBuffer inv_freq_;
   DeviceBuffer x_, h_, qkv_, q_, att_, gu_, ff_, logits_, sample_scratch_, counters_, step_dev_, pf_tokens_, pf_pos_;
-  DeviceBuffer gemv_ws_, gemv_cnt_, attn_ws_;
+  DeviceBuffer gemv_ws_, gemv_cnt_, attn_ws_, attn_cnt_;
   PinnedBuf<StepDev> step_host_;
   PinnedBuf<float> logits_host_;
   PinnedBuf<int> pf_tokens_host_, pf_pos_host_;
@@ -284,6 +284,8 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
   const int max_splits = attn_decode_splits(1, nkv_, ctx_);
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
+  attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
+  CUDA_CHECK(cudaMemsetAsync(attn_cnt_.get(), 0, attn_cnt_.size(), stream_));
 }
 
 CudaLlamaImpl::~CudaLlamaImpl() {
@@ -520,6 +522,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
     a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
     a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
+    a.counters = attn_cnt_.as<unsigned>();
     a.impl = AttnImpl::kGeneric;
     attention(a, stream_);
     tick("attention");

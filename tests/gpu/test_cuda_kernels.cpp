@@ -233,11 +233,12 @@ struct AttnCase {
   AttnImpl impl;
 };
 
-void run_attn_case(const AttnCase& c, std::mt19937& rng) {
+// fold: the split blocks combine their partials themselves (AttnArgs::counters).
+void run_attn_case(const AttnCase& c, std::mt19937& rng, bool fold = false) {
   const int ctx = 100, slots = 3;
   SCOPED_TRACE(std::string(dtype_name(c.dt)) + " nh " + std::to_string(c.nh) + " nkv " + std::to_string(c.nkv) +
                " hd " + std::to_string(c.hd) + " n " + std::to_string(c.n) + " splits " + std::to_string(c.n_splits) +
-               (c.impl == AttnImpl::kFlash ? " flash" : " generic"));
+               (c.impl == AttnImpl::kFlash ? " flash" : " generic") + (fold ? " folded combine" : ""));
   const size_t cache_n = size_t(slots) * c.nkv * ctx * c.hd;
   std::vector<float> q = random_vec(size_t(c.n) * c.nh * c.hd, rng), kc = random_vec(cache_n, rng),
                      vc = random_vec(cache_n, rng);
@@ -254,6 +255,11 @@ void run_attn_case(const AttnCase& c, std::mt19937& rng) {
   DeviceBuffer ws(std::max<size_t>(4, attn_ws_floats(c.n, c.nh, c.hd, c.n_splits) * 4));
   poison(ws);
   a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+  DeviceBuffer cnt(size_t(c.n) * c.nkv * 4);
+  if (fold) {
+    CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+    a.counters = cnt.as<unsigned>();
+  }
   if (c.impl == AttnImpl::kFlash && !flash_attention_supported(a)) {
     ADD_FAILURE() << "flash attention does not support this case";
     return;
@@ -263,6 +269,14 @@ void run_attn_case(const AttnCase& c, std::mt19937& rng) {
   ref::attention(q.data(), kc.data(), vc.data(), out.data(), c.pos.data(), c.n, c.q_per_seq, c.slot0, c.nh, c.nkv,
                  c.hd, ctx, a.scale);
   EXPECT_LE(rel_err(download(c.dt, dout.get(), out.size()), out), tol(c.dt));
+  if (fold) {  // counters back at zero, and a second launch gives the same result
+    std::vector<unsigned> cn(cnt.size() / 4);
+    CUDA_CHECK(cudaMemcpy(cn.data(), cnt.get(), cnt.size(), cudaMemcpyDeviceToHost));
+    for (unsigned v : cn) ASSERT_EQ(v, 0u);
+    poison(dout);
+    attention(a, nullptr);
+    EXPECT_LE(rel_err(download(c.dt, dout.get(), out.size()), out), tol(c.dt));
+  }
 }
 
 }  // namespace
@@ -273,7 +287,8 @@ TEST(CudaKernels, AttentionDecodeSplitK) {
   for (DType dt : {DType::F32, DType::BF16})
     for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{8, 4, 8}, std::tuple{9, 3, 64}})
       for (int splits : {1, 3, 8, attn_decode_splits(3, nkv, 100)})
-        run_attn_case({dt, nh, nkv, hd, 3, 1, 0, {0, 17, 99}, splits, AttnImpl::kGeneric}, rng);
+        for (bool fold : {false, true})
+          run_attn_case({dt, nh, nkv, hd, 3, 1, 0, {0, 17, 99}, splits, AttnImpl::kGeneric}, rng, fold);
 }
 
 TEST(CudaKernels, AttentionPrefillGeneric) {
