@@ -103,8 +103,9 @@ class CudaEncoderImpl final : public CudaEncoder {
   // compute dtype (or F32), one after the other in one 256-byte aligned block; returns its offset.
   size_t put(const EncoderSource& src, const std::vector<std::string>& names, int64_t rows, int64_t cols, bool f32,
              Staged& staged);
-  // Splits a batch into passes of at most max_tokens tokens (whole sequences).
-  std::vector<std::pair<int, int>> split(const EncoderBatch& batch) const;
+  // Validates a batch (validate_batch), computes its position ids into pos_ and splits it into
+  // passes of at most max_tokens tokens (whole sequences).
+  std::vector<std::pair<int, int>> split(const EncoderBatch& batch);
   // Validates sequences [s0, s1) of the batch, fills the input block and copies it to the GPU;
   // returns the bucket.
   int stage(const EncoderBatch& batch, int s0, int s1);
@@ -134,6 +135,7 @@ class CudaEncoderImpl final : public CudaEncoder {
   DeviceBuffer x_, qkv_, ctx_, tmp_, ffn_, in_dev_, head_a_, head_b_;
   int32_t* in_host_ = nullptr;  // pinned, layout(cap_).total ints
   std::map<int, cudaGraphExec_t> graphs_;
+  std::vector<int32_t> pos_;  // position ids of the batch being run
   int launches_layer_ = 0, launches_pass_ = 0;
   double last_capture_ms_ = 0, load_s_ = 0;
 };
@@ -303,8 +305,7 @@ CudaEncoderImpl::CudaEncoderImpl(const EncoderSource& src, const EncoderCudaOpti
   // One warm pass of one token: loads the kernels, chooses the GEMM algorithms of the first
   // bucket and captures its graph.
   EncoderBatch warm;
-  warm.ids = {cfg_.family == EncoderFamily::Roberta && cfg_.pad_token_id == 0 ? 1 : 0};
-  warm.offsets = {0, 1};
+  warm.add({cfg_.family == EncoderFamily::Roberta && cfg_.pad_token_id == 0 ? 1 : 0});
   run(warm);
   synchronize();
   load_s_ = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -336,18 +337,15 @@ int CudaEncoderImpl::bucket_of(int tokens) const {
   return (tokens + g - 1) / g * g;
 }
 
-std::vector<std::pair<int, int>> CudaEncoderImpl::split(const EncoderBatch& batch) const {
+std::vector<std::pair<int, int>> CudaEncoderImpl::split(const EncoderBatch& batch) {
+  validate_batch(cfg_, batch);
+  IGNIS_CHECK(batch.size() >= 1, "encoder batch: no sequences");
+  pos_ = encoder_position_ids(cfg_, batch);
   const int B = batch.size();
-  IGNIS_CHECK(B >= 1, "encoder batch: no sequences");
-  IGNIS_CHECK(batch.offsets.front() == 0 && size_t(batch.offsets.back()) == batch.ids.size(),
-              "encoder batch: offsets (0 .. ", batch.offsets.back(), ") do not match the ", batch.ids.size(), " ids");
-  IGNIS_CHECK(batch.type_ids.empty() || batch.type_ids.size() == batch.ids.size(), "encoder batch: ",
-              batch.type_ids.size(), " type ids for ", batch.ids.size(), " ids");
   std::vector<std::pair<int, int>> parts;
   int s0 = 0, tokens = 0;
   for (int b = 0; b < B; ++b) {
     const int len = batch.length(b);
-    IGNIS_CHECK(len >= 1, "encoder batch: sequence ", b, " is empty");
     IGNIS_CHECK(len <= opt_.max_tokens, "encoder batch: sequence ", b, " has ", len,
                 " tokens, more than this CUDA encoder's max_tokens (", opt_.max_tokens, ")");
     if (tokens + len > opt_.max_tokens) {
@@ -366,8 +364,6 @@ int CudaEncoderImpl::stage(const EncoderBatch& batch, int s0, int s1) {
   IGNIS_CHECK(n >= 1 && n <= opt_.max_tokens, "encoder pass of ", n, " tokens (max_tokens ", opt_.max_tokens, ")");
   const int nb = bucket_of(n);
   const Layout lay = layout(nb);
-  const bool roberta = cfg_.family == EncoderFamily::Roberta;
-  const int pad = cfg_.pad_token_id;
   // The previous pass's input copy must be done before the pinned block is rewritten.
   CUDA_CHECK(cudaEventSynchronize(input_copied_));
   int32_t* h = in_host_;
@@ -382,24 +378,10 @@ int CudaEncoderImpl::stage(const EncoderBatch& batch, int s0, int s1) {
     const int o0 = batch.offsets[size_t(s0 + b)], len = batch.offsets[size_t(s0 + b) + 1] - o0;
     offs[b] = o0 - base;
     by_len.emplace_back(len, b);
-    int count = 0;  // RoBERTa: positions count the non-padding tokens, after pad_token_id
     for (int i = 0; i < len; ++i) {
+      const size_t k = size_t(o0 + i);
       const int r = o0 - base + i;
-      const int32_t id = batch.ids[size_t(o0 + i)];
-      if (id < 0 || id >= cfg_.vocab_size)
-        fail("token id ", id, " (sequence ", s0 + b, ", position ", i, ") is outside the vocabulary of ",
-             cfg_.vocab_size);
-      const int32_t ty = batch.type_ids.empty() ? 0 : batch.type_ids[size_t(o0 + i)];
-      if (ty < 0 || ty >= cfg_.type_vocab_size)
-        fail("token type id ", ty, " (sequence ", s0 + b, ", position ", i, ") is outside 0..",
-             cfg_.type_vocab_size - 1);
-      int p = i;
-      if (roberta) p = id == pad ? pad : pad + (++count);
-      if (p >= cfg_.max_positions)
-        fail("sequence ", s0 + b, " has ", len, " tokens, more than the model's ", cfg_.max_positions,
-             roberta ? " positions (minus RoBERTa's offset of pad_token_id + 1)" : " positions",
-             ": truncate it");
-      ids[r] = id, types[r] = ty, pos[r] = p;
+      ids[r] = batch.ids[k], types[r] = batch.type_ids[k], pos[r] = pos_[k];
     }
   }
   offs[B] = n;

@@ -26,6 +26,9 @@ struct BenchArgs {
 int cmd_bench(const BenchArgs& a, const std::string& model_path, const std::string& tokenizer, const std::string& device,
               int threads, int ctx);
 
+// Registers the hidden `bench-encoder` subcommand (cli_bench_encoder.cpp; runs from its callback).
+void add_bench_encoder(CLI::App& app);
+
 // The CUDA backend, or a clear error when this build or machine has none.
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);
 
