@@ -29,6 +29,9 @@ int cmd_bench(const BenchArgs& a, const std::string& model_path, const std::stri
 // Registers the hidden `bench-encoder` subcommand (cli_bench_encoder.cpp; runs from its callback).
 void add_bench_encoder(CLI::App& app);
 
+// `ignis embed` and `ignis classify` (cli_encoder.cpp): adds the subcommands, which run from their callbacks.
+void add_encoder_commands(CLI::App& app);
+
 // The CUDA backend, or a clear error when this build or machine has none.
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);
 

@@ -287,6 +287,8 @@ int main(int argc, char** argv) {
   logc->add_option("-p,--prompt", log_text, "Text to tokenize instead of --tokens");
   logc->add_option("-o,--output", log_out, "Output file")->required();
 
+  cli::add_encoder_commands(app);
+
   cli::add_bench_encoder(app);
 
   try {
