@@ -48,5 +48,29 @@ expect 1 "random.bin" -- generate -m "$DATA/stories260K.bin" --tokenizer "$tmp/r
 # And the good path still works (greedy stories260K names Lily).
 expect 0 "Lily" -- generate -m "$DATA/stories260K.bin" --tokenizer "$DATA/tok512.bin" -p "Once upon a time" --temp 0 -n 40
 
+# Encoders: ignis embed / classify (fixtures: tests/fixtures/bert).
+ENC="$(cd "$(dirname "$0")" && pwd)/fixtures/bert"
+mkdir -p "$tmp/enc_gpt2" && echo '{"model_type": "gpt2", "architectures": ["GPT2Model"]}' > "$tmp/enc_gpt2/config.json"
+cp -r "$ENC/bert" "$tmp/enc_qa" && sed -i 's/BertForSequenceClassification/BertForQuestionAnswering/' "$tmp/enc_qa/config.json"
+cp -r "$ENC/bert" "$tmp/enc_emb" && sed -i 's/BertForSequenceClassification/BertModel/' "$tmp/enc_emb/config.json"
+cp -r "$ENC/bert" "$tmp/enc_noweights" && rm "$tmp/enc_noweights/model.safetensors"
+cp -r "$ENC/roberta" "$tmp/enc_badbin" && head -c 3000 "$ENC/roberta/pytorch_model.bin" > "$tmp/enc_badbin/pytorch_model.bin"
+printf 'hello\n\xff\xfe broken\n\n' > "$tmp/texts.txt"
+expect 1 "not a folder" -- embed -m "$tmp/does-not-exist" hello
+expect 1 "no config.json" -- embed -m "$tmp" hello
+expect 1 "model_type 'gpt2'" -- embed -m "$tmp/enc_gpt2" hello
+expect 1 "BertForQuestionAnswering.*not supported" -- classify -m "$tmp/enc_qa" hello
+expect 1 "no weights found" -- embed -m "$tmp/enc_noweights" hello
+expect 1 "pytorch_model.bin" -- embed -m "$tmp/enc_badbin" hello
+expect 1 "no texts" -- embed -m "$ENC/bert" -f /dev/null
+expect 1 "cannot open" -- embed -m "$ENC/bert" -f "$tmp/no-such-file.txt"
+expect 1 "no classification head" -- classify -m "$tmp/enc_emb" hello
+expect "[1-9][0-9]*" "batch" -- embed -m "$ENC/bert" --batch 0 hello
+expect 0 "not valid UTF-8" -- embed -m "$ENC/bert" -f "$tmp/texts.txt"
+expect 0 "text 3 is empty" -- embed -m "$ENC/bert" -f "$tmp/texts.txt"
+expect 0 "truncated from [0-9]+ to 32 tokens" -- classify -m "$ENC/bert" "$(printf 'hello world %.0s' {1..40})"
+expect 0 "positive|neutral|negative" -- classify -m "$ENC/bert" "Hello, world!"
+expect 0 "LABEL_[01]" -- classify -m "$ENC/roberta" --json hello
+
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]
