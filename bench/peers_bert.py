@@ -239,7 +239,8 @@ def plot(names, results, engines, path):
     except Exception:  # noqa: BLE001
         return "matplotlib is not importable: no plot"
     others = [e for e in engines if e != "ignis"]
-    names = [n for n in names if results.get("ignis", {}).get(n, {}).get("ms")]
+    names = [n for n in names if results.get("ignis", {}).get(n, {}).get("ms")
+             and any(results.get(e, {}).get(n, {}).get("ms") for e in others)]
     fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.9), 4.5))
     w = 0.8 / max(1, len(others))
     for k, e in enumerate(others):

@@ -9,6 +9,8 @@
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
 #                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), L2::256B load hint ($TUNE_L2)
+#   scripts/gpu-check.sh bert      encoder (BERT family): GPU tests, compute-sanitizer memcheck on its kernels,
+#                                  bench/peers_bert.py (BERT-base fp16: ignis vs HF eager / sdpa / torch.compile + parity)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -61,6 +63,10 @@ for stage in "$@"; do
       done; done; done ;;
     peers)
       TAIL=40 run peers python3 bench/peers.py --shape "${SHAPE:-llama-2-7b}" --ignis $B/ignis --out "$LOG" ;;
+    bert)
+      TAIL=40 run bert_tests $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
+      run bert_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*:CudaEncoder.BucketReplay*'
+      TAIL=45 run peers_bert python3 bench/peers_bert.py --ignis $B/ignis --out "$LOG" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
 done

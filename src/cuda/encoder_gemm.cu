@@ -3,6 +3,9 @@
 // (N x M, ld N). The bias is a vector over D's rows, i.e. over our N output features.
 #include "cuda/encoder_gemm.h"
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "cuda/common.h"
 #include "cuda/encoder_kernels.h"
 
@@ -58,6 +61,17 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
 
+// Which of the heuristic's algorithms to take (its first, the one it ranks best, by default):
+// IGNIS_ENC_GEMM_ALGO=k takes the k-th (clamped to those offered), a knob for measurements.
+constexpr int kMaxAlgos = 8;
+int algo_choice() {
+  static const int k = [] {
+    const char* e = std::getenv("IGNIS_ENC_GEMM_ALGO");
+    return e ? std::max(0, std::min(kMaxAlgos - 1, std::atoi(e))) : 0;
+  }();
+  return k;
+}
+
 // Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
 // false when it has none.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
@@ -82,13 +96,13 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                     sizeof(ws_bytes)));
-  cublasLtMatmulHeuristicResult_t res{};
+  cublasLtMatmulHeuristicResult_t res[kMaxAlgos] = {};
   int count = 0;
   const cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(handle, *desc, *la, *lb, *lc, *lc, pref, 1, &res, &count);
+      cublasLtMatmulAlgoGetHeuristic(handle, *desc, *la, *lb, *lc, *lc, pref, kMaxAlgos, res, &count);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || count == 0) return false;
-  *algo = res.algo;
+  *algo = res[std::min(algo_choice(), count - 1)].algo;
   return true;
 }
 
