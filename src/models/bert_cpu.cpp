@@ -22,9 +22,31 @@
 #include "core/half.h"
 #include "core/threadpool.h"
 #include "models/bert.h"
+#include "ops/ops.h"
 
 namespace ignis {
+namespace bert_avx2 {  // bert_cpu_avx2.cpp
+void bias_gelu(float* x, const float* b, int n, bool erf);
+void axpy(float a, const float* x, float* y, int n);
+}  // namespace bert_avx2
+
 namespace {
+
+const bool kAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+void bias_gelu(float* x, const float* b, int n, bool erf) {
+  if (kAvx2) return bert_avx2::bias_gelu(x, b, n, erf);
+  for (int i = 0; i < n; ++i) {
+    const float v = x[i] + b[i];
+    x[i] = erf ? 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f))
+               : 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+  }
+}
+
+void axpy(float a, const float* x, float* y, int n) {
+  if (kAvx2) return bert_avx2::axpy(a, x, y, n);
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
 
 std::vector<float> to_f32(const Tensor& t) {
   std::vector<float> out(size_t(t.numel()));
@@ -82,10 +104,6 @@ void add_layernorm_row(float* x, const float* y, const float* bias, const Norm& 
   for (int i = 0; i < h; ++i) x[i] = (x[i] - m) * inv * nrm.g[size_t(i)] + nrm.b[size_t(i)];
 }
 
-float gelu_erf(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678118654752f)); }
-float gelu_tanh(float x) {
-  return 0.5f * x * (1.0f + std::tanh(0.7978845608028654f * (x + 0.044715f * x * x * x)));
-}
 
 class CpuEncoder final : public EncoderModel {
  public:
@@ -228,13 +246,7 @@ class CpuEncoder final : public EncoderModel {
       const bool erf = c_.activation == "gelu";
       const float* b1 = L.ffn_up.b.data();
       pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
-        for (int64_t t = b; t < e; ++t) {
-          float* r = &ffn[size_t(t) * I];
-          if (erf)
-            for (int i = 0; i < I; ++i) r[i] = gelu_erf(r[i] + b1[i]);
-          else
-            for (int i = 0; i < I; ++i) r[i] = gelu_tanh(r[i] + b1[i]);
-        }
+        for (int64_t t = b; t < e; ++t) bias_gelu(&ffn[size_t(t) * I], b1, I, erf);
       });
       matmul(ffn.data(), n, L.ffn_down, tmp.data(), false);
       residual_norm(x, tmp.data(), L.ffn_down.b.data(), L.ffn_norm, n);
@@ -270,23 +282,11 @@ class CpuEncoder final : public EncoderModel {
       for (int t = 0; t < L; ++t) {
         const float* q = q0 + size_t(t) * stride;
         for (int j = 0; j < L; ++j) p[j] = 0.0f;
-        for (int i = 0; i < d; ++i) {
-          const float qi = q[i] * scale;
-          const float* kr = kt + size_t(i) * L;
-          for (int j = 0; j < L; ++j) p[j] += qi * kr[j];
-        }
-        float mx = p[0];
-        for (int j = 1; j < L; ++j) mx = std::max(mx, p[j]);
-        float sum = 0;
-        for (int j = 0; j < L; ++j) sum += (p[j] = std::exp(p[j] - mx));
-        const float inv = 1.0f / sum;
+        for (int i = 0; i < d; ++i) axpy(q[i] * scale, kt + size_t(i) * L, p, L);
+        ops::softmax(p, L);
         float* o = ctx + size_t(begin + t) * H + size_t(h) * d;
         for (int i = 0; i < d; ++i) o[i] = 0.0f;
-        for (int j = 0; j < L; ++j) {
-          const float w = p[j] * inv;
-          const float* v = v0 + size_t(j) * stride;
-          for (int i = 0; i < d; ++i) o[i] += w * v[i];
-        }
+        for (int j = 0; j < L; ++j) axpy(p[j], v0 + size_t(j) * stride, o, d);
       }
     });
   }
