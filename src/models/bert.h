@@ -38,7 +38,8 @@ struct EncoderConfig {
   int type_vocab_size = 2;
   int pad_token_id = 0;                 // RoBERTa: positions start at pad_token_id + 1
   float layer_norm_eps = 1e-12f;
-  std::string activation = "gelu";      // "gelu" (erf) or "gelu_new"/"gelu_pytorch_tanh" (tanh approximation)
+  std::string activation = "gelu";      // "gelu" (erf) or "gelu_new" (tanh approximation; load_encoder maps
+                                        // gelu_python to gelu and gelu_pytorch_tanh to gelu_new)
   std::vector<std::string> labels;      // id2label for the classification heads (index = class id)
   int max_tokens() const;               // longest input the model takes (positions, minus RoBERTa's offset)
   // Added by the loader (load_encoder fills them; backends may ignore them):
