@@ -72,5 +72,38 @@ expect 0 "truncated from [0-9]+ to 32 tokens" -- classify -m "$ENC/bert" "$(prin
 expect 0 "positive|neutral|negative" -- classify -m "$ENC/bert" "Hello, world!"
 expect 0 "LABEL_[01]" -- classify -m "$ENC/roberta" --json hello
 
+# Quantization (src/quant, tools/ignis/cli_quant.cpp): bad flags, then a stories260K int4 checkpoint
+# written by `ignis quantize` and damaged in several ways.
+S="$DATA/stories260K.bin"; T="$DATA/tok512.bin"
+expect "[1-9][0-9]*" "to is required|required" -- quantize -m "$S" --tokenizer "$T" -o "$tmp/q0"
+expect "[1-9][0-9]*" "group" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 48 -o "$tmp/q0"
+expect 1 "calib" -- quantize -m "$S" --tokenizer "$T" --to int4 --method gptq -o "$tmp/q0"
+expect 1 "asym" -- quantize -m "$S" --tokenizer "$T" --to int8 --asym -o "$tmp/q0"
+expect 0 "wrote" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 32 -o "$tmp/q4"
+expect 0 "perplexity" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --ctx 128 --stride 64 --max-tokens 300
+expect 1 "already quantized" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --quant int8
+cp -r "$tmp/q4" "$tmp/q4_group" && sed -i 's/"group_size": 32/"group_size": 64/' "$tmp/q4_group/config.json"
+expect 1 "group_size 64|group size" -- perplexity -m "$tmp/q4_group" -f "$DATA/wikitext2_valid.txt"
+cp -r "$tmp/q4" "$tmp/q4_g100" && sed -i 's/"group_size": 32/"group_size": 100/' "$tmp/q4_g100/config.json"
+expect 1 "group_size 100" -- perplexity -m "$tmp/q4_g100" -f "$DATA/wikitext2_valid.txt"
+cp -r "$tmp/q4" "$tmp/q4_awq" && sed -i 's/"quant_method": "gptq"/"quant_method": "awq"/' "$tmp/q4_awq/config.json"
+expect 1 "awq" -- perplexity -m "$tmp/q4_awq" -f "$DATA/wikitext2_valid.txt"
+cp -r "$tmp/q4" "$tmp/q4_shape" && sed -i 's/"intermediate_size": 172/"intermediate_size": 192/' "$tmp/q4_shape/config.json"
+expect 1 "shape|implies" -- perplexity -m "$tmp/q4_shape" -f "$DATA/wikitext2_valid.txt"
+mkdir -p "$tmp/q4_noscales" && cp "$tmp/q4"/*.json "$tmp/q4"/tokenizer.bin "$tmp/q4_noscales/" && \
+  python3 - "$tmp/q4/model.safetensors" "$tmp/q4_noscales/model.safetensors" <<'PY'
+import json, struct, sys
+d = open(sys.argv[1], 'rb').read(); n = struct.unpack('<Q', d[:8])[0]; h = json.loads(d[8:8 + n]); body = d[8 + n:]
+drop = 'model.layers.2.mlp.up_proj.scales'; out = {}; parts = []; off = 0
+for k, v in h.items():
+    if k == '__metadata__' or k == drop: continue
+    b, e = v['data_offsets']; parts.append(body[b:e]); v['data_offsets'] = [off, off + e - b]; off += e - b; out[k] = v
+hb = json.dumps(out).encode(); hb += b' ' * (-len(hb) % 8)
+open(sys.argv[2], 'wb').write(struct.pack('<Q', len(hb)) + hb + b''.join(parts))
+PY
+expect 1 "up_proj.scales' is missing" -- perplexity -m "$tmp/q4_noscales" -f "$DATA/wikitext2_valid.txt"
+: > "$tmp/empty.txt"
+expect 1 "empty" -- perplexity -m "$S" --tokenizer "$T" -f "$tmp/empty.txt"
+
 echo "$passes passed, $fails failed"
 [ "$fails" = 0 ]

@@ -31,6 +31,8 @@ void add_bench_encoder(CLI::App& app);
 
 // `ignis embed` and `ignis classify` (cli_encoder.cpp): adds the subcommands, which run from their callbacks.
 void add_encoder_commands(CLI::App& app);
+// `ignis quantize` and `ignis perplexity` (cli_quant.cpp), run from their callbacks.
+void add_quant_commands(CLI::App& app);
 
 // The CUDA backend, or a clear error when this build or machine has none.
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);

@@ -288,6 +288,7 @@ int main(int argc, char** argv) {
   logc->add_option("-o,--output", log_out, "Output file")->required();
 
   cli::add_encoder_commands(app);
+  cli::add_quant_commands(app);
 
   cli::add_bench_encoder(app);
 

@@ -1,0 +1,673 @@
+// Weight-only quantized GEMV for decode, y[B, N] = x[B, K] W^T with W stored as int8 per channel,
+// int4 group-wise (GPTQ-style, optional zero points) or GGUF Q8_0 / Q4_0 / Q4_K blocks, x bf16,
+// fp32 accumulation; plus dequantize-to-bf16 for prefill (then cuBLASLt). Formats: quant_kernels.h.
+//
+// Decode is memory-bound: the only goal is to stream the packed weights at the memory bandwidth.
+// Bytes moved per call: the weights (N*K for int8, N*K/2 for int4, 34/32 and 18/32 bytes per value
+// for Q8_0 / Q4_0, 144/256 for Q4_K) + scales/zeros (4 bytes per row or per group) + x (B*K*2,
+// from L1/L2) + the outputs.
+//
+// Launch shape (all GEMV kernels): blocks of 128 threads = 4 warps; each warp owns a PAIR of rows
+// (rows 2p and 2p+1, or for the SwiGLU epilogue the gate row and its up row, 8 rows apart in the
+// fused layout of kernels.h) and streams both rows from start to end; grid = ceil(pairs / 4).
+// Two rows per warp halve the activation loads (each x value is used for both rows).
+//
+// int8 / int4 (gemv_int_kernel): a lane loads 16-byte chunks of each row (16 int8 or 32 int4
+// values), chunk c = lane + 32 i, so one load instruction of the warp covers 512 contiguous bytes
+// of a row; U = 4 chunks per row (8 x 16 B per lane, 4 KB per warp) are loaded before any is
+// used. Integers become floats without conversion instructions: the magic-number trick
+// float(0x4B000000 | q) = 2^23 + q exactly, so q - z = that - (2^23 + z), one FADD (int8: the
+// signed bytes are flipped to q + 128 with one XOR and placed by one PRMT). A 32-value int4
+// chunk lies inside one group (groups are multiples of 32), so it is summed unscaled and
+// multiplied by its group's scale once; int8 applies the row scale at the end.
+//
+// GGUF (gemv_gguf32_kernel, gemv_q4k_kernel): Q8_0 / Q4_0 blocks are 34 / 18 bytes, only 2-byte
+// aligned, so a lane takes one whole block with 2-byte loads (the warp still reads one contiguous
+// span, every fetched sector is used); Q4_K blocks are 144 bytes (16-byte aligned when the row is)
+// and 8 lanes share one, each with one 16-byte load of 32 packed bytes (64 values: two 32-value
+// sub-blocks with their 6-bit scales and mins).
+//
+// Partial sums: each lane accumulates its chunks for (2 rows) x (B batch rows), then warp_sum;
+// lane 0 runs the epilogue. Shared memory is not used, so there are no bank conflicts.
+// With PDL the first weight loads are issued before griddepcontrol.wait (weights never depend on
+// the previous kernel; x does).
+//
+// Known limit: at B = 8 the CUDA-core FMAs (8 per weight) rather than memory bound the int4 kernel;
+// a tensor-core variant (dequantized A fragments into mma.m16n8k16, like gemv.cu's) is the next step.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/half.h"
+#include "cuda/common.h"
+#include "cuda/gemm.h"
+#include "cuda/quant_kernels.h"
+#include "quant/formats.h"
+
+namespace ignis::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr float kMagic = 8388608.f;  // 2^23
+
+__device__ __forceinline__ uint4 ld16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+__device__ __forceinline__ uint32_t ld_u16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
+__device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
+__device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+__device__ __forceinline__ float half_bits(uint32_t h) { return __half2float(__ushort_as_half(uint16_t(h))); }
+__device__ __forceinline__ float silu(float g) { return g / (1.f + __expf(-g)); }
+
+// 8 consecutive bf16 of x (16-byte aligned) as floats.
+__device__ __forceinline__ void load_x8(const bf16* p, float (&f)[8]) {
+  const uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+  f[0] = bf_lo(v.x), f[1] = bf_hi(v.x), f[2] = bf_lo(v.y), f[3] = bf_hi(v.y);
+  f[4] = bf_lo(v.z), f[5] = bf_hi(v.z), f[6] = bf_lo(v.w), f[7] = bf_hi(v.w);
+}
+// 4 consecutive bf16 of x (8-byte aligned) as floats.
+__device__ __forceinline__ void load_x4(const bf16* p, float (&f)[4]) {
+  const uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+  f[0] = bf_lo(v.x), f[1] = bf_hi(v.x), f[2] = bf_lo(v.y), f[3] = bf_hi(v.y);
+}
+
+// Scale i of a scale array of dtype sdt (0 f32, 1 bf16, 2 f16).
+__device__ __forceinline__ float load_scale(const void* s, int sdt, size_t i) {
+  if (sdt == 0) return __ldg(static_cast<const float*>(s) + i);
+  const uint32_t h = __ldg(static_cast<const uint16_t*>(s) + i);
+  return sdt == 1 ? __uint_as_float(h << 16) : half_bits(h);
+}
+
+// The warp's two rows (see the header comment); returns false when the warp has none.
+template <int EPI>
+__device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_valid) {
+  const int p = blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
+    if (p >= N / 2) return false;
+    rows[0] = int(swiglu_row_of_gate(p));
+    rows[1] = rows[0] + 8;
+    second_valid = true;
+  } else {
+    if (2 * p >= N) return false;
+    rows[0] = 2 * p;
+    second_valid = 2 * p + 1 < N;
+    rows[1] = second_valid ? 2 * p + 1 : 2 * p;  // a duplicate row, computed but not stored
+  }
+  return true;
+}
+
+// Warp-reduces acc and writes the epilogue (lane 0).
+template <int BMAX, int EPI>
+__device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[2], bool second_valid, int B,
+                                       void* out, int ldo) {
+  const int lane = threadIdx.x & 31;
+  const int j = blockIdx.x * kWarps + (threadIdx.x >> 5);  // SwiGLU output column
+#pragma unroll
+  for (int b = 0; b < BMAX; ++b) {
+    if (b >= B) break;
+    const float v0 = warp_sum(acc[0][b]), v1 = warp_sum(acc[1][b]);
+    if (lane != 0) continue;
+    if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
+      static_cast<bf16*>(out)[size_t(b) * ldo + j] = __float2bfloat16(silu(v0) * v1);
+    } else {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        if (r == 1 && !second_valid) break;
+        const float v = r ? v1 : v0;
+        const size_t o = size_t(b) * ldo + rows[r];
+        if constexpr (EPI == int(GemvEpilogue::kStore)) static_cast<bf16*>(out)[o] = __float2bfloat16(v);
+        if constexpr (EPI == int(GemvEpilogue::kStoreF32)) static_cast<float*>(out)[o] = v;
+        if constexpr (EPI == int(GemvEpilogue::kAddF32)) static_cast<float*>(out)[o] += v;
+      }
+    }
+  }
+}
+
+// ---- int8 per channel / int4 group-wise ------------------------------------------------------------
+
+template <bool INT4, int BMAX, int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sdt, const bf16* __restrict__ x, int B,
+                                                               void* out, int ldo) {
+  constexpr int U = 4;                       // 16-byte chunks per row loaded ahead
+  constexpr int kVals = INT4 ? 32 : 16;      // values per chunk
+  const int lane = threadIdx.x & 31;
+  const int K = W.K, G = INT4 ? K / W.group : 1;
+  int rows[2];
+  bool second_valid = false;
+  pdl_trigger();
+  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const size_t row_bytes = INT4 ? size_t(K) / 2 : size_t(K);
+  const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + rows[0] * row_bytes,
+                          static_cast<const uint8_t*>(W.w) + rows[1] * row_bytes};
+  const int nchunks = K / kVals;
+
+  uint4 wv[U][2];
+  auto load = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + 32 * u + lane;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) wv[u][r] = c < nchunks ? ld16(wr[r] + size_t(c) * 16) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  load(0);
+  pdl_wait();
+
+  float acc[2][BMAX];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+
+  for (int base = 0; base < nchunks; base += 32 * U) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + 32 * u + lane;
+      if (c >= nchunks) break;
+      const int k0 = c * kVals;
+      float part[2][BMAX];
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) part[r][b] = 0.f;
+      float zf[2] = {kMagic + 128.f, kMagic + 128.f};  // int8: q + 128 - 128
+      if constexpr (INT4) {
+        const int g = k0 / W.group;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) zf[r] = kMagic + (W.zeros ? float(__ldg(W.zeros + size_t(rows[r]) * G + g)) : 8.f);
+      }
+      // 8 values at a time: int4 one word (8 nibbles), int8 two words (4 bytes each); both rows'
+      // values are unpacked first, then each batch row's 8 activations are loaded and used.
+#pragma unroll
+      for (int h = 0; h < kVals / 8; ++h) {
+        float q[2][8];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if constexpr (INT4) {
+            const uint32_t w = word_of(wv[u][r], h);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) q[r][e] = __uint_as_float(0x4B000000u | ((w >> (4 * e)) & 0xFu)) - zf[r];
+          } else {
+            const uint32_t w0 = word_of(wv[u][r], 2 * h) ^ 0x80808080u, w1 = word_of(wv[u][r], 2 * h + 1) ^ 0x80808080u;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              q[r][e] = __uint_as_float(__byte_perm(w0, 0x4B000000u, 0x7540u | e)) - zf[r];
+              q[r][4 + e] = __uint_as_float(__byte_perm(w1, 0x4B000000u, 0x7540u | e)) - zf[r];
+            }
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) {
+          if (b >= B) break;
+          float xf[8];
+          load_x8(x + size_t(b) * K + k0 + 8 * h, xf);
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) part[r][b] = fmaf(q[r][e], xf[e], part[r][b]);
+        }
+      }
+      if constexpr (INT4) {
+        const int g = k0 / W.group;
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const float s = load_scale(W.scales, sdt, size_t(rows[r]) * G + g);
+#pragma unroll
+          for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(s, part[r][b], acc[r][b]);
+        }
+      } else {
+#pragma unroll
+        for (int r = 0; r < 2; ++r)
+#pragma unroll
+          for (int b = 0; b < BMAX; ++b) acc[r][b] += part[r][b];
+      }
+    }
+    if (base + 32 * U < nchunks) load(base + 32 * U);
+  }
+  if constexpr (!INT4) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float s = load_scale(W.scales, sdt, size_t(rows[r]));
+#pragma unroll
+      for (int b = 0; b < BMAX; ++b) acc[r][b] *= s;
+    }
+  }
+  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+}
+
+// ---- GGUF Q8_0 / Q4_0: one 32-value block per lane ------------------------------------------------
+
+template <bool Q8, int BMAX, int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, const bf16* __restrict__ x, int B,
+                                                                  void* out, int ldo) {
+  constexpr int U = 2;                    // blocks per row loaded ahead
+  constexpr int kBytes = Q8 ? 34 : 18;    // block size: fp16 d + 32 int8 / 16 bytes of nibbles
+  constexpr int kWords = Q8 ? 8 : 4;
+  const int lane = threadIdx.x & 31;
+  const int K = W.K, nblocks = K / 32;
+  int rows[2];
+  bool second_valid = false;
+  pdl_trigger();
+  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * kBytes,
+                          static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * kBytes};
+  uint32_t qw[U][2][kWords];
+  float d[U][2];
+  auto load = [&](int base) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + 32 * u + lane;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const uint8_t* p = wr[r] + size_t(c < nblocks ? c : 0) * kBytes;
+        d[u][r] = half_bits(ld_u16(p));
+#pragma unroll
+        for (int i = 0; i < kWords; ++i) qw[u][r][i] = ld_u16(p + 2 + 4 * i) | (ld_u16(p + 4 + 4 * i) << 16);
+      }
+    }
+  };
+  load(0);
+  pdl_wait();
+  float acc[2][BMAX];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+
+  for (int base = 0; base < nblocks; base += 32 * U) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = base + 32 * u + lane;
+      if (c >= nblocks) break;
+      const int k0 = c * 32;
+      float part[2][BMAX];
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) part[r][b] = 0.f;
+      // 4 steps of 8 values. Q8_0: values 8s..8s+7 = words 2s, 2s+1. Q4_0: word s holds bytes
+      // 4s..4s+3, whose low nibbles are values 4s..4s+3 and high nibbles values 16+4s..16+4s+3.
+#pragma unroll
+      for (int s = 0; s < 4; ++s) {
+        float q[2][8];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          if constexpr (Q8) {
+            const uint32_t w0 = qw[u][r][2 * s] ^ 0x80808080u, w1 = qw[u][r][2 * s + 1] ^ 0x80808080u;
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              q[r][e] = __uint_as_float(__byte_perm(w0, 0x4B000000u, 0x7540u | e)) - (kMagic + 128.f);
+              q[r][4 + e] = __uint_as_float(__byte_perm(w1, 0x4B000000u, 0x7540u | e)) - (kMagic + 128.f);
+            }
+          } else {
+            const uint32_t w = qw[u][r][s];
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              q[r][e] = __uint_as_float(0x4B000000u | ((w >> (8 * e)) & 0xFu)) - (kMagic + 8.f);
+              q[r][4 + e] = __uint_as_float(0x4B000000u | ((w >> (8 * e + 4)) & 0xFu)) - (kMagic + 8.f);
+            }
+          }
+        }
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) {
+          if (b >= B) break;
+          float xf[8];
+          if constexpr (Q8) {
+            load_x8(x + size_t(b) * K + k0 + 8 * s, xf);
+          } else {
+            float lo[4], hi[4];
+            load_x4(x + size_t(b) * K + k0 + 4 * s, lo);
+            load_x4(x + size_t(b) * K + k0 + 16 + 4 * s, hi);
+#pragma unroll
+            for (int e = 0; e < 4; ++e) xf[e] = lo[e], xf[4 + e] = hi[e];
+          }
+#pragma unroll
+          for (int r = 0; r < 2; ++r)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) part[r][b] = fmaf(q[r][e], xf[e], part[r][b]);
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r)
+#pragma unroll
+        for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(d[u][r], part[r][b], acc[r][b]);
+    }
+    if (base + 32 * U < nblocks) load(base + 32 * U);
+  }
+  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+}
+
+// ---- GGUF Q4_K: 8 lanes per 256-value block ---------------------------------------------------------
+
+// 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes (ops/quant.h get_scale_min_k4).
+__device__ __forceinline__ void q4k_scale_min(const uint32_t (&sw)[3], int j, float& sc, float& mn) {
+  auto byte = [&](int i) { return int((sw[i >> 2] >> (8 * (i & 3))) & 0xFFu); };
+  if (j < 4) {
+    sc = float(byte(j) & 63);
+    mn = float(byte(j + 4) & 63);
+  } else {
+    sc = float((byte(j + 4) & 0xF) | ((byte(j - 4) >> 6) << 4));
+    mn = float((byte(j + 4) >> 4) | ((byte(j) >> 6) << 4));
+  }
+}
+
+template <int BMAX, int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const bf16* __restrict__ x, int B, void* out,
+                                                               int ldo) {
+  const int lane = threadIdx.x & 31;
+  const int t = lane & 7, slot = lane >> 3;  // lane t of the 8 sharing block `slot` of 4
+  const int jj = t >> 1, h = t & 1;          // 64-value chunk jj, half h of its 32 bytes
+  const int K = W.K, nblocks = K / 256;
+  int rows[2];
+  bool second_valid = false;
+  pdl_trigger();
+  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 144,
+                          static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 144};
+  float acc[2][BMAX];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+  bool waited = false;
+  for (int c = slot; c < nblocks; c += 4) {
+    uint4 qv[2];
+    uint32_t hdr[2], sw[2][3];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* p = wr[r] + size_t(c) * 144;
+      hdr[r] = __ldg(reinterpret_cast<const uint32_t*>(p));  // d, dmin (fp16)
+#pragma unroll
+      for (int i = 0; i < 3; ++i) sw[r][i] = __ldg(reinterpret_cast<const uint32_t*>(p + 4 + 4 * i));
+      qv[r] = ld16(p + 16 + 32 * jj + 16 * h);
+    }
+    if (!waited) {
+      pdl_wait();
+      waited = true;
+    }
+    // low nibbles: values 64jj + 16h + i (sub-block 2jj); high: + 32 (sub-block 2jj + 1), i < 16.
+    // Unpack both rows (32 values each), then take each batch row's 32 activations in turn.
+    const int klo = c * 256 + 64 * jj + 16 * h;
+    float ql[2][16], qh[2][16], dl[2], dh[2], ml[2], mh[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float d = half_bits(hdr[r] & 0xFFFFu), dmin = half_bits(hdr[r] >> 16);
+      float sc1, m1, sc2, m2;
+      q4k_scale_min(sw[r], 2 * jj, sc1, m1);
+      q4k_scale_min(sw[r], 2 * jj + 1, sc2, m2);
+      dl[r] = d * sc1, dh[r] = d * sc2, ml[r] = dmin * m1, mh[r] = dmin * m2;
+#pragma unroll
+      for (int i = 0; i < 16; ++i) {
+        const uint32_t w = word_of(qv[r], i >> 2);
+        ql[r][i] = __uint_as_float(0x4B000000u | ((w >> (8 * (i & 3))) & 0xFu)) - kMagic;
+        qh[r][i] = __uint_as_float(0x4B000000u | ((w >> (8 * (i & 3) + 4)) & 0xFu)) - kMagic;
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      if (b >= B) break;
+      float sl = 0.f, sh = 0.f, pl[2] = {0.f, 0.f}, ph[2] = {0.f, 0.f};  // sum x, sum q x (low / high)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float fl[8], fh[8];
+        load_x8(x + size_t(b) * K + klo + 8 * i, fl);
+        load_x8(x + size_t(b) * K + klo + 32 + 8 * i, fh);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          sl += fl[e];
+          sh += fh[e];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            pl[r] = fmaf(ql[r][8 * i + e], fl[e], pl[r]);
+            ph[r] = fmaf(qh[r][8 * i + e], fh[e], ph[r]);
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) acc[r][b] += dl[r] * pl[r] + dh[r] * ph[r] - (ml[r] * sl + mh[r] * sh);
+    }
+  }
+  if (!waited) pdl_wait();
+  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+}
+
+// ---- dequantize to bf16 (prefill) -------------------------------------------------------------------
+
+// Thread per (row, 32-value chunk): 32 values of W as floats.
+__device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (&v)[32]) {
+  const int K = W.K;
+  const uint8_t* base = static_cast<const uint8_t*>(W.w);
+  switch (W.type) {
+    case QType::kInt8: {
+      const int8_t* q = reinterpret_cast<const int8_t*>(base + size_t(row) * K + chunk * 32);
+      const float s = load_scale(W.scales, sdt, size_t(row));
+      for (int i = 0; i < 32; ++i) v[i] = s * float(q[i]);
+      break;
+    }
+    case QType::kInt4: {
+      const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
+      const int G = K / W.group, g = chunk * 32 / W.group;
+      const float s = load_scale(W.scales, sdt, size_t(row) * G + g);
+      const float z = W.zeros ? float(W.zeros[size_t(row) * G + g]) : 8.f;
+      for (int i = 0; i < 16; ++i) v[2 * i] = s * (float(q[i] & 15) - z), v[2 * i + 1] = s * (float(q[i] >> 4) - z);
+      break;
+    }
+    case QType::kQ8_0: {
+      const uint8_t* p = base + (size_t(row) * (K / 32) + chunk) * 34;
+      const float d = half_bits(ld_u16(p));
+      for (int i = 0; i < 32; ++i) v[i] = d * float(int8_t(p[2 + i]));
+      break;
+    }
+    case QType::kQ4_0: {
+      const uint8_t* p = base + (size_t(row) * (K / 32) + chunk) * 18;
+      const float d = half_bits(ld_u16(p));
+      for (int i = 0; i < 16; ++i) v[i] = d * (float(p[2 + i] & 15) - 8.f), v[16 + i] = d * (float(p[2 + i] >> 4) - 8.f);
+      break;
+    }
+    case QType::kQ4_K: {
+      const uint8_t* p = base + (size_t(row) * (K / 256) + chunk / 8) * 144;
+      const int sub = chunk % 8, jj = sub / 2;
+      uint32_t sw[3];
+      for (int i = 0; i < 3; ++i) sw[i] = reinterpret_cast<const uint32_t*>(p + 4)[i];
+      float sc, mn;
+      q4k_scale_min(sw, sub, sc, mn);
+      const uint32_t hdr = *reinterpret_cast<const uint32_t*>(p);
+      const float d = half_bits(hdr & 0xFFFFu) * sc, m = half_bits(hdr >> 16) * mn;
+      const uint8_t* q = p + 16 + 32 * jj;
+      for (int i = 0; i < 32; ++i) v[i] = d * float((sub & 1) ? (q[i] >> 4) : (q[i] & 15)) - m;
+      break;
+    }
+  }
+}
+
+__global__ void dequant_bf16_kernel(QWeight W, int sdt, int row0, int rows, bf16* out) {
+  const int chunks = W.K / 32;
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  pdl_trigger();
+  pdl_wait();
+  if (i >= int64_t(rows) * chunks) return;
+  const int r = int(i / chunks), c = int(i % chunks);
+  float v[32];
+  dequant32(W, sdt, row0 + r, c, v);
+  uint4* o = reinterpret_cast<uint4*>(out + size_t(r) * W.K + size_t(c) * 32);
+  for (int q = 0; q < 4; ++q) {
+    uint32_t w[4];
+    for (int e = 0; e < 4; ++e) {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[8 * q + 2 * e], v[8 * q + 2 * e + 1]);
+      memcpy(&w[e], &h, 4);
+    }
+    o[q] = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+}
+
+__global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, bf16* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  pdl_trigger();
+  pdl_wait();
+  if (i >= int64_t(B) * K) return;
+  const int b = int(i / K), j = int(i % K);
+  out[i] = x[size_t(b) * K + perm[j]];
+}
+
+// ---- host dispatch ------------------------------------------------------------------------------------
+
+int scale_code(DType t) {
+  if (t == DType::F32) return 0;
+  if (t == DType::BF16) return 1;
+  IGNIS_CHECK(t == DType::F16, "quantized GEMV: scales must be f32, bf16 or f16, got ", dtype_name(t));
+  return 2;
+}
+
+template <int BMAX, int EPI>
+void launch_fmt(const QGemvArgs& a, int ldo, cudaStream_t s) {
+  const int pairs = EPI == int(GemvEpilogue::kSwiGLU) ? a.W.N / 2 : (a.W.N + 1) / 2;
+  const dim3 grid(ceil_div(pairs, kWarps)), block(kWarps * 32);
+  const bf16* x = static_cast<const bf16*>(a.x);
+  switch (a.W.type) {
+    case QType::kInt8:
+      return launch(gemv_int_kernel<false, BMAX, EPI>, grid, block, 0, s, a.W, scale_code(a.W.scale_dtype), x, a.B,
+                    a.out, ldo);
+    case QType::kInt4:
+      return launch(gemv_int_kernel<true, BMAX, EPI>, grid, block, 0, s, a.W, scale_code(a.W.scale_dtype), x, a.B,
+                    a.out, ldo);
+    case QType::kQ8_0: return launch(gemv_gguf32_kernel<true, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ4_0: return launch(gemv_gguf32_kernel<false, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ4_K: return launch(gemv_q4k_kernel<BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+  }
+}
+
+template <int EPI>
+void launch_b(const QGemvArgs& a, int ldo, cudaStream_t s) {
+  if (a.B == 1) return launch_fmt<1, EPI>(a, ldo, s);
+  if (a.B == 2) return launch_fmt<2, EPI>(a, ldo, s);
+  if (a.B <= 4) return launch_fmt<4, EPI>(a, ldo, s);
+  return launch_fmt<8, EPI>(a, ldo, s);
+}
+
+void check_weight(const QWeight& W) {
+  IGNIS_CHECK(W.w && W.N > 0 && W.K > 0, "quantized GEMV: empty weight ", W.N, "x", W.K);
+  switch (W.type) {
+    case QType::kInt8:
+      IGNIS_CHECK(W.K % 32 == 0 && W.scales, "int8 GEMV: needs K % 32 == 0 and scales (K = ", W.K, ")");
+      break;
+    case QType::kInt4:
+      IGNIS_CHECK(W.group == 32 || W.group == 64 || W.group == 128, "int4 GEMV: group must be 32/64/128, got ", W.group);
+      IGNIS_CHECK(W.K % W.group == 0 && W.scales, "int4 GEMV: K = ", W.K, " not a multiple of group ", W.group,
+                  " or no scales");
+      break;
+    case QType::kQ8_0:
+    case QType::kQ4_0: IGNIS_CHECK(W.K % 32 == 0, "GGUF GEMV: K = ", W.K, " not a multiple of 32"); break;
+    case QType::kQ4_K: IGNIS_CHECK(W.K % 256 == 0, "Q4_K GEMV: K = ", W.K, " not a multiple of 256"); break;
+  }
+}
+
+}  // namespace
+
+void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
+  check_weight(a.W);
+  IGNIS_CHECK(a.B >= 1 && a.B <= 8, "quantized GEMV: batch must be 1..8, got ", a.B);
+  IGNIS_CHECK(a.x && a.out, "quantized GEMV: null x or out");
+  const bool swiglu = a.epi == GemvEpilogue::kSwiGLU;
+  IGNIS_CHECK(!swiglu || a.W.N % 16 == 0, "quantized GEMV: SwiGLU needs N = 2 * (multiple of 8), got ", a.W.N);
+  const int ldo = a.ldo ? a.ldo : (swiglu ? a.W.N / 2 : a.W.N);
+  switch (a.epi) {
+    case GemvEpilogue::kStore: return launch_b<int(GemvEpilogue::kStore)>(a, ldo, stream);
+    case GemvEpilogue::kStoreF32: return launch_b<int(GemvEpilogue::kStoreF32)>(a, ldo, stream);
+    case GemvEpilogue::kAddF32: return launch_b<int(GemvEpilogue::kAddF32)>(a, ldo, stream);
+    case GemvEpilogue::kSwiGLU: return launch_b<int(GemvEpilogue::kSwiGLU)>(a, ldo, stream);
+  }
+}
+
+void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream_t stream) {
+  check_weight(W);
+  IGNIS_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= W.N, "dequantize_bf16: rows [", row0, ", ", row0 + rows,
+              ") outside [0, ", W.N, ")");
+  const int64_t n = int64_t(rows) * (W.K / 32);
+  launch(dequant_bf16_kernel, dim3(ceil_div(n, 256)), dim3(256), 0, stream, W,
+         W.type == QType::kInt8 || W.type == QType::kInt4 ? scale_code(W.scale_dtype) : 0, row0, rows,
+         static_cast<bf16*>(out));
+}
+
+void linear_prefill_quant(LtGemm& gemm, const QWeight& W, const void* x, int M, DType out_dtype, void* y, float beta,
+                          void* scratch, int tile_rows, cudaStream_t stream) {
+  const int tile = tile_rows > 0 ? tile_rows : W.N;
+  IGNIS_CHECK(tile == W.N || tile % 16 == 0, "linear_prefill_quant: tile_rows must be a multiple of 16");
+  const size_t osz = out_dtype == DType::F32 ? 4 : 2;
+  for (int n0 = 0; n0 < W.N; n0 += tile) {
+    const int rows = std::min(tile, W.N - n0);
+    dequantize_bf16(W, n0, rows, scratch, stream);
+    gemm.matmul(DType::BF16, scratch, x, out_dtype, static_cast<char*>(y) + size_t(n0) * osz, M, rows, W.K, beta,
+                stream, W.N);
+  }
+}
+
+void gather_columns(const void* x, const int32_t* perm, int B, int K, void* out, cudaStream_t stream) {
+  const int64_t n = int64_t(B) * K;
+  launch(gather_kernel, dim3(ceil_div(n, 256)), dim3(256), 0, stream, static_cast<const bf16*>(x), perm, B, K,
+         static_cast<bf16*>(out));
+}
+
+// ---- uploading QuantLinear ------------------------------------------------------------------------------
+
+void upload_quant_linear(const quant::QuantLinear& q_in, DeviceQuantLinear& out) {
+  q_in.validate("upload_quant_linear");
+  std::vector<int32_t> perm;
+  const quant::QuantLinear q = quant::contiguous_groups(q_in, perm);
+  auto put = [](DeviceBuffer& b, const void* src, size_t bytes) {
+    b.alloc(std::max<size_t>(bytes, 16));
+    CUDA_CHECK(cudaMemcpy(b.get(), src, bytes, cudaMemcpyHostToDevice));
+  };
+  put(out.w, q.qdata.data(), q.qdata.size());
+  if (q.scale_dtype == DType::F32) {
+    put(out.scales, q.scales.data(), q.scales.size() * 4);
+  } else {
+    std::vector<uint16_t> h(q.scales.size());
+    for (size_t i = 0; i < h.size(); ++i)
+      h[i] = q.scale_dtype == DType::BF16 ? f32_to_bf16(q.scales[i]) : f32_to_f16(q.scales[i]);
+    put(out.scales, h.data(), h.size() * 2);
+  }
+  if (!q.zeros.empty()) put(out.zeros, q.zeros.data(), q.zeros.size());
+  if (!perm.empty()) put(out.perm, perm.data(), perm.size() * 4);
+  out.view.type = q.format == quant::QFormat::kInt8 ? QType::kInt8 : QType::kInt4;
+  out.view.w = out.w.get();
+  out.view.scales = out.scales.get();
+  out.view.scale_dtype = q.scale_dtype;
+  out.view.zeros = q.zeros.empty() ? nullptr : out.zeros.as<uint8_t>();
+  out.view.group = q.group;
+  out.view.N = int(q.N);
+  out.view.K = int(q.K);
+}
+
+quant::QuantLinear fuse_gate_up(const quant::QuantLinear& gate, const quant::QuantLinear& up) {
+  IGNIS_CHECK(gate.format == up.format && gate.N == up.N && gate.K == up.K && gate.group == up.group &&
+                  gate.scale_dtype == up.scale_dtype && gate.symmetric() == up.symmetric() && gate.g_idx.empty() &&
+                  up.g_idx.empty(),
+              "fuse_gate_up: gate and up must have the same format, shape, group and no act-order");
+  IGNIS_CHECK(gate.N % 8 == 0, "fuse_gate_up: N must be a multiple of 8, got ", gate.N);
+  quant::QuantLinear f = gate;
+  f.N = 2 * gate.N;
+  const size_t rb = gate.qdata.size() / size_t(gate.N);
+  const int64_t G = gate.groups();
+  f.qdata.resize(2 * gate.qdata.size());
+  f.scales.resize(2 * gate.scales.size());
+  if (!gate.zeros.empty()) f.zeros.resize(2 * gate.zeros.size());
+  for (int64_t j = 0; j < gate.N; ++j)
+    for (int w = 0; w < 2; ++w) {
+      const quant::QuantLinear& s = w ? up : gate;
+      const int64_t dst = swiglu_row_of_gate(j) + 8 * w;
+      std::memcpy(&f.qdata[size_t(dst) * rb], &s.qdata[size_t(j) * rb], rb);
+      std::memcpy(&f.scales[size_t(dst * G)], &s.scales[size_t(j * G)], size_t(G) * 4);
+      if (!s.zeros.empty()) std::memcpy(&f.zeros[size_t(dst * G)], &s.zeros[size_t(j * G)], size_t(G));
+    }
+  return f;
+}
+
+}  // namespace ignis::cuda

@@ -1,0 +1,88 @@
+// Host entry points of the weight-only quantized kernels (gemv_quant.cu): fused
+// dequantize-and-multiply GEMV for decode (B = 1..8 rows of bf16 activations, fp32 accumulation)
+// and dequantize-to-bf16 for prefill (then the cuBLASLt GEMM of gemm.h).
+//
+// Weight formats on the device (QWeight):
+//   kInt8  w: int8 [N, K] row-major; scales [N] (f32, bf16 or f16); W[n,k] = s[n] * w[n,k].
+//          K % 32 == 0.
+//   kInt4  w: uint8 [N, K/2], quant/formats.h's layout (value k of a row in nibble k % 8 of the
+//          row's uint32 word k / 8, low nibble first); scales [N, K/group] (bf16 or f16, f32 also
+//          accepted); zeros: uint8 [N, K/group] in 0..15, or nullptr for symmetric (zero 8);
+//          W[n,k] = s[n, k/group] * (q - z). group 32, 64 or 128; K % group == 0. Act-order layers
+//          must be made contiguous first (quant::contiguous_groups; x then gathered by perm, see
+//          gather_columns below).
+//   kQ8_0, kQ4_0, kQ4_K: GGUF blocks as in src/ops/quant.h, rows of K/32 (K/256) blocks read in
+//          place; scales/zeros unused. K % 32 == 0 (Q4_K: K % 256 == 0).
+// Every pointer must be 16-byte aligned (cudaMalloc'd buffers are).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "cuda/common.h"
+#include "cuda/kernels.h"
+
+namespace ignis::quant {
+struct QuantLinear;
+}
+
+namespace ignis::cuda {
+
+enum class QType : uint8_t { kInt8, kInt4, kQ8_0, kQ4_0, kQ4_K };
+
+struct QWeight {
+  QType type = QType::kInt4;
+  const void* w = nullptr;
+  const void* scales = nullptr;     // kInt8 / kInt4
+  DType scale_dtype = DType::F16;   // F32, BF16 or F16
+  const uint8_t* zeros = nullptr;   // kInt4 asymmetric, else nullptr
+  int group = 128;                  // kInt4
+  int N = 0, K = 0;
+};
+
+// y[B, N] = x[B, K] W^T, x bf16 (contiguous), with the epilogues of kernels.h: kStore (bf16 out),
+// kStoreF32, kAddF32 (out += y, the residual stream), kSwiGLU (rows in gemv.cu's fused gate/up
+// order: blocks of 16 rows, 8 gate then the 8 matching up rows; out[b, j] = silu(gate j) * up j,
+// N/2 columns). ldo: row stride of out in elements (0: N, or N/2 for kSwiGLU).
+struct QGemvArgs {
+  QWeight W;
+  const void* x = nullptr;
+  int B = 1;
+  GemvEpilogue epi = GemvEpilogue::kStore;
+  void* out = nullptr;
+  int ldo = 0;
+};
+void gemv_quant(const QGemvArgs& a, cudaStream_t stream);
+
+// Rows [row0, row0 + rows) of W dequantized to bf16: out[rows, K] (row stride K). For prefill:
+// dequantize a tile of rows into a scratch buffer, then LtGemm::matmul on it (see
+// linear_prefill_quant in gemv_quant.cu's header comment).
+void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream_t stream);
+
+class LtGemm;
+// y[M, N] (+)= x[M, K] W^T for prefill: tiles of `tile_rows` rows of W are dequantized into
+// `scratch` (bf16, tile_rows * K elements) and multiplied with cuBLASLt (bf16 in, fp32 compute,
+// out_dtype BF16 or F32, beta 0 or 1 for the residual add). tile_rows: a multiple of 16 (0: all N).
+void linear_prefill_quant(LtGemm& gemm, const QWeight& W, const void* x, int M, DType out_dtype, void* y, float beta,
+                          void* scratch, int tile_rows, cudaStream_t stream);
+
+// out[b, j] = x[b, perm[j]] for b < B, j < K (bf16): the input of an act-order layer made
+// contiguous by quant::contiguous_groups.
+void gather_columns(const void* x, const int32_t* perm, int B, int K, void* out, cudaStream_t stream);
+
+// A QuantLinear (quant/formats.h) uploaded for these kernels: owns its device buffers (counted
+// DeviceBuffers). Act-order layers are reordered (contiguous_groups) and keep their perm on the
+// device (perm.get() == nullptr otherwise): run gather_columns on x first.
+struct DeviceQuantLinear {
+  QWeight view;
+  DeviceBuffer w, scales, zeros, perm;
+};
+// Scales are stored in the layer's scale_dtype (the values are exact in it).
+void upload_quant_linear(const quant::QuantLinear& q, DeviceQuantLinear& out);
+// Two layers [gate; up] fused in gemv.cu's SwiGLU row order (rows 16t..16t+7 = gate 8t..8t+7,
+// rows 16t+8..16t+15 = up 8t..8t+7). Both must have the same format, K, group; N % 8 == 0.
+quant::QuantLinear fuse_gate_up(const quant::QuantLinear& gate, const quant::QuantLinear& up);
+
+}  // namespace ignis::cuda
