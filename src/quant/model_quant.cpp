@@ -268,8 +268,10 @@ void save_quantized_checkpoint(const ModelSource& src, const std::map<std::strin
   write_text_atomic(dir / "config.json", cfg.dump(2) + "\n");
   auto copy = [&](const fs::path& from, const fs::path& to) {
     std::error_code e;
+    if (fs::exists(to, e)) fs::remove(to, e);
     fs::copy_file(from, to, fs::copy_options::overwrite_existing, e);
     if (e) fail("cannot copy '", from.string(), "' to '", to.string(), "': ", e.message());
+    fs::permissions(to, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::add, e);  // from read-only data
   };
   if (src.format == "hf") {
     for (const char* f : {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
