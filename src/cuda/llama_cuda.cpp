@@ -19,6 +19,7 @@
 #include "cuda/device.h"
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
+#include "cuda/quant_kernels.h"
 #include "cuda/ref.h"
 #include "io/model_source.h"
 #include "ops/quant.h"
@@ -147,6 +148,7 @@ class CudaLlamaImpl final : public CudaLlama {
 
  private:
   void carve_weights();
+  void carve_quant_weights();
   void* layer_k(int l) const { return kv_k_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void* layer_v(int l) const { return kv_v_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void check_range(int slot, int n, int pos) const;
@@ -173,16 +175,41 @@ class CudaLlamaImpl final : public CudaLlama {
   }
   // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
   // rmsnorm kernel into h_ and then the GEMV.
-  void norm_gemv(float* x, const float* norm_w, const void* W, int B, int N, GemvEpilogue epi, void* out) {
-    if (fuse_norm_) {
+  void norm_gemv(float* x, const float* norm_w, const void* W, const QWeight& Wq, int B, int N, GemvEpilogue epi,
+                 void* out) {
+    if (fuse_norm_ && !quant_) {
       gemv(W, x, B, N, dim_, epi, out, norm_w);
     } else {
       rmsnorm(dt_, x, nullptr, norm_w, h_.get(), B, dim_, cfg_.norm_eps, stream_);
       tick("rmsnorm");
-      gemv(W, h_.get(), B, N, dim_, epi, out);
+      lin(W, Wq, h_.get(), B, N, dim_, epi, out);
     }
   }
   bool fuse_norm_ = false;
+
+  // Weight-only quantized linear layers (CudaOptions::quant): packed weights + bf16 scales in
+  // qweights_, the bf16 copies are not allocated. Prefill dequantizes tiles into deq_scratch_.
+  struct LayerQ {
+    QWeight qkv, o, gu, down;
+  };
+  bool quant_ = false;
+  std::vector<LayerQ> lq_;
+  QWeight q_out_;
+  DeviceBuffer qweights_, deq_scratch_;
+  static constexpr int kDeqTileRows = 1024;
+  // Decode product through the bf16 GEMV or the quantized one.
+  void lin(const void* Wb, const QWeight& Wq, const void* x, int B, int N, int K, GemvEpilogue epi, void* out) {
+    if (!quant_) return gemv(Wb, x, B, N, K, epi, out);
+    QGemvArgs a;
+    a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out;
+    gemv_quant(a, stream_);
+  }
+  // Prefill product (cuBLASLt on bf16, or dequantized tiles of the quantized weight).
+  void lin_prefill(const void* Wb, const QWeight& Wq, const void* x, int M, int N, int K, DType out_t, void* y,
+                   float beta) {
+    if (!quant_) return gemm_->matmul(dt_, Wb, x, out_t, y, M, N, K, beta, stream_);
+    linear_prefill_quant(*gemm_, Wq, x, M, out_t, y, beta, deq_scratch_.get(), kDeqTileRows, stream_);
+  }
 
   LlamaConfig cfg_;
   CudaOptions opt_;
@@ -242,6 +269,12 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(nkv_ > 0 && nh_ % nkv_ == 0 && hd_ % 2 == 0 && rd_ <= hd_, "CUDA backend: unsupported head layout (",
               nh_, " heads, ", nkv_, " kv heads, head_dim ", hd_, ")");
 
+  IGNIS_CHECK(opt_.quant.empty() || opt_.quant == "int8" || opt_.quant == "int4",
+              "CUDA backend: --quant must be int8 or int4, got '", opt_.quant, "'");
+  IGNIS_CHECK(opt_.quant_group == 32 || opt_.quant_group == 64 || opt_.quant_group == 128,
+              "CUDA backend: the int4 group size must be 32, 64 or 128, got ", opt_.quant_group);
+  quant_ = !opt_.quant.empty();
+  IGNIS_CHECK(!quant_ || dt_ == DType::BF16, "CUDA backend: quantized weights need --dtype bf16");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<LtGemm>();
   carve_weights();
@@ -311,14 +344,16 @@ void CudaLlamaImpl::carve_weights() {
     offs[l].an = add(d * 4);
     offs[l].fn = add(d * 4);
     offs[l].b = cfg_.qkv_bias ? add(size_t(qkvdim_) * 4) : 0;
-    offs[l].qkv = add(size_t(qkvdim_) * d * esz_);
-    offs[l].o = add(d * qdim_ * esz_);
-    offs[l].gu = add(size_t(2) * hp_ * d * esz_);
-    offs[l].down = add(d * hp_ * esz_);
+    if (!quant_) {  // quantized layers live in qweights_ (carve_quant_weights)
+      offs[l].qkv = add(size_t(qkvdim_) * d * esz_);
+      offs[l].o = add(d * qdim_ * esz_);
+      offs[l].gu = add(size_t(2) * hp_ * d * esz_);
+      offs[l].down = add(d * hp_ * esz_);
+    }
   }
   const size_t emb = add(size_t(vocab_) * d * esz_);
   const size_t onorm = add(d * 4);
-  const size_t wout = cfg_.tied_embeddings ? emb : add(size_t(vocab_) * d * esz_);
+  const size_t wout = cfg_.tied_embeddings || quant_ ? emb : add(size_t(vocab_) * d * esz_);
   weights_.alloc(total);
   if (hp_ != hidden_) CUDA_CHECK(cudaMemsetAsync(weights_.get(), 0, total, stream_));  // zero padding
   char* base = weights_.as<char>();
@@ -339,6 +374,43 @@ void CudaLlamaImpl::carve_weights() {
   weight_bytes_ = total;
   step_weight_bytes_ =
       L * (size_t(qkvdim_) * d + d * qdim_ + size_t(2) * hp_ * d + d * hp_) * esz_ + size_t(vocab_) * d * esz_;
+  if (quant_) carve_quant_weights();
+}
+
+// Packed weights and bf16 scales of every quantized linear layer in one buffer. Bytes per
+// [N, K] layer: int8 N K + 2 N; int4 N K / 2 + 2 N K / group.
+void CudaLlamaImpl::carve_quant_weights() {
+  const bool int8 = opt_.quant == "int8";
+  const int group = opt_.quant_group;
+  size_t total = 0;
+  struct Pending { QWeight* q; size_t w, s; };
+  std::vector<Pending> pend;
+  auto plan = [&](QWeight& q, int N, int K) {
+    IGNIS_CHECK(int8 ? K % 32 == 0 : K % group == 0, "--quant ", opt_.quant, ": a layer's input size ", K,
+                int8 ? " is not a multiple of 32" : " is not a multiple of the group size " + std::to_string(group));
+    q.type = int8 ? QType::kInt8 : QType::kInt4;
+    q.scale_dtype = DType::BF16, q.zeros = nullptr, q.group = group, q.N = N, q.K = K;
+    const size_t wb = int8 ? size_t(N) * K : size_t(N) * K / 2;
+    const size_t sb = int8 ? size_t(N) * 2 : size_t(N) * (K / group) * 2;
+    pend.push_back({&q, total, total + align256(wb)});
+    total += align256(wb) + align256(sb);
+  };
+  lq_.resize(size_t(cfg_.n_layers));
+  for (auto& q : lq_) {
+    plan(q.qkv, qkvdim_, dim_);
+    plan(q.o, dim_, qdim_);
+    plan(q.gu, 2 * hp_, dim_);
+    plan(q.down, dim_, hp_);
+  }
+  plan(q_out_, vocab_, dim_);
+  qweights_.alloc(total);
+  for (auto& p : pend) {
+    p.q->w = qweights_.as<char>() + p.w;
+    p.q->scales = qweights_.as<char>() + p.s;
+  }
+  deq_scratch_.alloc(size_t(kDeqTileRows) * std::max({dim_, qdim_, hp_}) * 2);
+  step_weight_bytes_ = total;  // every packed layer and its scales, read once per decode step
+  weight_bytes_ += total;
 }
 
 // ---- weights ---------------------------------------------------------------------------------------
@@ -395,6 +467,8 @@ void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int6
 }
 
 void CudaLlamaImpl::load_weights(const ModelSource& src) {
+  IGNIS_CHECK(!quant_, "--quant on the GPU runs synthetic models only in this version (ignis bench --synthetic ",
+              "SHAPE --quant int8|int4); quantize a real model to a checkpoint with `ignis quantize`");
   auto get = [&](const std::string& name) -> const Tensor& {
     auto it = src.weights.find(name);
     if (it == src.weights.end()) fail(src.path, ": missing tensor '", name, "'");
@@ -443,6 +517,7 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
     norm(w.attn_norm, d);
     norm(w.ffn_norm, d);
     if (w.bqkv) fill_random(DType::F32, w.bqkv, size_t(qkvdim_), ++s, 0.02f, 0.f, stream_);
+    if (quant_) continue;
     mat(w.wqkv, size_t(qkvdim_), d);
     mat(w.wo, d, size_t(qdim_));
     mat(w.wgu, size_t(2) * hp_, d);
@@ -450,7 +525,26 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
   }
   fill_random(dt_, tok_embd_, size_t(vocab_) * d, ++s, 1.f, 0.f, stream_);
   norm(out_norm_, d);
-  if (!cfg_.tied_embeddings) mat(w_out_, size_t(vocab_), d);
+  if (!cfg_.tied_embeddings && !quant_) mat(w_out_, size_t(vocab_), d);
+  if (quant_) {
+    // random packed values (any byte is a valid int8 pair of nibbles) and positive scales of
+    // the size that gives the bf16 model's weight range
+    auto qmat = [&](const QWeight& q) {
+      const bool int8 = q.type == QType::kInt8;
+      const size_t wbytes = int8 ? size_t(q.N) * q.K : size_t(q.N) * q.K / 2;
+      fill_random(DType::F32, const_cast<void*>(q.w), wbytes / 4, ++s, 1.f, 0.f, stream_);
+      const size_t ns = int8 ? size_t(q.N) : size_t(q.N) * (q.K / q.group);
+      const float sc = std::sqrt(3.f / float(q.K)) / (int8 ? 127.f : 8.f);
+      fill_random(DType::BF16, const_cast<void*>(q.scales), ns, ++s, 0.5f * sc, sc, stream_);
+    };
+    for (const auto& q : lq_) {
+      qmat(q.qkv);
+      qmat(q.o);
+      qmat(q.gu);
+      qmat(q.down);
+    }
+    qmat(q_out_);
+  }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -509,7 +603,8 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
-    norm_gemv(x, w.attn_norm, w.wqkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+    const LayerQ& q = quant_ ? lq_[size_t(l)] : LayerQ{};
+    norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
     tick("gemv");
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
@@ -526,14 +621,14 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     a.impl = AttnImpl::kGeneric;
     attention(a, stream_);
     tick("attention");
-    gemv(w.wo, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
+    lin(w.wo, q.o, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
     tick("gemv");
-    norm_gemv(x, w.ffn_norm, w.wgu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
+    norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
     tick("gemv");
-    gemv(w.wdown, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
+    lin(w.wdown, q.down, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
     tick("gemv");
   }
-  norm_gemv(x, out_norm_, w_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
+  norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
   tick("gemv");
   if (sample)
     cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),
@@ -643,7 +738,8 @@ void CudaLlamaImpl::enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, in
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
     rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), n, dim_, cfg_.norm_eps, stream_);
-    gemm_->matmul(dt_, w.wqkv, h_.get(), dt_, qkv_.get(), n, qkvdim_, dim_, 0.f, stream_);
+    const LayerQ& q = quant_ ? lq_[size_t(l)] : LayerQ{};
+    lin_prefill(w.wqkv, q.qkv, h_.get(), n, qkvdim_, dim_, dt_, qkv_.get(), 0.f);
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
     r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = pos, r.n = n, r.q_per_seq = n, r.slot0 = slot;
@@ -655,17 +751,17 @@ void CudaLlamaImpl::enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, in
     a.pos = pos, a.n = n, a.q_per_seq = n, a.slot0 = slot, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
     a.scale = scale_, a.n_splits = 1;
     attention(a, stream_);
-    gemm_->matmul(dt_, w.wo, att_.get(), DType::F32, x, n, dim_, qdim_, 1.f, stream_);
+    lin_prefill(w.wo, q.o, att_.get(), n, dim_, qdim_, DType::F32, x, 1.f);
     rmsnorm(dt_, x, nullptr, w.ffn_norm, h_.get(), n, dim_, cfg_.norm_eps, stream_);
-    gemm_->matmul(dt_, w.wgu, h_.get(), dt_, gu_.get(), n, 2 * hp_, dim_, 0.f, stream_);
+    lin_prefill(w.wgu, q.gu, h_.get(), n, 2 * hp_, dim_, dt_, gu_.get(), 0.f);
     swiglu(dt_, gu_.get(), ff_.get(), n, hp_, stream_);
-    gemm_->matmul(dt_, w.wdown, ff_.get(), DType::F32, x, n, dim_, hp_, 1.f, stream_);
+    lin_prefill(w.wdown, q.down, ff_.get(), n, dim_, hp_, DType::F32, x, 1.f);
   }
 }
 
 void CudaLlamaImpl::last_logits(int row, int) {
   rmsnorm(dt_, x_.as<float>() + size_t(row) * dim_, nullptr, out_norm_, h_.get(), 1, dim_, cfg_.norm_eps, stream_);
-  gemv(w_out_, h_.get(), 1, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
+  lin(w_out_, q_out_, h_.get(), 1, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get());
 }
 
 void CudaLlamaImpl::prefill(int slot, const int32_t* tokens, int n, int pos, std::vector<float>* all_logits) {
@@ -687,8 +783,8 @@ void CudaLlamaImpl::prefill(int slot, const int32_t* tokens, int n, int pos, std
       rmsnorm(dt_, x_.as<float>(), nullptr, out_norm_, h_.get(), m, dim_, cfg_.norm_eps, stream_);
       for (int r0 = 0; r0 < m; r0 += kLogitRows) {
         const int rr = std::min(kLogitRows, m - r0);
-        gemm_->matmul(dt_, w_out_, h_.as<char>() + size_t(r0) * dim_ * esz_, DType::F32, logits_.get(), rr, vocab_,
-                      dim_, 0.f, stream_);
+        lin_prefill(w_out_, q_out_, h_.as<char>() + size_t(r0) * dim_ * esz_, rr, vocab_, dim_, DType::F32,
+                    logits_.get(), 0.f);
         CUDA_CHECK(cudaMemcpyAsync(all_logits->data() + (size_t(c) * chunk + r0) * vocab_, logits_.get(),
                                    size_t(rr) * vocab_ * 4, cudaMemcpyDeviceToHost, stream_));
         CUDA_CHECK(cudaStreamSynchronize(stream_));

@@ -29,6 +29,12 @@ struct CudaOptions {
   int prefill_chunk = 512;    // tokens per prefill pass (bounds the activation buffers)
   int device = 0;
   bool cuda_graphs = true;    // false: decode runs eagerly (debugging)
+  // Weight-only quantization of the linear layers (q/k/v, o, gate/up, down and the output
+  // head), decoded by the fused dequantize-and-multiply GEMVs of gemv_quant.cu: "" (bf16),
+  // "int8" (per output row) or "int4" (group-wise, symmetric, quant_group values per scale).
+  // Synthetic models only for now (random packed weights on the GPU).
+  std::string quant;
+  int quant_group = 128;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

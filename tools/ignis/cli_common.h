@@ -20,6 +20,8 @@ int cmd_info(const ModelSource& src);
 struct BenchArgs {
   int prompt_tokens = 0, gen_tokens = 0, reps = 3, batch = 1;  // 0: the mode's default
   std::string synthetic;  // shape name for a random-weight model on the GPU
+  std::string quant;      // synthetic GPU model: "", "int8" or "int4" weights
+  int quant_group = 128;
   bool json = false;
   void add(CLI::App* app);
 };

@@ -38,12 +38,16 @@ int bench_synthetic(const BenchArgs& a) {
   bo.batches = {1, a.batch > 1 ? a.batch : 8};
   bo.repeats = a.reps;
   CudaOptions o;
+  o.quant = a.quant;
+  o.quant_group = a.quant_group;
   o.max_batch = bo.batches.back();
   o.context = bo.prompt_lengths.back() + bo.new_tokens + 16;
-  if (!a.json) std::fprintf(stderr, "building a random-weight %s on the GPU...\n", a.synthetic.c_str());
+  if (!a.json)
+    std::fprintf(stderr, "building a random-weight %s%s on the GPU...\n", a.synthetic.c_str(),
+                 a.quant.empty() ? "" : (" (" + a.quant + " weights)").c_str());
   auto model = make_synthetic_cuda_llama(a.synthetic, o);
   if (!a.json) std::fprintf(stderr, "ready in %.2f s; benchmarking...\n", model->warmup_seconds());
-  BenchResult r = run_llama_bench(*model, a.synthetic, bo);
+  BenchResult r = run_llama_bench(*model, a.quant.empty() ? a.synthetic : a.synthetic + " " + a.quant, bo);
   if (!a.json) {
     std::printf("%s", r.to_table().c_str());
     return 0;
