@@ -129,8 +129,10 @@ struct SmolLM2Weights {
     const int64_t shapes[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576},
                                   {1536, 576}, {1536, 576}, {576, 1536}};
     for (int l = 0; l < kLayers; ++l)
-      for (int i = 0; i < 7; ++i) w.push_back(random_weight(DType::Q4_1, shapes[i][0], shapes[i][1], uint32_t(l * 7 + i)));
-    head = random_weight(DType::Q8_0, 49152, 576, 999);
+      for (int i = 0; i < 7; ++i)
+        w.push_back(quant::prepare_cpu_weight(random_weight(DType::Q4_1, shapes[i][0], shapes[i][1], uint32_t(l * 7 + i))));
+    // as the model runs them: repacked (x8) where that is the faster path (IGNIS_NO_REPACK=1: as in the file)
+    head = quant::prepare_cpu_weight(random_weight(DType::Q8_0, 49152, 576, 999));
   }
 };
 

@@ -569,3 +569,79 @@ TEST(QuantMatmul, MultiMatchesSeparateProducts) {
   Tensor* ys[] = {&ya, &yb};
   EXPECT_THROW(matmul_multi(pool, ws, ys, 2, x), Error);
 }
+
+// ---- x8 layouts (8 interleaved rows, quant.h) -----------------------------------------------
+
+TEST(QuantX8, PackUnpackIsBitExact) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
+    for (int64_t N : {1, 8, 13, 40}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " N=" + std::to_string(N));
+      const int64_t K = 32 * 7;
+      const Tensor W = make_weight(t, N, K, 1100 + uint32_t(N));
+      const Tensor P = pack_x8(W);
+      EXPECT_EQ(P.dtype(), *packed_type(t));
+      EXPECT_EQ(P.rows(), N);
+      EXPECT_EQ(P.cols(), K);
+      EXPECT_TRUE(is_packed(P.dtype()));
+      const Tensor U = unpack_x8(P);
+      ASSERT_EQ(U.dtype(), t);
+      ASSERT_EQ(0, std::memcmp(U.data(), W.data(), W.nbytes()));
+      // The layout itself, spot-checked: block 1 of group 0, row 3's scale and qs word 2.
+      const size_t bb = dtype_info(t).block_bytes;
+      const uint8_t* blk = static_cast<const uint8_t*>(P.data()) + 8 * bb;
+      const uint8_t* plain = W.row<const uint8_t>(std::min<int64_t>(3, N - 1)) + bb;
+      EXPECT_EQ(0, std::memcmp(blk + 2 * 3, plain, 2));
+      const size_t head = t == DType::Q4_1 ? 32 : 16, qs = t == DType::Q4_1 ? 4 : 2;
+      EXPECT_EQ(0, std::memcmp(blk + head + 32 * 2 + 4 * 3, plain + qs + 4 * 2, 4));
+    }
+  EXPECT_FALSE(packed_type(DType::Q4_K).has_value());
+  EXPECT_THROW(pack_x8(make_weight(DType::Q6_K, 8, 256, 1)), Error);
+  // A packed row cannot be read on its own.
+  const Tensor P = pack_x8(make_weight(DType::Q4_1, 8, 32, 2));
+  std::vector<float> row(32);
+  EXPECT_THROW(dequantize_row(P.dtype(), P.data(), row.data(), 32), Error);
+}
+
+TEST(QuantX8, MatmulMatchesPlainLayoutAndReference) {
+  ThreadPool pool(2);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0})
+    for (bool scalar : {false, true})
+      for (int64_t M : {1, 2, 3, 4, 8, 17}) {  // decode kernels (M < 4), panels / x8 tiles (M >= 4)
+        if (scalar && !using_avx2()) continue;
+        const int64_t K = 32 * 19, N = 8 * 5 + 3;  // whole groups and a short last group
+        SCOPED_TRACE(std::string(dtype_name(t)) + (scalar ? " scalar" : "") + " M=" + std::to_string(M));
+        const Tensor W = make_weight(t, N, K, 1200 + uint32_t(t));
+        const Tensor P = pack_x8(W);
+        const Tensor x = make_input(M, K, 1300 + uint32_t(M));
+        Tensor yp = Tensor::empty({M, N}), yw = Tensor::empty({M, N});
+        fill_nan(yp);
+        fill_nan(yw);
+        set_force_scalar(scalar);
+        matmul(pool, P, x, yp);
+        set_force_scalar(false);
+        matmul(pool, W, x, yw);
+        std::vector<double> ref, mag;
+        reference_matmul(W, x, ref, mag);
+        for (int64_t i = 0; i < M * N; ++i) {
+          ASSERT_TRUE(std::isfinite(yp.ptr<float>()[i])) << "element " << i << " not written";
+          ASSERT_NEAR(yp.ptr<float>()[i], ref[size_t(i)], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
+          ASSERT_NEAR(yp.ptr<float>()[i], yw.ptr<float>()[i], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
+        }
+      }
+}
+
+TEST(QuantX8, MultiWithPackedWeights) {
+  ThreadPool pool(2);
+  const int64_t K = 32 * 18;
+  const Tensor wq = pack_x8(make_weight(DType::Q4_1, 64, K, 1401)), wk = pack_x8(make_weight(DType::Q4_1, 24, K, 1402));
+  const Tensor x = make_input(1, K, 1403);
+  Tensor q = Tensor::empty({1, 64}), k = Tensor::empty({1, 24});
+  const Tensor* ws[] = {&wq, &wk};
+  Tensor* ys[] = {&q, &k};
+  matmul_multi(pool, ws, ys, 2, x);
+  for (int i = 0; i < 2; ++i) {
+    Tensor ref = Tensor::empty({1, ys[i]->cols()});
+    matmul(pool, *ws[i], x, ref);
+    for (int64_t j = 0; j < ref.numel(); ++j) ASSERT_EQ(ys[i]->ptr<float>()[j], ref.ptr<float>()[j]);
+  }
+}

@@ -25,6 +25,9 @@ constexpr std::array<DTypeInfo, size_t(DType::kCount)> kInfo = {{
     {"q5_k", 256, 2 + 2 + 12 + 32 + 128, 13, true},
     {"q6_k", 256, 128 + 64 + 16 + 2, 14, true},
     {"q8_k", 256, 4 + 256 + 32, 15, true},
+    {"q4_0x8", 32, 2 + 16, -1, true},
+    {"q4_1x8", 32, 2 + 2 + 16, -1, true},
+    {"q8_0x8", 32, 2 + 32, -1, true},
 }};
 }  // namespace
 
@@ -42,7 +45,7 @@ size_t row_bytes(DType t, int64_t n) {
 
 std::optional<DType> dtype_from_ggml(uint32_t ggml_type) {
   for (size_t i = 0; i < kInfo.size(); ++i)
-    if (kInfo[i].ggml_type == int(ggml_type)) return DType(i);
+    if (kInfo[i].ggml_type >= 0 && uint32_t(kInfo[i].ggml_type) == ggml_type) return DType(i);
   return std::nullopt;
 }
 

@@ -13,6 +13,10 @@ enum class DType : uint8_t {
   F32, F16, BF16, I32, I8,
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1,
   Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K,
+  // CPU-only layouts of Q4_0 / Q4_1 / Q8_0 weights with 8 rows interleaved (ops/quant.h,
+  // "x8"); never in a file. Same bytes per row as the plain type, but a row cannot be read
+  // on its own: only the CPU matmul reads them.
+  Q4_0x8, Q4_1x8, Q8_0x8,
   kCount
 };
 

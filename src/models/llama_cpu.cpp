@@ -47,6 +47,9 @@ class CpuLlama final : public LlamaModel {
     output_ = src.weights.count("output.weight") ? get("output.weight") : tok_embd_;
     expect(output_, cfg_.vocab_size, cfg_.dim, "output.weight");
     output_norm_ = to_f32(get("output_norm.weight"));
+    // The head may be the embedding table itself: the lookup keeps the file's rows, the
+    // product gets its own copy when it is repacked.
+    output_ = quant::prepare_cpu_weight(output_, &pool_);
     for (int l = 0; l < cfg_.n_layers; ++l) {
       const std::string p = "blk." + std::to_string(l) + ".";
       Layer L;
@@ -68,6 +71,9 @@ class CpuLlama final : public LlamaModel {
       expect(L.w_down, cfg_.dim, cfg_.hidden_dim, p + "ffn_down.weight");
       if (int64_t(L.attn_norm.size()) != cfg_.dim || int64_t(L.ffn_norm.size()) != cfg_.dim)
         fail(src.path, ": layer ", l, " norm weights do not have ", cfg_.dim, " values");
+      // The products' weights in the layout the CPU kernels run fastest (quant.h, x8).
+      for (Tensor* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down})
+        *w = quant::prepare_cpu_weight(*w, &pool_);
       if (cfg_.qkv_bias) {
         L.bq = to_f32(get(p + "attn_q.bias"));
         L.bk = to_f32(get(p + "attn_k.bias"));

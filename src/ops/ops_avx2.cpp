@@ -119,6 +119,29 @@ void scores_kt(const float* const* q, int nr, const float* kt, int ldk, int hd, 
   }
 }
 
+// s[t] = scale * dot(q, k_t) for t < len, keys in rows of ldk floats (the KV cache as it
+// is, for decode): 4 keys per pass share the loads of q and one horizontal reduction
+// (hd a multiple of 8).
+void scores(const float* q, const float* k, int ldk, int hd, int len, float scale, float* s) {
+  int t = 0;
+  for (; t + 4 <= len; t += 4) {
+    const float* k0 = k + size_t(t) * ldk;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int d = 0; d < hd; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + ldk + d), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * size_t(ldk) + d), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * size_t(ldk) + d), a3);
+    }
+    const __m256 h01 = _mm256_hadd_ps(a0, a1), h23 = _mm256_hadd_ps(a2, a3);
+    const __m256 h = _mm256_hadd_ps(h01, h23);  // per 128-bit half: partial sums of keys 0..3
+    const __m128 sum = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(s + t, _mm_mul_ps(sum, _mm_set1_ps(scale)));
+  }
+  for (; t < len; ++t) s[t] = dot(q, k + size_t(t) * ldk, hd) * scale;
+}
+
 // o[j] = sum over t < len of p[t] * v[t * ldv + j], for j < hd (hd a multiple of 8),
 // 64 output values (8 accumulators) at a time.
 void pv(const float* p, int len, const float* v, int ldv, int hd, float* o) {

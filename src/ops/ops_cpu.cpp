@@ -14,6 +14,7 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 void scores_kt(const float* const* q, int nr, const float* kt, int ldk, int hd, int len, float scale, float* s,
                int lds);
 void pv(const float* p, int len, const float* v, int ldv, int hd, float* o);
+void scores(const float* q, const float* k, int ldk, int hd, int len, float scale, float* s);
 }  // namespace avx2
 
 namespace {
@@ -175,11 +176,17 @@ void attention(ThreadPool& pool, const float* q, const float* kcache, const floa
     const float* qh = q + size_t(i) * q_stride + size_t(h) * head_dim;
     const size_t kv_off = size_t(h / group) * head_dim;
     float* s = scratch.data() + size_t(thread) * size_t(max_len);
+    float* o = out + size_t(i) * q_stride + size_t(h) * head_dim;
+    if (kHaveAvx2 && head_dim % 8 == 0) {  // keys 4 at a time, values into register accumulators
+      avx2::scores(qh, kcache + kv_off, kv_stride, head_dim, len, scale, s);
+      avx2::softmax(s, len);
+      avx2::pv(s, len, vcache + kv_off, kv_stride, head_dim, o);
+      return;
+    }
     for (int t = 0; t < len; ++t) {
       s[t] = dot(qh, kcache + size_t(t) * kv_stride + kv_off, head_dim) * scale;
     }
     softmax(s, len);
-    float* o = out + size_t(i) * q_stride + size_t(h) * head_dim;
     std::fill(o, o + head_dim, 0.0f);
     for (int t = 0; t < len; ++t) axpy(s[t], vcache + size_t(t) * kv_stride + kv_off, o, head_dim);
   });

@@ -7,6 +7,7 @@
 // Every kernel has a scalar reference; AVX2/FMA versions are chosen at run time.
 #pragma once
 #include <cstdint>
+#include <optional>
 
 #include "core/dtype.h"
 #include "core/tensor.h"
@@ -81,6 +82,38 @@ void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y);
 // do not, this falls back to one matmul each.
 void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x);
 
+// ---- Weights repacked for the CPU kernels ("x8" layouts)
+//
+// A decode step multiplies each weight by one activation row. With the file's layout the
+// AVX2 kernel handles one weight row at a time: unpack 32 nibbles, one vpmaddubsw, a
+// horizontal widening and one float FMA per block and row, plus the block's scales. The x8
+// layouts interleave 8 rows so that one vpmaddubsw against 4 broadcast activation bytes
+// works on 8 rows at once and the results stay in one vector lane per row (no horizontal
+// sums): about half the instructions per weight (see quant_x8_avx2.cpp). Rows are grouped
+// by 8 (the last group repeats the last row); within a group, block b (32 values of each
+// of the 8 rows, 8 * block_bytes bytes) is:
+//   Q4_0x8: d[8] (f16) | V[4]             Q4_1x8: d[8] | m[8] (f16) | V[4]
+//   Q8_0x8: d[8] (f16) | G[8]
+// where V[h] (32 bytes) holds qs[4h..4h+3] of rows 0..7 (low nibbles: values 4h..4h+3,
+// high nibbles: values 16+4h..16+4h+3) and G[g] holds qs[4g..4g+3] of rows 0..7. The bytes
+// of a group are a permutation of the 8 rows' blocks, so unpacking is exact.
+//
+// The packed type of t (Q4_0 -> Q4_0x8, ...), or nullopt when t has none.
+std::optional<DType> packed_type(DType t);
+bool is_packed(DType t);
+DType unpacked_type(DType packed);  // Q4_0x8 -> Q4_0, ...
+// A new tensor of the same shape holding W's rows in the x8 layout of packed_type(W).
+Tensor pack_x8(const Tensor& W, ThreadPool* pool = nullptr);
+// The inverse: a packed tensor back to the file's layout (bit-exact).
+Tensor unpack_x8(const Tensor& P);
+// The 8 rows of group g of a packed tensor, in the plain layout, into out (8 rows of
+// P.row_bytes() bytes).
+void unpack_x8_group(const Tensor& P, int64_t g, uint8_t* out);
+// W as the CPU matmul runs it fastest on this CPU: packed when the AVX2 x8 kernels are the
+// fastest path (not on CPUs with AVX-512 VNNI, whose row kernels read the plain layout) and
+// IGNIS_NO_REPACK is not set; otherwise W itself.
+Tensor prepare_cpu_weight(const Tensor& W, ThreadPool* pool = nullptr);
+
 // Rows `ids` of a table of any supported type, dequantized to f32 into out[n, cols].
 void get_rows(const Tensor& table, const int32_t* ids, int64_t n, float* out);
 
@@ -132,7 +165,13 @@ struct PanelKernel {
                   int nc, int64_t k);
   int rows = 8;  // weight rows per panel
 };
-const PanelKernel* avx2_panel(DType t);  // nullptr when the type has none
+const PanelKernel* avx2_panel(DType t);  // nullptr when the type has none; Q4_0x8/Q4_1x8 pack from x8
+// Decode kernel of an x8 layout (quant_x8_avx2.cpp): y[c * ldy + r] = dot(row r of the
+// group at `group`, activation row c) for r < rows (<= 8), c < nc (<= 4); x and aux as for
+// TileFn (Q8_0 activations). nullptr for plain types.
+using X8Fn = void (*)(const void* group, const void* x, size_t x_stride, XAux aux, float* y, size_t ldy, int rows,
+                      int nc, int64_t k);
+X8Fn avx2_x8(DType packed);
 // Quantizes x to Q8_0 / Q8_K with AVX2 (bit-identical to quantize_row).
 void avx2_quantize_row(DType t, const float* src, void* dst, int64_t n);
 

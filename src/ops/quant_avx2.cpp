@@ -501,6 +501,28 @@ void panel_pack(const void* w, size_t ws, int rows, int64_t k, void* panel) {
   }
 }
 
+// Panels from an x8 group (Q4_0x8 / Q4_1x8, quant.h): V[h] already holds 4 values of each
+// of the 8 rows, low nibbles for G[h] and high nibbles for G[h+4]; no transpose needed.
+template <bool kMin>
+void panel_pack_x8(const void* group, size_t, int, int64_t k, void* panel) {
+  constexpr size_t kHead = kMin ? 32 : 16, kBlock = kHead + 128;
+  const auto* in = static_cast<const uint8_t*>(group);
+  auto* out = static_cast<uint8_t*>(panel);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < k / QK; ++b, in += kBlock, out += kPanelBlock) {
+    for (int h = 0; h < 4; ++h) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(in + kHead + 32 * h));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * h), _mm256_and_si256(v, m4));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(out + 32 * (h + 4)), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in)));
+    const __m256 m = kMin ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 16)))
+                          : _mm256_mul_ps(d, _mm256_set1_ps(-8.f));  // Q4_0: q - 8
+    _mm256_store_ps(reinterpret_cast<float*>(out + 256), d);
+    _mm256_store_ps(reinterpret_cast<float*>(out + 288), m);
+  }
+}
+
 inline __m256i bcast4(const uint8_t* p) { return _mm256_set1_epi32(load_as<int>(p)); }
 
 template <typename F, int NC>
@@ -561,6 +583,9 @@ void panel_compute_any(const void* panel, const void* x, size_t xs, XAux aux, fl
 
 template <typename F>
 constexpr PanelKernel kPanel = {&panel_bytes, &panel_pack<F>, &panel_compute_any<F>};
+// x8 groups: the same panels (4-bit values), packed without a transpose.
+template <bool kMin>
+constexpr PanelKernel kPanelX8 = {&panel_bytes, &panel_pack_x8<kMin>, &panel_compute_any<FQ4_0>};
 
 // ------------------------------------------------------------ activation quantizers
 
@@ -682,6 +707,8 @@ const PanelKernel* avx2_panel(DType t) {
     case DType::Q4_1: return &kPanel<FQ4_1>;
     case DType::Q5_0: return &kPanel<FQ5_0>;
     case DType::Q5_1: return &kPanel<FQ5_1>;
+    case DType::Q4_0x8: return &kPanelX8<false>;
+    case DType::Q4_1x8: return &kPanelX8<true>;
     default: return nullptr;
   }
 }

@@ -16,6 +16,10 @@
 //   4. M < 4 with Q4_0 / Q4_1 / Q8_0 weights on a CPU with AVX-512 VNNI: x is quantized
 //      into the vpdpbusd layout of quant_avx512.cpp and chunks of weight rows run there
 //      (about 2.5x fewer instructions per block than the AVX2 tiles).
+//   5. Weights in an x8 layout (prepare_cpu_weight packs Q4_0 / Q4_1 / Q8_0 at load on AVX2
+//      CPUs without VNNI): tasks are whole groups of 8 rows; M < 4 (and Q8_0x8 at any M)
+//      runs the x8 kernels of quant_x8_avx2.cpp, about half the instructions of the tiles;
+//      M >= 4 with 4-bit weights packs the step-2 panels straight from the groups.
 // matmul_multi runs several weights that share x (q/k/v, gate/up) as one job: x is
 // quantized once and the pool is woken once, which matters when a token runs ~200
 // products of a few hundred microseconds or less.
@@ -157,6 +161,7 @@ struct MatmulJob {
   bool avx2;
   int n_w = 1;
   const uint8_t* wp[kMaxMulti];
+  const Tensor* Wt[kMaxMulti];
   size_t w_stride[kMaxMulti];
   int64_t N[kMaxMulti];
   float* yp[kMaxMulti];
@@ -173,6 +178,8 @@ struct MatmulJob {
   detail::TileFn tile;
   const detail::PanelKernel* panel;
   const detail::RowKernel* rowk;  // AVX-512 VNNI decode path (x prepared by rowk->prepare)
+  bool packed;                    // x8 layout (groups of 8 rows, quant.h)
+  detail::X8Fn x8;                // its AVX2 kernel, or nullptr for the scalar fallback
 
   void quantize(int64_t b, int64_t e) const {
     for (int64_t m = b; m < e; ++m) {
@@ -194,6 +201,8 @@ struct MatmulJob {
     const int64_t n1 = std::min(N[i], n0 + rows_per_task[i]);
     if (panel)
       panel_task(i, n0, n1);
+    else if (packed)
+      x8_task(i, n0, n1);
     else if (rowk)
       row_task(i, n0, n1);
     else
@@ -205,6 +214,36 @@ struct MatmulJob {
     for (int64_t m = 0; m < M; ++m)
       rowk->rows(wp[i] + size_t(n0) * w_stride[i], w_stride[i], int(n1 - n0), xq + size_t(m) * x_stride, K,
                  yp[i] + m * N[i] + n0);
+  }
+
+  // Groups of 8 packed weight rows [n0, n1) (n0 a multiple of 8) against each activation
+  // row, 4 at a time. Without AVX2 a group is unpacked to the plain layout and run through
+  // the scalar reference.
+  void x8_task(int i, int64_t n0, int64_t n1) const {
+    thread_local Scratch plain_scratch;
+    for (int64_t n = n0; n < n1; n += 8) {
+      const int rows = int(std::min<int64_t>(8, N[i] - n));
+      const uint8_t* grp = wp[i] + size_t(n) * w_stride[i];
+      const uint8_t* plain = nullptr;
+      if (!x8) {
+        uint8_t* buf = plain_scratch.get(8 * w_stride[i]);
+        unpack_x8_group(*Wt[i], n / 8, buf);
+        plain = buf;
+      }
+      for (int64_t m = 0; m < M; m += 4) {
+        const int nc = int(std::min<int64_t>(4, M - m));
+        const uint8_t* xr = xq + size_t(m) * x_stride;
+        float* yr = yp[i] + m * N[i] + n;
+        if (x8) {
+          const detail::XAux a{aux.d + m, aux.s + m, aux.ld};
+          x8(grp, xr, x_stride, a, yr, size_t(N[i]), rows, nc, K);
+        } else {
+          for (int r = 0; r < rows; r += 4)
+            scalar_tile(unpacked_type(wt), plain + size_t(r) * w_stride[i], w_stride[i], xr, x_stride,
+                        yr + r, size_t(N[i]), std::min(4, rows - r), nc, K);
+        }
+      }
+    }
   }
 
   // A panel of weight rows packed once, then every activation row against it.
@@ -264,6 +303,7 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
     job.N[i] = W[i]->rows();
     job.w_stride[i] = W[i]->row_bytes();
     job.wp[i] = static_cast<const uint8_t*>(W[i]->data());
+    job.Wt[i] = W[i];
     job.yp[i] = y[i]->ptr<float>();
     total_n += job.N[i];
   }
@@ -276,8 +316,10 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
   job.xf = x.ptr<float>();
   job.avx2 = using_avx2();
   job.tile = job.avx2 ? detail::avx2_tile(job.wt) : nullptr;
+  job.packed = is_packed(job.wt);
+  job.x8 = job.packed && job.avx2 ? detail::avx2_x8(job.wt) : nullptr;
   // Decode-sized products of the 32-value formats: AVX-512 VNNI rows when the CPU has them.
-  job.rowk = M < kPanelMinRows && using_avx512_vnni() ? detail::avx512_rows(job.wt) : nullptr;
+  job.rowk = M < kPanelMinRows && !job.packed && using_avx512_vnni() ? detail::avx512_rows(job.wt) : nullptr;
 
   // 1. activations in the weight's dot-product format (+ per-block side data for Q8_0).
   if (job.vt == DType::F32) {
@@ -311,13 +353,17 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
   //  b. otherwise chunks of whole 4-row tiles (or VNNI row groups): enough chunks to
   //     balance the threads, few enough that each is worth a hand-off.
   job.panel = nullptr;
-  if (M >= kPanelMinRows && using_avx512_vnni()) job.panel = detail::avx512_panel(job.wt);
+  if (M >= kPanelMinRows && !job.packed && using_avx512_vnni()) job.panel = detail::avx512_panel(job.wt);
   if (M >= kPanelMinRows && job.avx2 && !job.panel) job.panel = detail::avx2_panel(job.wt);
   const int64_t want = int64_t(pool.size()) * (M == 1 ? 4 : 8);
   job.task_base[0] = 0;
   for (int i = 0; i < n; ++i) {
     if (job.panel) {
       job.rows_per_task[i] = job.panel->rows;
+    } else if (job.packed) {  // whole groups of 8 rows
+      const int64_t groups = (job.N[i] + 7) / 8;
+      const int64_t chunks = std::max<int64_t>(1, want * job.N[i] / total_n);
+      job.rows_per_task[i] = 8 * std::max<int64_t>(1, groups / chunks);
     } else {
       // this weight's share of the chunks, in proportion to its rows
       const int64_t tiles = (job.N[i] + 3) / 4;

@@ -752,7 +752,10 @@ DType vec_dot_type(DType t) {
     case DType::Q5_0:
     case DType::Q5_1:
     case DType::Q8_0:
-    case DType::Q8_1: return DType::Q8_0;
+    case DType::Q8_1:
+    case DType::Q4_0x8:
+    case DType::Q4_1x8:
+    case DType::Q8_0x8: return DType::Q8_0;
     case DType::Q2_K:
     case DType::Q3_K:
     case DType::Q4_K:

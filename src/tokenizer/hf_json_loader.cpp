@@ -1,6 +1,7 @@
 // Tokenizer::from_hf_json: a Hugging Face tokenizer.json (+ tokenizer_config.json) mapped onto the
 // pipeline stage by stage. Every component type that is not implemented is an error naming it,
 // never a silent approximation.
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -22,6 +23,16 @@ std::string type_of(const json& j, const std::string& what, const char* where) {
   auto it = j.find("type");
   if (it == j.end() || !it->is_string()) fail(what, ": ", where, " has no \"type\"");
   return it->get<std::string>();
+}
+
+// A token id from the file: an integer in [0, 2^24), never a float or a huge number (nlohmann
+// converts 2e49 to an integer with undefined behaviour, so the type is checked first).
+int32_t token_id(const json& v, const std::string& what, const char* where) {
+  if (!v.is_number_integer()) fail(what, ": ", where, " must be an integer token id, found ", v.dump());
+  const int64_t id = v.is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(v.get<uint64_t>(), uint64_t{1} << 62))
+                                            : v.get<int64_t>();
+  if (id < 0 || id >= (int64_t{1} << 24)) fail(what, ": ", where, " has token id ", id, ", outside [0, 2^24)");
+  return static_cast<int32_t>(id);
 }
 
 // A Split / Replace pattern: {"String": "..."} or {"Regex": "..."}.
@@ -191,7 +202,7 @@ void parse_post_processor(const json& j, PipelineTokenizer& t, const TokenMap& i
   const std::string type = type_of(j, t.what, "the post-processor");
   auto id_of_pair = [&](const json& p) -> int32_t {  // ["[CLS]", 101]
     if (!p.is_array() || p.size() != 2) fail(t.what, ": expected [token, id] in the post-processor");
-    return p.at(1).get<int32_t>();
+    return token_id(p.at(1), t.what, "a post-processor token");
   };
   if (type == "Sequence") {
     for (const json& s : j.at("processors")) parse_post_processor(s, t, ids, depth + 1);
@@ -210,7 +221,7 @@ void parse_post_processor(const json& j, PipelineTokenizer& t, const TokenMap& i
       const std::string name = item.at("SpecialToken").at("id").get<std::string>();
       std::vector<int32_t> v;
       if (specials.is_object() && specials.contains(name)) {
-        for (const json& x : specials.at(name).at("ids")) v.push_back(x.get<int32_t>());
+        for (const json& x : specials.at(name).at("ids")) v.push_back(token_id(x, t.what, "a post-processor token"));
       } else {
         auto it = ids.find(name);
         if (it == ids.end()) fail(t.what, ": post-processor token '", name, "' is not in the vocabulary");
@@ -254,8 +265,8 @@ std::unique_ptr<PipelineTokenizer> load(std::string_view text, std::string_view 
   const json& added = j.contains("added_tokens") && !j.at("added_tokens").is_null() ? j.at("added_tokens") : empty_array;
   if (!added.is_array()) fail(what, ": added_tokens is not an array");
   int64_t max_id = -1;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) max_id = std::max<int64_t>(max_id, it.value().get<int64_t>());
-  for (const json& a : added) max_id = std::max<int64_t>(max_id, a.at("id").get<int64_t>());
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) max_id = std::max<int64_t>(max_id, token_id(it.value(), what, "model.vocab"));
+  for (const json& a : added) max_id = std::max<int64_t>(max_id, token_id(a.at("id"), what, "an added token"));
   const size_t entries = vocab.size() + added.size();
   if (max_id < 0) fail(what, ": the vocabulary is empty");
   if (max_id >= (int64_t{1} << 24) || static_cast<size_t>(max_id) > 2 * entries + 1024)
@@ -264,7 +275,7 @@ std::unique_ptr<PipelineTokenizer> load(std::string_view text, std::string_view 
   t->vocab.assign(n, std::string());
   t->attrs.assign(n, TokenAttr::kUnused);
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
+    const int64_t id = token_id(it.value(), what, "model.vocab");
     if (id < 0) fail(what, ": token '", it.key(), "' has negative id ", id);
     if (t->attrs[id] != TokenAttr::kUnused) continue;  // duplicate id: the first string wins
     t->vocab[id] = it.key();
@@ -272,7 +283,7 @@ std::unique_ptr<PipelineTokenizer> load(std::string_view text, std::string_view 
   }
   for (const json& a : added) {
     AddedToken at;
-    at.id = a.at("id").get<int32_t>();
+    at.id = token_id(a.at("id"), what, "an added token");
     if (at.id < 0) fail(what, ": added token has negative id ", at.id);
     at.content = a.at("content").get<std::string>();
     at.special = a.value("special", false);
