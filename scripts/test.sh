@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 [ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"
 BUILD="${BUILD_DIR:-build-test}"
-# The default model is needed by the model tests; they skip (and say so) if it cannot be fetched.
+# The default model and all-MiniLM-L6-v2 are needed by the model tests; they skip (and say so) if it cannot be fetched.
 scripts/fetch-model.sh >/dev/null || echo "warning: could not fetch the default model; its tests will be skipped" >&2
+scripts/fetch-minilm.sh >/dev/null || echo "warning: could not fetch all-MiniLM-L6-v2; its tests will be skipped" >&2
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_COMPILER=clang \
   -DIGNIS_SANITIZE=ON -DIGNIS_FUZZ=ON -DIGNIS_BENCH=OFF >/dev/null
 echo "building in $BUILD..." >&2

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "io/reader.h"
 #include "io/safetensors.h"
 #include "ops/quant.h"
@@ -185,6 +186,22 @@ std::vector<std::string> quantize_weights_in_place(ModelSource& src, const Quant
     it->second = f32_tensor(dequantize(q), q.N, q.K);
   }
   return skipped;
+}
+
+void dequantize_weights_in_place(ModelSource& src, DType to_dtype) {
+  IGNIS_CHECK(to_dtype == DType::F32 || to_dtype == DType::BF16, "dequantize_weights_in_place: f32 or bf16 only");
+  for (auto& [name, t] : src.weights) {
+    if (!is_quantized(t.dtype()) && t.dtype() != DType::F16 && t.dtype() != DType::BF16) continue;
+    Tensor f = to_f32(t);
+    if (to_dtype == DType::BF16) {
+      Tensor b = Tensor::empty_like_shape(f.shape(), f.ndim(), DType::BF16);
+      const float* in = f.ptr<float>();
+      uint16_t* out = b.ptr<uint16_t>();
+      for (int64_t i = 0; i < f.numel(); ++i) out[i] = f32_to_bf16(in[i]);
+      f = b;
+    }
+    t = f;
+  }
 }
 
 // ---- saving ------------------------------------------------------------------------------------

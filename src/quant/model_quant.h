@@ -70,6 +70,12 @@ std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const M
 // Returns the names of the layers left unquantized (see quantizable).
 std::vector<std::string> quantize_weights_in_place(ModelSource& src, const QuantSpec& spec, ThreadPool* pool = nullptr);
 
+// The float baseline of a quantized file (`ignis perplexity --weights f32|bf16`): every
+// quantized (or f16/bf16) tensor dequantized to f32, or rounded on to bf16 (to_dtype BF16).
+// Embeddings and head included, so that it compares like for like with a GPTQ folder written
+// by save_quantized_checkpoint (whose plain tensors are f32).
+void dequantize_weights_in_place(ModelSource& src, DType to_dtype);
+
 // Replaces the linear weights of src by the dequantization (f32) of `layers` (GGUF names).
 void apply_dequantized(ModelSource& src, const std::map<std::string, QuantLinear>& layers);
 

@@ -60,7 +60,7 @@ struct QuantizeArgs {
 };
 
 struct PplArgs {
-  std::string model, tokenizer, file, device = "cpu", quant, dtype = "bf16";
+  std::string model, tokenizer, file, device = "cpu", quant, dtype = "bf16", weights;
   int ctx = 512, stride = 256, threads = 0, group = 128, max_tokens = 0;
 };
 
@@ -147,6 +147,7 @@ void cmd_perplexity(const PplArgs& a) {
   std::string what = "";
   if (quant::is_quantized_checkpoint(path)) {
     if (!a.quant.empty()) fail("--quant applies to float models; ", path, " is already quantized");
+    if (!a.weights.empty()) fail("--weights applies to GGUF / float models; ", path, " is a quantized checkpoint");
     quant::QuantizedCheckpoint ck = quant::load_quantized_checkpoint(path, a.tokenizer);
     what = ck.config.bits == 8 ? "GPTQ int8 checkpoint" : "GPTQ int4 checkpoint, group " + std::to_string(ck.config.group_size);
     src = std::move(ck.src);
@@ -154,10 +155,14 @@ void cmd_perplexity(const PplArgs& a) {
     src = open_model(path, a.tokenizer);
   }
   if (!src.tokenizer) fail(path, ": no tokenizer found for this model (pass --tokenizer)");
+  if (!a.weights.empty()) {  // the float baseline: linear layers dequantized (then quantized by --quant, if given)
+    quant::dequantize_weights_in_place(src, a.weights == "bf16" ? DType::BF16 : DType::F32);
+    what = "weights dequantized to " + a.weights;
+  }
   if (!a.quant.empty()) {
     ThreadPool pool(a.threads > 0 ? a.threads : default_thread_count());
     const auto skipped = quant::quantize_weights_in_place(src, make_spec(a.quant, a.group, false), &pool);
-    what = a.quant + " RTN" + (a.quant == "int4" ? " group " + std::to_string(a.group) : std::string(" per channel")) +
+    what = (what.empty() ? "" : what + ", then ") + a.quant + " RTN" + (a.quant == "int4" ? " group " + std::to_string(a.group) : std::string(" per channel")) +
            " at load time";
     if (!skipped.empty()) what += " (" + std::to_string(skipped.size()) + " layers left in float)";
   }
@@ -221,6 +226,9 @@ void add_quant_commands(CLI::App& app) {
   p->add_option("--device", pa->device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   p->add_option("--dtype", pa->dtype, "CUDA compute precision: bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
   p->add_option("--quant", pa->quant, "Quantize at load time: int8 or int4 (RTN)")->check(CLI::IsMember({"int8", "int4"}));
+  p->add_option("--weights", pa->weights,
+                 "Dequantize the linear layers to f32 or bf16 first: the float baseline of a quantized file")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   p->add_option("--group", pa->group, "int4 group size for --quant (default 128)")->check(CLI::IsMember({32, 64, 128}));
   p->add_option("--max-tokens", pa->max_tokens, "Use only the first N tokens of the text (0: all)")
       ->check(CLI::Range(0, 1 << 30));
