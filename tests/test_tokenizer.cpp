@@ -490,6 +490,14 @@ TEST(TokenizerHostile, HfJson) {
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [7]}})", "", "merge is a number");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 2000000000}, "merges": []}})", "", "absurd id");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": -1}, "merges": []}})", "", "negative id");
+  // Ids that are floats (2e49 once reached an undefined float-to-integer conversion: a fuzz find).
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 2e49}, "merges": []}})", "", "float id");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0.5}, "merges": []}})", "", "fractional id");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                   "added_tokens": [{"id": 1e30, "content": "x"}]})", "", "float added-token id");
+  expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+                   "post_processor": {"type": "BertProcessing", "cls": ["a", 3e40], "sep": ["a", 0]}})", "",
+               "float post-processor id");
   expect_error(R"({"model": {"type": "Unigram", "vocab": [["a", 0.0]]}})", "", "unsupported model");
   expect_error(R"({"model": {"type": "WordPiece", "vocab": {"a": 0}, "unk_token": "[UNK]"}})", "", "unk missing");
   expect_error(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Nope"}})",
