@@ -537,18 +537,18 @@ void panel_compute(const uint8_t* panel, const uint8_t* x, size_t xs, XAux aux, 
     const __m256 mw = _mm256_load_ps(reinterpret_cast<const float*>(panel + 288));
     for (int c = 0; c < NC; ++c) {
       const uint8_t* xb = x + size_t(c) * xs + size_t(b) * sizeof(Q8_0) + 2;
-      __m256i p[8];
-      for (int g = 0; g < 8; ++g) p[g] = _mm256_maddubs_epi16(_mm256_load_si256(G + g), bcast4(xb + 4 * g));
+      // Pairwise sums as the products come, so that few of them are live at once (an
+      // array of all 8 made the compiler spill the accumulators to the stack).
+      auto mul = [&](int g) { return _mm256_maddubs_epi16(_mm256_load_si256(G + g), bcast4(xb + 4 * g)); };
       __m256i s32;
       if constexpr (F::kBits == 4) {
         // |lane| <= 2*15*127 per product pair: 8 of them still fit in int16.
-        const __m256i s16 = _mm256_add_epi16(
-            _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3])),
-            _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7])));
-        s32 = _mm256_madd_epi16(s16, ones);
+        const __m256i s01 = _mm256_add_epi16(mul(0), mul(1)), s23 = _mm256_add_epi16(mul(2), mul(3));
+        const __m256i s45 = _mm256_add_epi16(mul(4), mul(5)), s67 = _mm256_add_epi16(mul(6), mul(7));
+        s32 = _mm256_madd_epi16(_mm256_add_epi16(_mm256_add_epi16(s01, s23), _mm256_add_epi16(s45, s67)), ones);
       } else {  // 5-bit: 2*31*127 per pair, 4 fit in int16
-        const __m256i a = _mm256_add_epi16(_mm256_add_epi16(p[0], p[1]), _mm256_add_epi16(p[2], p[3]));
-        const __m256i b2 = _mm256_add_epi16(_mm256_add_epi16(p[4], p[5]), _mm256_add_epi16(p[6], p[7]));
+        const __m256i a = _mm256_add_epi16(_mm256_add_epi16(mul(0), mul(1)), _mm256_add_epi16(mul(2), mul(3)));
+        const __m256i b2 = _mm256_add_epi16(_mm256_add_epi16(mul(4), mul(5)), _mm256_add_epi16(mul(6), mul(7)));
         s32 = _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b2, ones));
       }
       const __m256 scale = _mm256_mul_ps(dw, _mm256_broadcast_ss(aux.d + b * aux.ld + c));
