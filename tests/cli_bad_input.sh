@@ -82,6 +82,11 @@ expect 1 "asym" -- quantize -m "$S" --tokenizer "$T" --to int8 --asym -o "$tmp/q
 expect 0 "wrote" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 32 -o "$tmp/q4"
 expect 0 "perplexity" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --ctx 128 --stride 64 --max-tokens 300
 expect 1 "already quantized" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --quant int8
+# the folder runs with generate (its layers as Q4_0 blocks); --quant on it is refused
+expect 0 "run on their integers" -- generate -m "$tmp/q4" -p "Once upon a time" -n 8 --temp 0
+expect 1 "already quantized" -- generate -m "$tmp/q4" -p "Once upon a time" -n 8 --quant int8
+expect 1 "already quantized" -- bench -m "$tmp/q4" --quant int4 -p 8 -n 8 -r 1
+expect 0 "RTN at load time" -- generate -m "$S" --tokenizer "$T" -p "Once upon a time" -n 8 --temp 0 --quant int8
 cp -r "$tmp/q4" "$tmp/q4_group" && sed -i 's/"group_size": 32/"group_size": 64/' "$tmp/q4_group/config.json"
 expect 1 "group_size 64|group size" -- perplexity -m "$tmp/q4_group" -f "$DATA/wikitext2_valid.txt"
 cp -r "$tmp/q4" "$tmp/q4_g100" && sed -i 's/"group_size": 32/"group_size": 100/' "$tmp/q4_g100/config.json"

@@ -3,6 +3,7 @@
 #include "quant/model_quant.h"
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "io/gguf.h"
 #include "io/reader.h"
 #include "io/safetensors.h"
 #include "ops/quant.h"
@@ -298,7 +300,8 @@ void save_quantized_checkpoint(const ModelSource& src, const std::map<std::strin
     copy(opt.tokenizer_file, dir / "tokenizer.bin");
   } else {
     std::fprintf(stderr, "warning: the tokenizer of '%s' cannot be written to a Hugging Face folder; pass "
-                 "--tokenizer when using %s\n", src.path.c_str(), opt.out_dir.c_str());
+                 "--tokenizer %s (the GGUF file itself works) when using %s\n", src.path.c_str(), src.path.c_str(),
+                 opt.out_dir.c_str());
   }
 }
 
@@ -392,9 +395,15 @@ QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const s
   }
   apply_dequantized(src, out.layers);
 
+  auto ends_with = [&](const char* e) {
+    const size_t n = std::strlen(e);
+    return tokenizer_path.size() >= n && tokenizer_path.compare(tokenizer_path.size() - n, n, e) == 0;
+  };
   if (!tokenizer_path.empty()) {
-    if (tokenizer_path.size() >= 5 && tokenizer_path.substr(tokenizer_path.size() - 5) == ".json")
+    if (ends_with(".json"))
       src.tokenizer = Tokenizer::from_hf_json(tokenizer_path);
+    else if (ends_with(".gguf"))  // the tokenizer of the GGUF file a folder was quantized from
+      src.tokenizer = Tokenizer::from_gguf(*GGUFFile::open(tokenizer_path));
     else
       src.tokenizer = Tokenizer::from_llama2c(tokenizer_path, c.vocab_size);
   } else if (fs::is_regular_file(dir / "tokenizer.json", ec)) {
@@ -403,6 +412,93 @@ QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const s
     src.tokenizer = Tokenizer::from_llama2c((dir / "tokenizer.bin").string(), c.vocab_size);
   }
   return out;
+}
+
+}  // namespace ignis::quant
+
+namespace ignis::quant {
+
+std::optional<Tensor> to_ggml_blocks(const QuantLinear& q) {
+  if (!q.g_idx.empty() || q.K % 32 != 0) return std::nullopt;
+  if (q.format == QFormat::kInt4 && (!q.symmetric() || q.group % 32 != 0)) return std::nullopt;
+  for (float s : q.scales)
+    if (!(f16_to_f32(f32_to_f16(s)) == s)) return std::nullopt;  // also rejects NaN
+  const int64_t N = q.N, K = q.K, G = q.groups();
+  if (q.format == QFormat::kInt8) {
+    Tensor t = Tensor::empty({N, K}, DType::Q8_0);
+    for (int64_t n = 0; n < N; ++n) {
+      auto* row = t.row<quant::blocks::Q8_0>(n);
+      const uint16_t d = f32_to_f16(q.scales[size_t(n)]);
+      for (int64_t b = 0; b < K / 32; ++b) {
+        row[b].d = d;
+        std::memcpy(row[b].qs, q.qdata.data() + size_t(n * K + 32 * b), 32);  // signed q - 128, as Q8_0 holds it
+      }
+    }
+    return t;
+  }
+  Tensor t = Tensor::empty({N, K}, DType::Q4_0);
+  for (int64_t n = 0; n < N; ++n) {
+    auto* row = t.row<quant::blocks::Q4_0>(n);
+    for (int64_t b = 0; b < K / 32; ++b) {
+      const int64_t k0 = 32 * b;
+      row[b].d = f32_to_f16(q.scales[size_t(n * G + k0 / q.group)]);
+      for (int j = 0; j < 16; ++j)  // Q4_0: value j in the low nibble of qs[j], value j + 16 in its high nibble
+        row[b].qs[j] = uint8_t(q.q(n, k0 + j) | (q.q(n, k0 + j + 16) << 4));
+    }
+  }
+  return t;
+}
+
+ModelSource open_model_for_inference(const std::string& path, const LoadOptions& opt, std::string* note) {
+  if (is_quantized_checkpoint(path)) {
+    if (!opt.quant.empty()) fail("--quant applies to float models; ", path, " is already quantized");
+    QuantizedCheckpoint ck = load_quantized_checkpoint(path, opt.tokenizer);
+    int native = 0;
+    for (const auto& [name, layer] : ck.layers)
+      if (auto t = to_ggml_blocks(layer)) {
+        ck.src.weights[name] = std::move(*t);
+        ++native;
+      }
+    if (note) {
+      *note = "GPTQ " + std::to_string(ck.config.bits) + "-bit checkpoint: " + std::to_string(native) + " of " +
+              std::to_string(ck.layers.size()) + " layers run on their integers";
+      if (native < int(ck.layers.size()))
+        *note += ", the others dequantized to f32 (no exact GGML block form: an input size not a multiple of 32, "
+                 "zero points or act-order)";
+    }
+    return std::move(ck.src);
+  }
+  ModelSource src = open_model(path, opt.tokenizer);
+  if (opt.quant.empty()) return src;
+  IGNIS_CHECK(opt.quant == "int8" || opt.quant == "int4", "--quant takes int8 or int4, got '", opt.quant, "'");
+  QuantSpec spec;
+  spec.format = opt.quant == "int8" ? QFormat::kInt8 : QFormat::kInt4;
+  spec.group = opt.group;
+  spec.symmetric = true;
+  spec.scale_dtype = DType::F16;
+  int done = 0, kept = 0;
+  for (const std::string& name : linear_weight_names(src.config)) {
+    auto it = src.weights.find(name);
+    if (it == src.weights.end()) fail(src.path, ": weight '", name, "' is missing");
+    const int64_t N = it->second.dim(0), K = it->second.dim(1);
+    std::optional<Tensor> blocks;
+    if (quantizable(spec, N, K) && K % 32 == 0) {
+      const Tensor f = to_f32(it->second);
+      blocks = to_ggml_blocks(quantize_rtn(f.ptr<float>(), N, K, spec, opt.pool));
+    }
+    if (blocks) {
+      it->second = std::move(*blocks);
+      ++done;
+    } else {
+      ++kept;
+    }
+  }
+  if (note) {
+    *note = opt.quant + (spec.format == QFormat::kInt4 ? " group " + std::to_string(opt.group) : " per channel") +
+            " (RTN at load time): " + std::to_string(done) + " layers";
+    if (kept) *note += ", " + std::to_string(kept) + " left as they were (shape not divisible)";
+  }
+  return src;
 }
 
 }  // namespace ignis::quant

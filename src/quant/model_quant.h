@@ -15,6 +15,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -100,5 +101,26 @@ struct QuantizedCheckpoint {
 // qweight/scales/qzeros, shapes that disagree with each other or with config.json, a group size
 // that disagrees with quantization_config.
 QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const std::string& tokenizer_path = "");
+
+// The exact GGML block form of a layer, when it has one: int8 per channel -> Q8_0 (every
+// block of row n has d = scale[n]); symmetric int4 with contiguous groups -> Q4_0 (a group of
+// 32/64/128 columns is 1/2/4 blocks with d = its scale, nibble = q). Both need scales that are
+// exact in f16 (the GPTQ layout stores f16, and the CLI quantizes with f16 scales). nullopt for
+// asymmetric int4 (the min -scale*zero of Q4_1 is not exact in f16) and act-order layers.
+// The CPU kernels then run the layer on its integers (repacked x8 where that pays).
+std::optional<Tensor> to_ggml_blocks(const QuantLinear& q);
+
+// A model to run, from any path the CLI takes: a GPTQ folder (is_quantized_checkpoint) has its
+// layers as GGML blocks where to_ggml_blocks is exact, dequantized f32 otherwise; anything else
+// goes through open_model and, when `quant` is "int8" or "int4", is quantized at load (RTN,
+// symmetric, f16 scales, `group` for int4) straight into Q8_0 / Q4_0 blocks. `note` (if given)
+// receives a line saying what was done, for the user.
+struct LoadOptions {
+  std::string tokenizer;  // as for open_model
+  std::string quant;      // "", "int8" or "int4"
+  int group = 128;
+  ThreadPool* pool = nullptr;
+};
+ModelSource open_model_for_inference(const std::string& path, const LoadOptions& opt, std::string* note = nullptr);
 
 }  // namespace ignis::quant

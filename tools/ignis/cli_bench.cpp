@@ -9,6 +9,7 @@
 
 #include "cli_common.h"
 #include "core/error.h"
+#include "quant/model_quant.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ignis::cli {
@@ -21,7 +22,7 @@ void BenchArgs::add(CLI::App* app) {
       ->check(CLI::Range(1, 1000));
   app->add_option("--batch", batch, "Sequences decoded together (GPU synthetic benchmark)")->check(CLI::Range(1, 64));
   app->add_option("--synthetic", synthetic, "Random-weight model of a known shape on the GPU: llama-2-7b, llama-3-8b, llama-2-13b, smollm2-135m");
-  app->add_option("--quant", quant, "Synthetic GPU model with weight-only quantized linear layers: int8 or int4")
+  app->add_option("--quant", quant, "Weight-only quantized linear layers: int8 or int4 (a model file: RTN at load time)")
       ->check(CLI::IsMember({"int8", "int4"}));
   app->add_option("--group", quant_group, "Values per scale for --quant int4 (32, 64 or 128; default 128)")
       ->check(CLI::IsMember({32, 64, 128}));
@@ -49,14 +50,17 @@ int bench_synthetic(const BenchArgs& a);  // cli_cuda.cpp
 
 int cmd_bench(const BenchArgs& args, const std::string& model_path, const std::string& tokenizer, const std::string& device,
               int threads, int ctx) {
-  if (!args.quant.empty() && args.synthetic.empty())
-    fail("--quant applies to the synthetic GPU benchmark (--synthetic SHAPE); for a model file, quantize it with "
-         "`ignis quantize` and benchmark the result");
   if (!args.synthetic.empty()) return bench_synthetic(args);
   BenchArgs a = args;
   if (a.prompt_tokens <= 0) a.prompt_tokens = 128;
   if (a.gen_tokens <= 0) a.gen_tokens = 64;
-  ModelSource src = open_model(model_path, tokenizer);
+  quant::LoadOptions lo;
+  lo.tokenizer = tokenizer;
+  lo.quant = a.quant;
+  lo.group = a.quant_group;
+  std::string note;
+  ModelSource src = quant::open_model_for_inference(model_path, lo, &note);
+  if (!note.empty() && !a.json) std::fprintf(stderr, "note: %s\n", note.c_str());
   std::unique_ptr<LlamaModel> model;
   if (device == "cuda") {
     model = make_cuda_model(src, ctx);

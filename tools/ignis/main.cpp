@@ -19,6 +19,7 @@
 #include "io/gguf.h"
 #include "io/model_source.h"
 #include "models/llama.h"
+#include "quant/model_quant.h"
 #include "runtime/chat_template.h"
 #include "runtime/generate.h"
 #include "tokenizer/tokenizer.h"
@@ -28,9 +29,11 @@ using namespace ignis;
 namespace {
 
 struct ModelArgs {
-  std::string model, tokenizer, device = "cpu", dtype = "bf16";
-  int threads = 0, ctx = 0;
-  void add(CLI::App* app, bool positional = false) {
+  std::string model, tokenizer, device = "cpu", dtype = "bf16", quant;
+  int threads = 0, ctx = 0, group = 128;
+  // quant_flags: --quant / --group (not for commands that do not run the model, nor for bench,
+  // whose own --quant also covers the synthetic models).
+  void add(CLI::App* app, bool positional = false, bool quant_flags = true) {
     if (positional)
       app->add_option("model", model, "Model: a GGUF file, a Hugging Face folder or a llama2.c .bin");
     app->add_option("-m,--model", model,
@@ -42,8 +45,23 @@ struct ModelArgs {
         ->check(CLI::Range(0, 1 << 24));
     app->add_option("--device", device, "Where to run: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     app->add_option("--dtype", dtype, "CUDA compute precision: bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
+    if (!quant_flags) return;
+    app->add_option("--quant", quant, "Quantize the linear layers at load time: int8 (per channel) or int4 (RTN)")
+        ->check(CLI::IsMember({"int8", "int4"}));
+    app->add_option("--group", group, "Values per scale for --quant int4: 32, 64 or 128 (default 128)")
+        ->check(CLI::IsMember({32, 64, 128}));
   }
-  ModelSource open() const { return open_model(cli::resolve_model_path(model), tokenizer); }
+  // GGUF files, HF folders (GPTQ folders too) and llama2.c checkpoints; --quant applied here.
+  ModelSource open() const {
+    std::string note;
+    quant::LoadOptions o;
+    o.tokenizer = tokenizer;
+    o.quant = quant;
+    o.group = group;
+    ModelSource src = quant::open_model_for_inference(cli::resolve_model_path(model), o, &note);
+    if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
+    return src;
+  }
 };
 
 struct SampleArgs {
@@ -264,10 +282,10 @@ int main(int argc, char** argv) {
   chat_s.add(chat);
 
   auto* info = app.add_subcommand("info", "Describe a model: architecture, size, tensor types, tokenizer");
-  info_m.add(info, /*positional=*/true);
+  info_m.add(info, /*positional=*/true, /*quant_flags=*/false);
 
   auto* tokc = app.add_subcommand("tokenize", "Print the token ids of a text");
-  tok_m.add(tokc);
+  tok_m.add(tokc, false, false);
   std::string tok_text;
   bool add_special = false, no_parse_special = false;
   tokc->add_option("-p,--prompt", tok_text, "Text to tokenize")->required();
@@ -275,7 +293,7 @@ int main(int argc, char** argv) {
   tokc->add_flag("--no-parse-special", no_parse_special, "Treat special-token text as plain text");
 
   auto* bench = app.add_subcommand("bench", "Measure prompt processing and decoding speed");
-  bench_m.add(bench);
+  bench_m.add(bench, false, false);
   cli::BenchArgs bench_a;
   bench_a.add(bench);
 
