@@ -27,6 +27,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "ops/quant.h"
+#include "ops/tile_width.h"
 
 namespace ignis::quant::detail {
 using namespace blocks;
@@ -412,16 +413,10 @@ void tile32_any(const void* w, size_t ws, const void* x, size_t xs, XAux aux, fl
 template <void (*Unpack)(const uint8_t*, KBlock&), size_t kBytes>
 void tile_k_any(const void* w, size_t ws, const void* x, size_t xs, XAux, float* y, size_t ldy, int nr, int nc,
                 int64_t k) {
-  const auto* wp = static_cast<const uint8_t*>(w);
-  const auto* xp = static_cast<const uint8_t*>(x);
-  const int64_t nb = k / QK_K;
-  switch (nc) {
-    case 1: return tile_k<Unpack, kBytes, 1>(wp, ws, xp, xs, y, ldy, nr, nb);
-    case 2: return tile_k<Unpack, kBytes, 2>(wp, ws, xp, xs, y, ldy, nr, nb);
-    case 3: return tile_k<Unpack, kBytes, 3>(wp, ws, xp, xs, y, ldy, nr, nb);
-    case 4: return tile_k<Unpack, kBytes, 4>(wp, ws, xp, xs, y, ldy, nr, nb);
-    default: fail("tile_k: bad tile width ", nc);
-  }
+  with_tile_width(nc, [&]<int NC>() {
+    tile_k<Unpack, kBytes, NC>(static_cast<const uint8_t*>(w), ws, static_cast<const uint8_t*>(x), xs, y, ldy, nr,
+                               k / QK_K);
+  });
 }
 
 template <DType T>
@@ -570,15 +565,10 @@ void panel_compute(const uint8_t* panel, const uint8_t* x, size_t xs, XAux aux, 
 template <typename F>
 void panel_compute_any(const void* panel, const void* x, size_t xs, XAux aux, float* y, size_t ldy, int rows, int nc,
                        int64_t k) {
-  const auto* pp = static_cast<const uint8_t*>(panel);
-  const auto* xp = static_cast<const uint8_t*>(x);
-  switch (nc) {
-    case 1: return panel_compute<F, 1>(pp, xp, xs, aux, y, ldy, rows, k / QK);
-    case 2: return panel_compute<F, 2>(pp, xp, xs, aux, y, ldy, rows, k / QK);
-    case 3: return panel_compute<F, 3>(pp, xp, xs, aux, y, ldy, rows, k / QK);
-    case 4: return panel_compute<F, 4>(pp, xp, xs, aux, y, ldy, rows, k / QK);
-    default: fail("panel_compute: bad tile width ", nc);
-  }
+  with_tile_width(nc, [&]<int NC>() {
+    panel_compute<F, NC>(static_cast<const uint8_t*>(panel), static_cast<const uint8_t*>(x), xs, aux, y, ldy, rows,
+                         k / QK);
+  });
 }
 
 template <typename F>

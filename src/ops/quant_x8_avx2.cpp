@@ -20,6 +20,7 @@
 
 #include "core/error.h"
 #include "ops/quant.h"
+#include "ops/tile_width.h"
 
 namespace ignis::quant::detail {
 using namespace blocks;
@@ -106,28 +107,16 @@ void x8_q8(const uint8_t* group, const uint8_t* x, size_t xs, XAux aux, float* y
 template <bool kMin>
 void x8_q4_any(const void* group, const void* x, size_t xs, XAux aux, float* y, size_t ldy, int rows, int nc,
                int64_t k) {
-  const auto* g = static_cast<const uint8_t*>(group);
-  const auto* xp = static_cast<const uint8_t*>(x);
-  switch (nc) {
-    case 1: return x8_q4<kMin, 1>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 2: return x8_q4<kMin, 2>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 3: return x8_q4<kMin, 3>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 4: return x8_q4<kMin, 4>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    default: fail("x8_q4: bad tile width ", nc);
-  }
+  with_tile_width(nc, [&]<int NC>() {
+    x8_q4<kMin, NC>(static_cast<const uint8_t*>(group), static_cast<const uint8_t*>(x), xs, aux, y, ldy, rows, k / QK);
+  });
 }
 
 void x8_q8_any(const void* group, const void* x, size_t xs, XAux aux, float* y, size_t ldy, int rows, int nc,
                int64_t k) {
-  const auto* g = static_cast<const uint8_t*>(group);
-  const auto* xp = static_cast<const uint8_t*>(x);
-  switch (nc) {
-    case 1: return x8_q8<1>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 2: return x8_q8<2>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 3: return x8_q8<3>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    case 4: return x8_q8<4>(g, xp, xs, aux, y, ldy, rows, k / QK);
-    default: fail("x8_q8: bad tile width ", nc);
-  }
+  with_tile_width(nc, [&]<int NC>() {
+    x8_q8<NC>(static_cast<const uint8_t*>(group), static_cast<const uint8_t*>(x), xs, aux, y, ldy, rows, k / QK);
+  });
 }
 
 }  // namespace
