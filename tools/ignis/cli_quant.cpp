@@ -28,19 +28,27 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A one-line progress bar on stderr (only on a terminal).
+// Progress on stderr: a one-line bar on a terminal; otherwise (a log file, a pipe) a plain line
+// every 10% or 30 s, so that long work still shows it is moving.
 class Bar {
  public:
-  explicit Bar(const char* what) : what_(what), on_(isatty(2)), t0_(std::chrono::steady_clock::now()) {}
+  explicit Bar(const char* what) : what_(what), tty_(isatty(2)), t0_(std::chrono::steady_clock::now()) {}
   void operator()(double f, const std::string& msg) {
-    if (!on_) return;
+    const int pct = int(f * 100 + 0.5);
+    if (!tty_) {
+      if (pct < next_pct_ && seconds() < next_s_) return;
+      next_pct_ = pct / 10 * 10 + 10;
+      next_s_ = seconds() + 30;
+      std::fprintf(stderr, "%s: %3d%% %s (%.1f s)\n", what_, pct, msg.c_str(), seconds());
+      return;
+    }
     const int w = 30, fill = int(f * w + 0.5);
     std::fprintf(stderr, "\r%s [%.*s%*s] %3d%% %-28s %6.1fs", what_, fill, "##############################", w - fill,
-                 "", int(f * 100 + 0.5), msg.substr(0, 28).c_str(), seconds());
+                 "", pct, msg.substr(0, 28).c_str(), seconds());
     std::fflush(stderr);
   }
   void done() {
-    if (on_) std::fputc('\n', stderr);
+    if (tty_) std::fputc('\n', stderr);
   }
   double seconds() const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
@@ -48,7 +56,9 @@ class Bar {
 
  private:
   const char* what_;
-  bool on_;
+  bool tty_;
+  int next_pct_ = 0;
+  double next_s_ = 0;
   std::chrono::steady_clock::time_point t0_;
 };
 
