@@ -1,6 +1,8 @@
 // The CPU backend of the Llama-family decoder (see llama.h for the block diagram).
 // Weights stay as they are in the file (quantized blocks are multiplied directly);
 // activations, norms and the KV cache are f32.
+#include <cblas.h>
+
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -32,6 +34,7 @@ class CpuLlama final : public LlamaModel {
   CpuLlama(const ModelSource& src, const CpuOptions& opt)
       : cfg_(src.config), pool_(opt.threads), rope_(src.config) {
     cfg_.validate(src.path);
+    if (opt.threads > 0) openblas_set_num_threads(opt.threads);  // f32 prompt products go through SGEMM
     auto get = [&](const std::string& name) -> const Tensor& {
       auto it = src.weights.find(name);
       if (it == src.weights.end()) fail(src.path, ": weight '", name, "' is missing");

@@ -20,10 +20,13 @@
 //      CPUs without VNNI): tasks are whole groups of 8 rows; M < 4 (and Q8_0x8 at any M)
 //      runs the x8 kernels of quant_x8_avx2.cpp, about half the instructions of the tiles;
 //      M >= 4 with 4-bit weights packs the step-2 panels straight from the groups.
+//   6. f32 weights with M >= 16: OpenBLAS SGEMM (a Debian package the encoders use too).
 // matmul_multi runs several weights that share x (q/k/v, gate/up) as one job: x is
 // quantized once and the pool is woken once, which matters when a token runs ~200
 // products of a few hundred microseconds or less.
 // Kernels are AVX2 when the CPU has it (quant_avx2.cpp), else the scalar reference.
+#include <cblas.h>
+
 #include <algorithm>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -44,6 +47,8 @@ std::atomic<bool> g_force_scalar{false};
 
 // From this many activation rows on, packing weight panels pays for itself.
 constexpr int64_t kPanelMinRows = 4;
+// From this many rows on, f32 weights go to OpenBLAS' SGEMM.
+constexpr int64_t kBlasMinRows = 16;
 
 bool cpu_has_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -314,6 +319,15 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
     return;
   }
   job.xf = x.ptr<float>();
+  // f32 weights and many activation rows (prompts of f32 models, GPTQ calibration): a plain
+  // SGEMM, which OpenBLAS does several times faster than the float tiles below.
+  if (job.wt == DType::F32 && M >= kBlasMinRows && !force_scalar()) {
+    for (int i = 0; i < n; ++i)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, blasint(M), blasint(job.N[i]), blasint(K), 1.0f, job.xf,
+                  blasint(K), reinterpret_cast<const float*>(job.wp[i]), blasint(K), 0.0f, job.yp[i],
+                  blasint(job.N[i]));
+    return;
+  }
   job.avx2 = using_avx2();
   job.tile = job.avx2 ? detail::avx2_tile(job.wt) : nullptr;
   job.packed = is_packed(job.wt);
