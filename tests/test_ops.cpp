@@ -100,13 +100,15 @@ TEST(Ops, RopeLinearScalingDividesPositions) {
 TEST(Ops, CausalGqaAttentionMatchesReference) {
   ThreadPool pool(2);
   struct Case { int n_heads, n_kv, hd, pos, n; };
-  // n < 4: the decode path (AVX2: 4 keys per pass, so lengths that are not a multiple of 4
+  // n = 1 with 128+ keys: the split decode (chunks of keys, combined; 131 keys leave a short last
+  // chunk); n < 4: the decode path (AVX2: 4 keys per pass, so lengths that are not a multiple of 4
   // check the tail; register-blocked values); n >= 4 with hd % 8 == 0: the blocked
   // prompt path (transposed keys, up to 8 query vectors per pass, 4-query blocks); hd = 20:
   // the generic path for a head size that is not a multiple of 8.
   for (const Case c : {Case{6, 2, 16, 5, 4}, Case{6, 2, 16, 7, 1}, Case{9, 3, 64, 0, 13}, Case{9, 3, 64, 30, 6},
                        Case{4, 4, 24, 3, 9}, Case{8, 1, 32, 2, 5}, Case{4, 2, 20, 1, 6}, Case{2, 1, 128, 100, 1},
-                       Case{9, 3, 64, 37, 1}, Case{4, 2, 64, 10, 3}}) {
+                       Case{9, 3, 64, 37, 1}, Case{4, 2, 64, 10, 3},
+                       Case{9, 3, 64, 300, 1}, Case{8, 2, 32, 130, 1}, Case{4, 4, 16, 127, 1}}) {
     const int n_heads = c.n_heads, n_kv = c.n_kv, hd = c.hd, pos = c.pos, n = c.n, kv_stride = n_kv * hd;
     SCOPED_TRACE("heads " + std::to_string(n_heads) + "/" + std::to_string(n_kv) + " hd " + std::to_string(hd) +
                  " pos " + std::to_string(pos) + " n " + std::to_string(n));

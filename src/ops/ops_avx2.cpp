@@ -64,7 +64,9 @@ static inline __m256i first_lanes(int n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
-void softmax(float* x, int n) {
+// x[i] = exp(x[i] - max) for i < n; returns the sum and stores the max in *max_out
+// (the unnormalised half of a softmax, for attention split over chunks of keys).
+float exp_shifted(float* x, int n, float* max_out) {
   __m256 mx = _mm256_set1_ps(-INFINITY);
   int i = 0;
   for (; i + 8 <= n; i += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + i));
@@ -82,8 +84,14 @@ void softmax(float* x, int n) {
     sum = _mm256_add_ps(sum, _mm256_and_ps(e, _mm256_castsi256_ps(keep)));
   }
   _mm256_store_ps(t, sum);
-  const __m256 inv = _mm256_set1_ps(1.0f / (((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))));
-  for (i = 0; i < n; i += 8) {
+  *max_out = m;
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+
+void softmax(float* x, int n) {
+  float m;
+  const __m256 inv = _mm256_set1_ps(1.0f / exp_shifted(x, n, &m));
+  for (int i = 0; i < n; i += 8) {
     const __m256i keep = first_lanes(n - i);
     _mm256_maskstore_ps(x + i, keep, _mm256_mul_ps(_mm256_maskload_ps(x + i, keep), inv));
   }

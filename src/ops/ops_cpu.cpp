@@ -1,3 +1,4 @@
+#include <cstdlib>
 #include <algorithm>
 #include <cmath>
 #include <numbers>
@@ -15,10 +16,12 @@ void scores_kt(const float* const* q, int nr, const float* kt, int ldk, int hd, 
                int lds);
 void pv(const float* p, int len, const float* v, int ldv, int hd, float* o);
 void scores(const float* q, const float* k, int ldk, int hd, int len, float scale, float* s);
+float exp_shifted(float* x, int n, float* max_out);
 }  // namespace avx2
 
 namespace {
 const bool kHaveAvx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+constexpr int kSplitMinKeys = 128;
 
 // Portable versions: four independent sums so the compiler can use SSE without reassociating.
 float dot_portable(const float* a, const float* b, int n) {
@@ -159,12 +162,64 @@ void attention_prefill(ThreadPool& pool, const float* q, const float* kcache, co
   });
 }
 
+// Decode of one query over a long cache (AVX2, head_dim a multiple of 8), flash-decoding
+// style: the positions are cut into S chunks and a task takes one KV head and one chunk with
+// all the query heads that share it (their keys and values stay in L1/L2 between the heads).
+// Each task leaves, per query head, the chunk's max score m, sum of exp(s - m) and the
+// unnormalised P.V; the combine rescales the chunks to the overall max. S makes the task count
+// a multiple of the threads, so that both cores finish together (9 heads on 2 threads did not).
+void attention_decode_split(ThreadPool& pool, const float* q, const float* kcache, const float* vcache, float* out,
+                            int pos, int n_heads, int n_kv_heads, int head_dim, int kv_stride, std::vector<float>& scratch) {
+  const int L = pos + 1, group = n_heads / n_kv_heads, T = pool.size();
+  int S = (2 * T + n_kv_heads - 1) / n_kv_heads;
+  while ((n_kv_heads * S) % T) ++S;
+  const int chunk = (L + S - 1) / S;
+  S = (L + chunk - 1) / chunk;
+  // per (head, chunk): hd values of P.V, then m and l; then per thread a score buffer of chunk floats
+  const size_t part = size_t(head_dim) + 2, parts = size_t(n_heads) * size_t(S) * part;
+  scratch.resize(parts + size_t(T) * size_t(chunk));
+  float* P = scratch.data();
+  const float scale = 1.0f / std::sqrt(float(head_dim));
+  pool.run(int64_t(n_kv_heads) * S, [&](int64_t task, int thread) {
+    const int kvh = int(task / S), c = int(task % S);
+    const int t0 = c * chunk, len = std::min(L, t0 + chunk) - t0;
+    const float* k = kcache + size_t(t0) * kv_stride + size_t(kvh) * head_dim;
+    const float* v = vcache + size_t(t0) * kv_stride + size_t(kvh) * head_dim;
+    float* s = scratch.data() + parts + size_t(thread) * size_t(chunk);
+    for (int g = 0; g < group; ++g) {
+      const int h = kvh * group + g;
+      float* dst = P + (size_t(h) * S + c) * part;
+      avx2::scores(q + size_t(h) * head_dim, k, kv_stride, head_dim, len, scale, s);
+      dst[head_dim + 1] = avx2::exp_shifted(s, len, &dst[head_dim]);
+      avx2::pv(s, len, v, kv_stride, head_dim, dst);
+    }
+  });
+  for (int h = 0; h < n_heads; ++h) {
+    const float* ph = P + size_t(h) * S * part;
+    float m = -INFINITY;
+    for (int c = 0; c < S; ++c) m = std::max(m, ph[c * part + head_dim]);
+    float l = 0;
+    float* o = out + size_t(h) * head_dim;
+    std::fill(o, o + head_dim, 0.0f);
+    for (int c = 0; c < S; ++c) {
+      const float w = std::exp(ph[c * part + head_dim] - m);
+      l += w * ph[c * part + head_dim + 1];
+      for (int d = 0; d < head_dim; ++d) o[d] += w * ph[c * part + d];
+    }
+    const float inv = 1.0f / l;
+    for (int d = 0; d < head_dim; ++d) o[d] *= inv;
+  }
+}
+
 }  // namespace
 
 void attention(ThreadPool& pool, const float* q, const float* kcache, const float* vcache, float* out, int n,
                int pos, int n_heads, int n_kv_heads, int head_dim, int kv_stride, std::vector<float>& scratch) {
   if (kHaveAvx2 && n >= 4 && head_dim % 8 == 0)
     return attention_prefill(pool, q, kcache, vcache, out, n, pos, n_heads, n_kv_heads, head_dim, kv_stride, scratch);
+  // one query and a long cache: split the keys too (below ~128 keys the per-head tasks are cheaper)
+  if (kHaveAvx2 && n == 1 && head_dim % 8 == 0 && pos + 1 >= kSplitMinKeys && pool.size() > 1)
+    return attention_decode_split(pool, q, kcache, vcache, out, pos, n_heads, n_kv_heads, head_dim, kv_stride, scratch);
   const int group = n_heads / n_kv_heads;
   const int max_len = pos + n;
   scratch.resize(size_t(pool.size()) * size_t(max_len));
