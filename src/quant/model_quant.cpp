@@ -197,9 +197,7 @@ void dequantize_weights_in_place(ModelSource& src, DType to_dtype) {
     Tensor f = to_f32(t);
     if (to_dtype == DType::BF16) {
       Tensor b = Tensor::empty_like_shape(f.shape(), f.ndim(), DType::BF16);
-      const float* in = f.ptr<float>();
-      uint16_t* out = b.ptr<uint16_t>();
-      for (int64_t i = 0; i < f.numel(); ++i) out[i] = f32_to_bf16(in[i]);
+      quant::quantize_row(DType::BF16, f.ptr<float>(), b.data(), f.numel());
       f = b;
     }
     t = f;
@@ -317,7 +315,8 @@ bool is_quantized_checkpoint(const std::string& path) {
   return j.is_object() && j.contains("quantization_config");
 }
 
-QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const std::string& tokenizer_path) {
+QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const std::string& tokenizer_path,
+                                              bool dequantize_layers) {
   QuantizedCheckpoint out;
   ModelSource& src = out.src;
   src.path = folder;
@@ -393,7 +392,7 @@ QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const s
       out.layers[b + g + ".weight"] = std::move(q);
     }
   }
-  apply_dequantized(src, out.layers);
+  if (dequantize_layers) apply_dequantized(src, out.layers);
 
   auto ends_with = [&](const char* e) {
     const size_t n = std::strlen(e);
@@ -413,10 +412,6 @@ QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const s
   }
   return out;
 }
-
-}  // namespace ignis::quant
-
-namespace ignis::quant {
 
 std::optional<Tensor> to_ggml_blocks(const QuantLinear& q) {
   if (!q.g_idx.empty() || q.K % 32 != 0) return std::nullopt;
@@ -452,13 +447,19 @@ std::optional<Tensor> to_ggml_blocks(const QuantLinear& q) {
 ModelSource open_model_for_inference(const std::string& path, const LoadOptions& opt, std::string* note) {
   if (is_quantized_checkpoint(path)) {
     if (!opt.quant.empty()) fail("--quant applies to float models; ", path, " is already quantized");
-    QuantizedCheckpoint ck = load_quantized_checkpoint(path, opt.tokenizer);
+    // Layers are converted one by one: no f32 copy of the whole model is made on the way.
+    QuantizedCheckpoint ck = load_quantized_checkpoint(path, opt.tokenizer, /*dequantize_layers=*/false);
     int native = 0;
-    for (const auto& [name, layer] : ck.layers)
+    std::map<std::string, QuantLinear> rest;
+    for (auto& [name, layer] : ck.layers) {
       if (auto t = to_ggml_blocks(layer)) {
         ck.src.weights[name] = std::move(*t);
         ++native;
+      } else {
+        rest.emplace(name, std::move(layer));
       }
+    }
+    apply_dequantized(ck.src, rest);
     if (note) {
       *note = "GPTQ " + std::to_string(ck.config.bits) + "-bit checkpoint: " + std::to_string(native) + " of " +
               std::to_string(ck.layers.size()) + " layers run on their integers";

@@ -100,7 +100,9 @@ struct QuantizedCheckpoint {
 // Loads a GPTQ folder (ignis-written or HF tooling's). Errors name the tensor: missing
 // qweight/scales/qzeros, shapes that disagree with each other or with config.json, a group size
 // that disagrees with quantization_config.
-QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const std::string& tokenizer_path = "");
+// dequantize_layers = false leaves the linear layers out of src.weights (only in `layers`).
+QuantizedCheckpoint load_quantized_checkpoint(const std::string& folder, const std::string& tokenizer_path = "",
+                                              bool dequantize_layers = true);
 
 // The exact GGML block form of a layer, when it has one: int8 per channel -> Q8_0 (every
 // block of row n has d = scale[n]); symmetric int4 with contiguous groups -> Q4_0 (a group of

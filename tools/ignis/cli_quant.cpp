@@ -165,7 +165,7 @@ void cmd_perplexity(const PplArgs& a) {
     src = open_model(path, a.tokenizer);
   }
   if (!src.tokenizer) fail(path, ": no tokenizer found for this model (pass --tokenizer)");
-  if (!a.weights.empty()) {  // the float baseline: linear layers dequantized (then quantized by --quant, if given)
+  if (!a.weights.empty()) {  // the float baseline: every quantized tensor dequantized (then --quant, if given)
     quant::dequantize_weights_in_place(src, a.weights == "bf16" ? DType::BF16 : DType::F32);
     what = "weights dequantized to " + a.weights;
   }
@@ -237,7 +237,7 @@ void add_quant_commands(CLI::App& app) {
   p->add_option("--dtype", pa->dtype, "CUDA compute precision: bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
   p->add_option("--quant", pa->quant, "Quantize at load time: int8 or int4 (RTN)")->check(CLI::IsMember({"int8", "int4"}));
   p->add_option("--weights", pa->weights,
-                 "Dequantize the linear layers to f32 or bf16 first: the float baseline of a quantized file")
+                 "Dequantize every quantized tensor to f32 or bf16 first: the float baseline of a quantized file")
       ->check(CLI::IsMember({"f32", "bf16"}));
   p->add_option("--group", pa->group, "int4 group size for --quant (default 128)")->check(CLI::IsMember({32, 64, 128}));
   p->add_option("--max-tokens", pa->max_tokens, "Use only the first N tokens of the text (0: all)")
