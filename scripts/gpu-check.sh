@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The GPU checks, on a machine with an NVIDIA Hopper GPU (rerunnable by anyone):
 #   scripts/gpu-check.sh deps      unpack carried Debian packages (PCRE2, CLI11, utf8proc, GoogleTest) into /
+#   scripts/gpu-check.sh prebuilt  use binaries built elsewhere (scripts/devpack.sh): unpack .devcarry/x/*.tar.xz
+#                                  into /tmp/ignis-prebuilt, put its lib/ on LD_LIBRARY_PATH, IGNIS_BUILD there
 #   scripts/gpu-check.sh build     configure + build the CLI and the GPU tests (sm_90a)
 #   scripts/gpu-check.sh test      GPU kernel/model tests, HF parity (cpu, cuda f32, cuda bf16)
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
+#   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
+#   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=bulk vs tc, and each GEMV shape alone (GB/s)
+#   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
+#   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
+#   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
 #                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), L2::256B load hint ($TUNE_L2)
@@ -31,6 +38,37 @@ run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
 }
 for stage in "$@"; do
   case "$stage" in
+    prebuilt)  # binaries + the shared libraries the image lacks, built and packed by scripts/devpack.sh
+      P=/tmp/ignis-prebuilt; mkdir -p $P
+      for f in .devcarry/x/*.tar.xz; do tar -xJf "$f" -C $P; done
+      for f in $P/lib/*.xz; do [ -e "$f" ] && xz -d -f "$f"; done
+      export LD_LIBRARY_PATH="$P/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; B=$P/build-gpu
+      ldd $B/ignis | grep -i "not found" && status=1
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt" ;;
+    abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
+      for fn in 0 1 2 0 2; do
+        v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+        echo "IGNIS_FUSED_NORM=$fn $v" | tee -a "$LOG/abnorm.txt"
+      done ;;
+    abgemv)  # decode tok/s with each GEMV kernel (bulk-copy, register tensor-core) and the GEMV shapes alone
+      for impl in bulk tc bulk tc; do
+        v=$(IGNIS_GEMV=$impl $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+        echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
+      done
+      TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    quantbench)  # synthetic weight-only quantized models (issue 5)
+      TAIL=40 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
+      TAIL=40 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 ;;
+    ncu)  # Nsight Compute: duration of every kernel of a few batch-1 decode steps (graph nodes one by one)
+      timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+        --csv -k 'regex:gemv|attn|rope|rmsnorm|embed|sample|argmax' --launch-skip 600 --launch-count 400 \
+        $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
+      echo "ncu exit $?"
+      python3 scripts/ncu_summary.py "$LOG/ncu.csv" | tee "$LOG/ncu_summary.txt" ;;
+    bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the issue's shapes
+      TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
     deps)  # GPU images without the -dev packages: unpack carried .debs ($IGNIS_DEBS) into /
       for f in "${IGNIS_DEBS:-.devcarry/debs}"/*.deb; do dpkg -x "$f" /; done; ldconfig ;;
     build)
@@ -54,8 +92,8 @@ for stage in "$@"; do
       if cmp -s <(head -c 400 "$LOG/greedy_cpu.log") <(head -c 400 "$LOG/greedy_cuda.log"); then echo "SmolLM2 greedy: CPU == GPU"; else echo "SmolLM2 greedy: CPU != GPU"; fi
       if cmp -s <(head -c 400 "$LOG/greedy_cpu_file_layout.log") <(head -c 400 "$LOG/greedy_cuda.log"); then echo "SmolLM2 greedy: CPU (file layout) == GPU"; else echo "SmolLM2 greedy: CPU (file layout) != GPU"; fi ;;
     sanitize)
-      run memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
-      run racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;
+      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
+      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)

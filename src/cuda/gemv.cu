@@ -26,8 +26,13 @@
 //   written. Each block first sums x^2 over K for its B rows (one warp per row, 4*K bytes from
 //   L2 per row: small next to the block's 16 rows of W), then builds the B fragments from x and
 //   norm_w on the fly. This removes the separate RMSNorm launch before the q/k/v, gate/up and
-//   output-head products (65 of a 7B step's ~290 launches), but measured slower on an H100
-//   (every block re-reads x from L2), so the model uses it only with IGNIS_FUSED_NORM=1.
+//   output-head products (65 of a 7B step's ~290 launches). The sum of squares pass (every block
+//   re-reads all of x from L2 before its first mma) measured slower on an H100 than the separate
+//   kernel, so the model takes the sum from the previous GEMV instead (ss_in / ss_out): the
+//   residual-add GEMV (Wo, down) that last wrote x has each tile's finishing warp write the sum
+//   of the squares of its 16 new x values per batch row (a few shuffles), and the next fused-norm
+//   GEMV adds those ceil(K/16) partials (1 KB for K = 4096) in a fixed order. Only layer 0's first
+//   product, whose x comes from the embedding, sums x itself.
 //
 // gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
 //   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
@@ -37,6 +42,7 @@
 #include <cstring>
 
 #include "cuda/common.h"
+#include "cuda/gemv_common.cuh"
 #include "cuda/kernels.h"
 
 namespace ignis::cuda {
@@ -45,19 +51,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kU = 4;            // 32-k steps loaded per warp per batch (8 measured no better)
 constexpr int kSuper = 32 * kU;  // k per super-block
-
-template <int EPI>
-__device__ __forceinline__ void epilogue_store(void* out, int ldo, int b, int row, float v) {
-  if constexpr (EPI == int(GemvEpilogue::kStore)) {
-    static_cast<bf16*>(out)[size_t(b) * ldo + row] = __float2bfloat16(v);
-  } else if constexpr (EPI == int(GemvEpilogue::kStoreF32)) {
-    static_cast<float*>(out)[size_t(b) * ldo + row] = v;
-  } else if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
-    static_cast<float*>(out)[size_t(b) * ldo + row] += v;
-  }
-}
-
-__device__ __forceinline__ float silu(float g) { return g / (1.f + __expf(-g)); }
 
 // Weights are read once: no L1 allocation. HINT adds the L2::256B prefetch-size hint (a miss
 // fetches the whole 256-byte block: the warp reads the rest of each row's block next steps).
@@ -75,27 +68,13 @@ __device__ __forceinline__ uint4 ld_stream(const bf16* p) {
   return v;
 }
 
-__device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                         uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-  uint32_t u;
-  memcpy(&u, &h, 4);
-  return u;
-}
-
 template <int EPI, bool NORM, bool HINT>
 __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __restrict__ W, const void* __restrict__ xin,
                                                               int B, int N, int K, void* out, int ldo,
                                                               float* __restrict__ ws, unsigned* counters,
-                                                              const float* __restrict__ norm_w, float eps) {
+                                                              const float* __restrict__ norm_w, float eps,
+                                                              const float* __restrict__ ss_in,
+                                                              float* __restrict__ ss_out) {
   const bf16* x = static_cast<const bf16*>(xin);
   const float* xf = static_cast<const float*>(xin);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -140,24 +119,37 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
   pdl_wait();
   float inv_rms = 0.f;  // 1 / rms of this lane's batch row (NORM)
   if constexpr (NORM) {
-    // all 128 threads sum x^2 of each batch row, loads unrolled so they are in flight together
     __shared__ float s_part[8][kWarps];
-    for (int b = 0; b < B; ++b) {
-      const float4* xr = reinterpret_cast<const float4*>(xf + size_t(b) * K);
-      float ss = 0.f;
-#pragma unroll 8
-      for (int i = threadIdx.x; i < K / 4; i += kWarps * 32) {
-        const float4 v = __ldg(xr + i);
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-      }
-      ss = warp_sum(ss);
-      if (lane == 0) s_part[b][warp] = ss;
-    }
-    __syncthreads();
     const int gb = min(g, B - 1);
     float ss = 0.f;
+    if (ss_in) {
+      // the producer's per-tile partials: warp w adds those of batch rows w, w + 4
+      const int parts = (K + 15) / 16;
+      for (int b = warp; b < B; b += kWarps) {
+        float t = 0.f;
+        for (int p = lane; p < parts; p += 32) t += __ldg(ss_in + size_t(p) * B + b);
+        t = warp_sum(t);
+        if (lane == 0) s_part[b][0] = t;
+      }
+      __syncthreads();
+      ss = s_part[gb][0];
+    } else {
+      // all 128 threads sum x^2 of each batch row, loads unrolled so they are in flight together
+      for (int b = 0; b < B; ++b) {
+        const float4* xr = reinterpret_cast<const float4*>(xf + size_t(b) * K);
+        float t = 0.f;
+#pragma unroll 8
+        for (int i = threadIdx.x; i < K / 4; i += kWarps * 32) {
+          const float4 v = __ldg(xr + i);
+          t = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, t))));
+        }
+        t = warp_sum(t);
+        if (lane == 0) s_part[b][warp] = t;
+      }
+      __syncthreads();
 #pragma unroll
-    for (int w = 0; w < kWarps; ++w) ss += s_part[gb][w];
+      for (int w = 0; w < kWarps; ++w) ss += s_part[gb][w];
+    }
     inv_rms = rsqrtf(ss / float(K) + eps);
   }
   // x fragments of super-block sb, then the mma of the weights held in lo/hi
@@ -236,20 +228,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
     if (lane == 0) counters[tile] = 0;
   }
 
-  if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
-    const int j = tile * 8 + g;  // N = 2 * hp with hp % 8 == 0: every tile is 8 gate + 8 up rows
-#pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      const int b = 2 * c + i;
-      if (b < B) static_cast<bf16*>(out)[size_t(b) * ldo + j] = __float2bfloat16(silu(v[i]) * v[i + 2]);
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
-      if (b < B && row < N) epilogue_store<EPI>(out, ldo, b, row, v[i]);
-    }
-  }
+  tile_epilogue<EPI>(v, tile, g, c, B, N, out, ldo, ss_out);
 }
 
 // ---- simple CUDA-core version ----------------------------------------------------------------------
@@ -351,10 +330,26 @@ void dispatch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   }
 }
 
-bool force_simple() {
-  static const bool v = [] {
+// IGNIS_GEMV=simple|tc|bulk: the kernel kAuto takes (where it applies).
+GemvImpl env_impl() {
+  static const GemvImpl v = [] {
     const char* e = std::getenv("IGNIS_GEMV");
-    return e && std::strcmp(e, "simple") == 0;
+    if (!e) return GemvImpl::kAuto;
+    if (std::strcmp(e, "simple") == 0) return GemvImpl::kSimple;
+    if (std::strcmp(e, "tc") == 0) return GemvImpl::kTensorCore;
+    if (std::strcmp(e, "bulk") == 0) return GemvImpl::kBulk;
+    return GemvImpl::kAuto;
+  }();
+  return v;
+}
+bool force_simple() { return env_impl() == GemvImpl::kSimple; }
+
+bool device_has_bulk_copy() {  // sm_90+ (cached for the current device at first use)
+  static const bool v = [] {
+    int dev = 0, major = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 9;
   }();
   return v;
 }
@@ -365,16 +360,16 @@ void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t s
   switch (a.epi) {
     case GemvEpilogue::kStore:
       return launch(gemv_tc_kernel<int(GemvEpilogue::kStore), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
-                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps, a.ss_in, a.ss_out);
     case GemvEpilogue::kStoreF32:
       return launch(gemv_tc_kernel<int(GemvEpilogue::kStoreF32), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
-                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps, a.ss_in, a.ss_out);
     case GemvEpilogue::kAddF32:
       return launch(gemv_tc_kernel<int(GemvEpilogue::kAddF32), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
-                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps, a.ss_in, a.ss_out);
     case GemvEpilogue::kSwiGLU:
       return launch(gemv_tc_kernel<int(GemvEpilogue::kSwiGLU), NORM, U>, grid, block, 0, stream, W, a.x, a.B, a.N,
-                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps);
+                    a.K, a.out, ldo, a.ws, a.counters, a.norm_w, a.norm_eps, a.ss_in, a.ss_out);
   }
 }
 
@@ -417,9 +412,16 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(!swiglu || a.N % 16 == 0, "gemv: SwiGLU needs N = 2 * (multiple of 8), got ", a.N);
   const int ldo = a.ldo ? a.ldo : (swiglu ? a.N / 2 : a.N);
 
-  const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && a.impl != GemvImpl::kSimple &&
-                  !(a.impl == GemvImpl::kAuto && force_simple());
+  const GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
+  const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && want != GemvImpl::kSimple;
+  IGNIS_CHECK(a.impl != GemvImpl::kBulk || (tc && !a.norm_w && device_has_bulk_copy()),
+              "gemv: the bulk-copy kernel needs bf16, K % 8 == 0, no fused norm and an sm_90 GPU");
+  if (tc && !a.norm_w && (want == GemvImpl::kBulk || want == GemvImpl::kAuto) && device_has_bulk_copy())
+    return gemv_bulk(a, ldo, stream);
   IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
+  IGNIS_CHECK(!a.ss_in || a.norm_w, "gemv: ss_in is the input of the fused RMSNorm (norm_w)");
+  IGNIS_CHECK(!a.ss_out || (tc && a.epi == GemvEpilogue::kAddF32),
+              "gemv: ss_out needs the tensor-core path and the kAddF32 epilogue");
   if (!tc) {
     if (a.dtype == DType::F32)
       dispatch_simple<float>(a, ldo, stream);

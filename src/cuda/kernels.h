@@ -34,7 +34,10 @@ enum class GemvEpilogue : uint8_t {
 // rows 8t..8t+7 and the next 8 the up rows 8t..8t+7 (so N = 2 * round_up(hidden, 8)).
 IGNIS_HD inline int64_t swiglu_row_of_gate(int64_t j) { return (j / 8) * 16 + j % 8; }
 
-enum class GemvImpl : uint8_t { kAuto, kSimple, kTensorCore };
+// kAuto: kBulk on sm_90+ for bf16 with K % 8 == 0 and no fused norm, else kTensorCore where it
+// applies, else kSimple; IGNIS_GEMV=simple|tc|bulk overrides kAuto. kTensorCore: gemv.cu's
+// register-streaming kernel; kBulk: gemv_bulk.cu (bulk copies into shared memory).
+enum class GemvImpl : uint8_t { kAuto, kSimple, kTensorCore, kBulk };
 
 struct GemvArgs {
   DType dtype = DType::BF16;  // of W and x
@@ -56,8 +59,17 @@ struct GemvArgs {
   // bf16(x / sqrt(mean(x^2) + norm_eps) * norm_w), exactly what rmsnorm() would write to h.
   const float* norm_w = nullptr;
   float norm_eps = 0.f;
+  // With norm_w: the sum of x^2 of each batch row comes from ss_in instead of a pass over x:
+  // ss_in[t * B + b] for t < ceil(K / 16), the partial sums written by the kAddF32 GEMV that last
+  // updated x (its ss_out). Summed in a fixed order: the result does not depend on timing.
+  const float* ss_in = nullptr;
+  // kAddF32 (tensor-core path): after out += y, ss_out[t * B + b] = sum of out[b, r]^2 over the 16
+  // rows r of tile t (t < ceil(N / 16)): what the next fused-norm GEMV needs as ss_in.
+  float* ss_out = nullptr;
 };
 void gemv(const GemvArgs& a, cudaStream_t stream);
+// The bulk-copy kernel alone (gemv_bulk.cu; gemv() dispatches to it): ldo already resolved.
+void gemv_bulk(const GemvArgs& a, int ldo, cudaStream_t stream);
 // Whether gemv can fuse the RMSNorm for these weights (bf16, K % 8 == 0, not forced simple).
 bool gemv_fused_norm_ok(DType dtype, int K);
 // Grid the tensor-core GEMV would use (for tests that want to force split-K): splits across blocks.

@@ -165,27 +165,43 @@ class CudaLlamaImpl final : public CudaLlama {
                      bool interleave8);
   void upload_vector(const Tensor& t, float* dst, int64_t n);
   void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
-            const float* norm_w = nullptr) {
+            const float* norm_w = nullptr, const float* ss_in = nullptr, float* ss_out = nullptr) {
     GemvArgs a;
     a.dtype = dt_, a.W = W, a.x = x, a.B = B, a.N = N, a.K = K, a.epi = epi, a.out = out;
     a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
     a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-    a.norm_w = norm_w, a.norm_eps = cfg_.norm_eps;
+    a.norm_w = norm_w, a.norm_eps = cfg_.norm_eps, a.ss_in = ss_in, a.ss_out = ss_out;
     cuda::gemv(a, stream_);
   }
   // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
-  // rmsnorm kernel into h_ and then the GEMV.
+  // rmsnorm kernel into h_ and then the GEMV. x_is_fresh: x was not written by a residual GEMV
+  // (the embedding), so there are no partial sums of squares in ss_ to use.
   void norm_gemv(float* x, const float* norm_w, const void* W, const QWeight& Wq, int B, int N, GemvEpilogue epi,
-                 void* out) {
-    if (fuse_norm_ && !quant_) {
-      gemv(W, x, B, N, dim_, epi, out, norm_w);
+                 void* out, bool x_is_fresh = false) {
+    if (fuse_norm_ != FuseNorm::kOff && !quant_) {
+      const bool partials = fuse_norm_ == FuseNorm::kPartials && !x_is_fresh;
+      gemv(W, x, B, N, dim_, epi, out, norm_w, partials ? ss_.as<float>() : nullptr);
     } else {
       rmsnorm(dt_, x, nullptr, norm_w, h_.get(), B, dim_, cfg_.norm_eps, stream_);
       tick("rmsnorm");
       lin(W, Wq, h_.get(), B, N, dim_, epi, out);
     }
   }
-  bool fuse_norm_ = false;
+  // The residual-add products (Wo, down): x += W . in, leaving the partial sums of squares of the
+  // new x in ss_ for the next norm_gemv.
+  void residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x) {
+    if (fuse_norm_ == FuseNorm::kPartials && !quant_)
+      return gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, ss_.as<float>());
+    lin(Wb, Wq, in, B, dim_, K, GemvEpilogue::kAddF32, x);
+  }
+  // IGNIS_FUSED_NORM: 0 (default) = separate rmsnorm kernels, 1 = fused into the register GEMV,
+  // each block summing x^2 itself, 2 = fused, sums of squares from the previous residual GEMV's
+  // epilogue. On an H200 (Llama-2-7B, batch 1, 2026-12-01) 0: 187.5 tok/s, 1: 177, 2: 176.5: the
+  // normalisation in the GEMV's inner loop costs more than the 65 launches it saves. The fused
+  // modes use the register GEMV (gemv.cu), not the bulk-copy one.
+  enum class FuseNorm { kOff, kSelf, kPartials };
+  FuseNorm fuse_norm_ = FuseNorm::kOff;
+  DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
   // Weight-only quantized linear layers (CudaOptions::quant): packed weights + bf16 scales in
   // qweights_, the bf16 copies are not allocated. Prefill dequantizes tiles into deq_scratch_.
@@ -253,16 +269,17 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(opt_.prefill_chunk >= 1, "CUDA backend: prefill_chunk must be >= 1");
   esz_ = dt_ == DType::BF16 ? 2 : 4;
   dim_ = cfg.dim, nh_ = cfg.n_heads, nkv_ = cfg.n_kv_heads;
-  {  // IGNIS_FUSED_NORM=1 fuses the RMSNorm into the GEMV input. Off by default: measured slower
-     // on an H100 (Llama-2-7B b1: 144 vs 161 tok/s), since every GEMV block re-reads x from L2
-     // for its sum of squares (~32 MB of L2 traffic per product at 2000 blocks).
-    const char* e = std::getenv("IGNIS_FUSED_NORM");
-    fuse_norm_ = gemv_fused_norm_ok(dt_, dim_) && e && std::strcmp(e, "1") == 0;
-  }
   hd_ = cfg.head_dim ? cfg.head_dim : cfg.dim / cfg.n_heads;
   rd_ = cfg.rope_dim ? cfg.rope_dim : hd_;
   qdim_ = nh_ * hd_, kvdim_ = nkv_ * hd_, qkvdim_ = qdim_ + 2 * kvdim_;
   hidden_ = cfg.hidden_dim, hp_ = (hidden_ + 7) / 8 * 8, vocab_ = cfg.vocab_size;
+  {  // IGNIS_FUSED_NORM (see FuseNorm).
+    const char* e = std::getenv("IGNIS_FUSED_NORM");
+    const int v = e && *e ? std::atoi(e) : 0;
+    fuse_norm_ = !gemv_fused_norm_ok(dt_, dim_) || v == 0 || qdim_ % 8 != 0 ? FuseNorm::kOff
+                 : v == 1                                ? FuseNorm::kSelf
+                                                         : FuseNorm::kPartials;
+  }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
   scale_ = 1.f / std::sqrt(float(hd_));
@@ -314,6 +331,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   const int maxN = std::max({qkvdim_, dim_, 2 * hp_, vocab_});
   gemv_ws_.alloc(size_t(16) * opt_.max_batch * std::max({qkvdim_, dim_, 2 * hp_}) * 4);
   gemv_cnt_.alloc(size_t(ceil_div(maxN, 16)) * 4);
+  ss_.alloc(size_t(ceil_div(dim_, 16)) * opt_.max_batch * 4);
   CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
   const int max_splits = attn_decode_splits(1, nkv_, ctx_);
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
@@ -604,7 +622,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
     const LayerQ& q = quant_ ? lq_[size_t(l)] : LayerQ{};
-    norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+    norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), l == 0);
     tick("gemv");
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
@@ -621,11 +639,11 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     a.impl = AttnImpl::kGeneric;
     attention(a, stream_);
     tick("attention");
-    lin(w.wo, q.o, att_.get(), B, dim_, qdim_, GemvEpilogue::kAddF32, x);
+    residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);
     tick("gemv");
     norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
     tick("gemv");
-    lin(w.wdown, q.down, ff_.get(), B, dim_, hp_, GemvEpilogue::kAddF32, x);
+    residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x);
     tick("gemv");
   }
   norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());

@@ -39,7 +39,8 @@ struct GemvCase {
 };
 
 void run_gemv_case(DType dt, GemvImpl impl, const GemvCase& c, std::mt19937& rng) {
-  SCOPED_TRACE(std::string(dtype_name(dt)) + (impl == GemvImpl::kSimple ? " simple" : " tensor-core") +
+  SCOPED_TRACE(std::string(dtype_name(dt)) +
+               (impl == GemvImpl::kSimple ? " simple" : impl == GemvImpl::kBulk ? " bulk" : " tensor-core") +
                " B=" + std::to_string(c.B) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " " +
                epi_name(c.epi) + (c.split_ws ? " split-K" : ""));
   std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), x = random_vec(size_t(c.B) * c.K, rng);
@@ -105,8 +106,8 @@ TEST(CudaKernels, Gemv) {
       {6, 100, 24, GemvEpilogue::kStore, true},       {8, 48, 11008, GemvEpilogue::kSwiGLU, true},
   };
   for (DType dt : {DType::F32, DType::BF16})
-    for (GemvImpl impl : {GemvImpl::kSimple, GemvImpl::kTensorCore}) {
-      if (dt == DType::F32 && impl == GemvImpl::kTensorCore) continue;
+    for (GemvImpl impl : {GemvImpl::kSimple, GemvImpl::kTensorCore, GemvImpl::kBulk}) {
+      if (dt == DType::F32 && impl != GemvImpl::kSimple) continue;
       for (const auto& c : cases) run_gemv_case(dt, impl, c, rng);
     }
 }
@@ -155,6 +156,70 @@ TEST(CudaKernels, GemvFusedRmsNorm) {
       }
     EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(DType::BF16));
     EXPECT_EQ(x, download(DType::F32, dx.get(), x.size())) << "the residual stream must be left as it was";
+  }
+}
+
+// The decode chain of a layer with the norm fused through partial sums: a residual GEMV
+// (x += Wo . a) writes per-tile sums of the new x^2 (ss_out), and the next fused-norm GEMV takes
+// its rms from them (ss_in). Checked against the CPU: x, the partials, and rmsnorm + linear.
+TEST(CudaKernels, GemvResidualSumsFeedFusedNorm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  struct Case { int B, K, Kin, N; GemvEpilogue epi; };
+  for (const Case c : {Case{1, 4096, 4096, 12288, GemvEpilogue::kStore}, Case{3, 576, 1536, 2 * 1536, GemvEpilogue::kSwiGLU},
+                       Case{8, 4104, 11008, 1000, GemvEpilogue::kStoreF32}, Case{2, 24, 40, 33, GemvEpilogue::kStore}}) {
+    SCOPED_TRACE("B=" + std::to_string(c.B) + " K=" + std::to_string(c.K) + " Kin=" + std::to_string(c.Kin) +
+                 " N=" + std::to_string(c.N) + " " + epi_name(c.epi));
+    std::vector<float> Wo = random_vec(size_t(c.K) * c.Kin, rng), in = random_vec(size_t(c.B) * c.Kin, rng);
+    std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), x = random_vec(size_t(c.B) * c.K, rng, -5, 5);
+    std::vector<float> nw = random_vec(size_t(c.K), rng, 0.5f, 1.5f);
+    round_to(DType::BF16, Wo), round_to(DType::BF16, in), round_to(DType::BF16, W);
+    auto dWo = upload(DType::BF16, Wo), din = upload(DType::BF16, in), dW = upload(DType::BF16, W);
+    auto dx = upload(DType::F32, x), dnw = upload(DType::F32, nw);
+    const int parts = ceil_div(c.K, 16), maxN = std::max(c.N, c.K);
+    DeviceBuffer ss(size_t(parts) * c.B * 4), ws(size_t(64) * c.B * maxN * 4), cnt(size_t(ceil_div(maxN, 16)) * 4);
+    poison(ss);
+    CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+    GemvArgs r;
+    r.dtype = DType::BF16, r.W = dWo.get(), r.x = din.get(), r.B = c.B, r.N = c.K, r.K = c.Kin;
+    r.epi = GemvEpilogue::kAddF32, r.out = dx.get(), r.ws = ws.as<float>(), r.ws_floats = ws.size() / 4;
+    r.counters = cnt.as<unsigned>(), r.n_counters = int(cnt.size() / 4), r.ss_out = ss.as<float>();
+    gemv(r, nullptr);
+    // x after the residual product, and its partial sums of squares
+    std::vector<float> y(size_t(c.B) * c.K), want_x = x;
+    ref::linear(Wo.data(), in.data(), c.B, c.K, c.Kin, y.data());
+    for (size_t i = 0; i < want_x.size(); ++i) want_x[i] += y[i];
+    const std::vector<float> got_x = download(DType::F32, dx.get(), x.size());
+    EXPECT_LE(rel_err(got_x, want_x), 1e-5);
+    std::vector<float> want_ss(size_t(parts) * c.B, 0.f);
+    for (int b = 0; b < c.B; ++b)
+      for (int k = 0; k < c.K; ++k) want_ss[size_t(k / 16) * c.B + b] += got_x[size_t(b) * c.K + k] * got_x[size_t(b) * c.K + k];
+    EXPECT_LE(rel_err(download(DType::F32, ss.get(), want_ss.size()), want_ss), 1e-5);
+
+    const bool swiglu = c.epi == GemvEpilogue::kSwiGLU;
+    const int n_out = swiglu ? c.N / 2 : c.N;
+    const DType out_t = c.epi == GemvEpilogue::kStoreF32 ? DType::F32 : DType::BF16;
+    DeviceBuffer dout(size_t(c.B) * n_out * esize(out_t));
+    poison(dout);
+    GemvArgs a = r;
+    a.W = dW.get(), a.x = dx.get(), a.N = c.N, a.K = c.K, a.epi = c.epi, a.out = dout.get(), a.ss_out = nullptr;
+    a.norm_w = dnw.as<float>(), a.norm_eps = 1e-5f, a.ss_in = ss.as<float>();
+    gemv(a, nullptr);
+    std::vector<float> xr = got_x, h(x.size()), yy(size_t(c.B) * c.N), want(size_t(c.B) * n_out);
+    ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), c.B, c.K, 1e-5f);
+    round_to(DType::BF16, h);
+    ref::linear(W.data(), h.data(), c.B, c.N, c.K, yy.data());
+    for (int b = 0; b < c.B; ++b)
+      for (int j = 0; j < n_out; ++j) {
+        const size_t o = size_t(b) * n_out + j;
+        if (swiglu) {
+          const double g = yy[size_t(b) * c.N + swiglu_row_of_gate(j)], u = yy[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
+          want[o] = float(g / (1 + std::exp(-g)) * u);
+        } else {
+          want[o] = yy[size_t(b) * c.N + j];
+        }
+      }
+    EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(DType::BF16));
   }
 }
 
@@ -475,7 +540,7 @@ TEST(CudaKernels, DISABLED_GemvBandwidth) {
     CUDA_CHECK(cudaMemset(y.get(), 0, y.size()));
     CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
     for (int B : {1, 8})
-      for (GemvImpl impl : {GemvImpl::kTensorCore, GemvImpl::kSimple}) {
+      for (GemvImpl impl : {GemvImpl::kBulk, GemvImpl::kTensorCore, GemvImpl::kSimple}) {
         GemvArgs a;
         a.dtype = DType::BF16, a.x = x.get(), a.B = B, a.N = s.N, a.K = s.K, a.epi = s.epi, a.out = y.get();
         a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
@@ -490,7 +555,8 @@ TEST(CudaKernels, DISABLED_GemvBandwidth) {
         const double us = ms * 1e3 / reps;
         const double gbs = double(wbytes + size_t(B) * s.K * 2 + size_t(B) * s.N * 4) / (us * 1e-6) / 1e9;
         std::printf("%-12s %6d %6d %2d %-6s %9.1f %8.0f %5.1f%%\n", s.name, s.N, s.K, B,
-                    impl == GemvImpl::kSimple ? "simple" : "tc", us, gbs, 100 * gbs / copy);
+                    impl == GemvImpl::kSimple ? "simple" : impl == GemvImpl::kBulk ? "bulk" : "tc", us, gbs,
+                    100 * gbs / copy);
       }
   }
   cudaEventDestroy(e0);

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Packs binaries built on this machine (a CUDA build for sm_90a, e.g.
+#   cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DIGNIS_CUDA=ON -DIGNIS_CUDA_ARCHS=90a -DIGNIS_BENCH=OFF
+# ) for a GPU machine whose image has no -dev packages and no network: the stripped binaries and
+# the shared libraries they need that such an image lacks (OpenBLAS, utf8proc, libzip, ...) go,
+# xz-compressed, to .devcarry/x/prebuilt.tar.xz, with stories260K / tok512 in .devcarry/data.
+# There: scripts/gpu-check.sh prebuilt test ... (IGNIS_DATA=$PWD/.devcarry/data).
+# The image must have a CUDA 13 driver and cuBLAS 13 (libcublas.so.13) of its own.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B="${1:-build-gpu}"
+S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
+mkdir -p "$S/build-gpu" "$S/lib" .devcarry/x .devcarry/data
+for t in ignis ignis_gpu_tests ignis_tests; do
+  [ -x "$B/$t" ] && strip -o "$S/build-gpu/$t" "$B/$t"
+done
+# every non-system library the CLI links, except the CUDA ones (the image has those)
+ldd "$B/ignis" | awk '$3 ~ /^\// {print $3}' | while read -r l; do
+  case "$(basename "$l")" in
+    libc.so*|libm.so*|libstdc++*|libgcc_s*|libpthread*|libdl*|librt*|libcrypto*|libz.so*|libcuda*|libcublas*) ;;
+    *) cp -L "$l" "$S/lib/" ;;
+  esac
+done
+cp ../shared/data/stories260K.bin ../shared/data/tok512.bin .devcarry/data/
+tar -C "$S" -cf - build-gpu lib | xz -T2 -6 > .devcarry/x/prebuilt.tar.xz
+ls -la .devcarry/x/prebuilt.tar.xz
