@@ -335,7 +335,7 @@ TEST(CudaLlama, GgufBlocksMatchCpu) {
   auto gpu_old = make_cuda_llama(src, old);
   EXPECT_EQ(gpu->quantized_linear_weights(), kGgufTypedQuantWeights);
   EXPECT_EQ(gpu_old->quantized_linear_weights(), 0);
-  EXPECT_LT(gpu->weight_bytes_per_step(), gpu_old->weight_bytes_per_step() / 2);
+  EXPECT_LT(gpu->weight_bytes_per_step(), gpu_old->weight_bytes_per_step() * 6 / 10);
   std::printf("bytes per step: blocks %zu, bf16 %zu\n", gpu->weight_bytes_per_step(), gpu_old->weight_bytes_per_step());
   const int V = src.config.vocab_size;
   std::vector<int32_t> prompt;
