@@ -3,6 +3,9 @@
 // B = x stored K x M (ld K), C = D = y stored N x M (ld ldy) -- the layout cuBLASLt is fastest at.
 #include "cuda/gemm.h"
 
+#include <algorithm>
+#include <cstdint>
+
 #include "cuda/common.h"
 
 namespace ignis::cuda {
@@ -22,7 +25,7 @@ struct LtGemm::Plan {
 struct LtGemm::Impl {
   cublasLtHandle_t handle = nullptr;
   DeviceBuffer ws;
-  std::map<std::tuple<int, int, int, int, int, int, bool>, std::unique_ptr<Plan>> plans;
+  std::map<std::tuple<int, int, int, int, int, int, bool, uint32_t>, std::unique_ptr<Plan>> plans;
 };
 
 LtGemm::LtGemm(size_t workspace_bytes) : impl_(new Impl) {
@@ -47,7 +50,11 @@ void LtGemm::matmul(DType ab, const void* W, const void* x, DType cd, void* y, i
   IGNIS_CHECK(K > 0, "LtGemm: K must be positive");
   IGNIS_CHECK(!(ab == DType::F32 && cd == DType::BF16), "LtGemm: f32 inputs need an f32 output");
   if (ldy == 0) ldy = N;
-  const auto key = std::make_tuple(int(ab), int(cd), M, N, K, ldy, beta != 0.f);
+  // cuBLASLt's heuristic assumes 256-byte aligned matrices unless told otherwise; y may be a column
+  // offset into a wider matrix (q, k, v of separate weights side by side), so its alignment is part
+  // of the plan.
+  const uint32_t y_align = std::min<uint32_t>(256, uint32_t(reinterpret_cast<uintptr_t>(y) & -reinterpret_cast<uintptr_t>(y)));
+  const auto key = std::make_tuple(int(ab), int(cd), M, N, K, ldy, beta != 0.f, y_align);
   auto& slot = impl_->plans[key];
   if (!slot) {
     auto plan = std::make_unique<Plan>();
@@ -64,6 +71,10 @@ void LtGemm::matmul(DType ab, const void* W, const void* x, DType cd, void* y, i
     const size_t wsz = impl_->ws.size();
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsz,
                                                       sizeof(wsz)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &y_align,
+                                                      sizeof(y_align)));
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &y_align,
+                                                      sizeof(y_align)));
     cublasLtMatmulHeuristicResult_t res{};
     int count = 0;
     const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(impl_->handle, plan->desc, plan->a, plan->b, plan->c,

@@ -1,11 +1,12 @@
 // Weight-only quantized GEMV for decode, y[B, N] = x[B, K] W^T with W stored as int8 per channel,
-// int4 group-wise (GPTQ-style, optional zero points) or GGUF Q8_0 / Q4_0 / Q4_K blocks, x bf16,
-// fp32 accumulation; plus dequantize-to-bf16 for prefill (then cuBLASLt). Formats: quant_kernels.h.
+// int4 group-wise (GPTQ-style, optional zero points) or GGUF Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K
+// blocks, x bf16, fp32 accumulation; plus dequantize-to-bf16 for prefill (then cuBLASLt). Formats:
+// quant_kernels.h.
 //
 // Decode is memory-bound: the only goal is to stream the packed weights at the memory bandwidth.
-// Bytes moved per call: the weights (N*K for int8, N*K/2 for int4, 34/32 and 18/32 bytes per value
-// for Q8_0 / Q4_0, 144/256 for Q4_K) + scales/zeros (4 bytes per row or per group) + x (B*K*2,
-// from L1/L2) + the outputs.
+// Bytes moved per call: the weights (N*K for int8, N*K/2 for int4; bytes per value 34/32 Q8_0,
+// 18/32 Q4_0, 20/32 Q4_1, 144/256 Q4_K, 176/256 Q5_K, 210/256 Q6_K) + scales/zeros (int8 / int4: 4
+// bytes per row or per group) + x (B*K*2, from L1/L2) + the outputs.
 //
 // Launch shape (all GEMV kernels): blocks of 128 threads = 4 warps; each warp owns a PAIR of rows
 // (rows 2p and 2p+1, or for the SwiGLU epilogue the gate row and its up row, 8 rows apart in the
@@ -21,11 +22,13 @@
 // chunk lies inside one group (groups are multiples of 32), so it is summed unscaled and
 // multiplied by its group's scale once; int8 applies the row scale at the end.
 //
-// GGUF (gemv_gguf32_kernel, gemv_q4k_kernel): Q8_0 / Q4_0 blocks are 34 / 18 bytes, only 2-byte
-// aligned, so a lane takes one whole block with 2-byte loads (the warp still reads one contiguous
-// span, every fetched sector is used); Q4_K blocks are 144 bytes (16-byte aligned when the row is)
-// and 8 lanes share one, each with one 16-byte load of 32 packed bytes (64 values: two 32-value
-// sub-blocks with their 6-bit scales and mins).
+// GGUF (gemv_gguf32_kernel, gemv_q4k/q5k/q6k_kernel): Q8_0 / Q4_0 blocks are 34 / 18 bytes, only
+// 2-byte aligned, so a lane takes one whole block with 2-byte loads (the warp still reads one
+// contiguous span, every fetched sector is used); Q4_1 (20 bytes) the same with 4-byte loads. The
+// K-quants have 256-value blocks shared by 8 lanes (a warp streams 4 consecutive blocks of each of
+// its 2 rows per step): Q4_K (144 bytes) and Q5_K (176) are 16-byte aligned when the row is, each
+// lane takes 16-byte loads of its 32 values' bytes; Q6_K (210) is only 2-byte aligned, 2-byte loads.
+// Q5_K / Q6_K issue the loads of the next block before using the current one.
 //
 // Partial sums: each lane accumulates its chunks for (2 rows) x (B batch rows), then warp_sum;
 // lane 0 runs the epilogue. Shared memory is not used, so there are no bank conflicts.
@@ -243,14 +246,21 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
-// ---- GGUF Q8_0 / Q4_0: one 32-value block per lane ------------------------------------------------
+// ---- GGUF Q8_0 / Q4_0 / Q4_1: one 32-value block per lane ------------------------------------------
 
-template <bool Q8, int BMAX, int EPI>
+// F: 0 = Q8_0 (34 bytes: f16 d, 32 int8), 1 = Q4_0 (18 bytes: f16 d, 16 bytes of nibbles, q - 8),
+// 2 = Q4_1 (20 bytes: f16 d, f16 m, 16 bytes of nibbles; x = d q + m). Q8_0 / Q4_0 blocks are only
+// 2-byte aligned (2-byte loads); Q4_1 blocks are 4-byte aligned (20 = 5 words: 4-byte loads).
+// Q4_1's min enters once per block and batch row: d * sum(q x) + m * sum(x).
+template <int F, int BMAX, int EPI>
 __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, const bf16* __restrict__ x, int B,
                                                                   void* out, int ldo) {
-  constexpr int U = 2;                    // blocks per row loaded ahead
-  constexpr int kBytes = Q8 ? 34 : 18;    // block size: fp16 d + 32 int8 / 16 bytes of nibbles
+  constexpr bool Q8 = F == 0, Q41 = F == 2;
+  constexpr int U = 2;                                  // blocks per row loaded ahead
+  constexpr int kBytes = Q8 ? 34 : Q41 ? 20 : 18;       // block size
+  constexpr int kHdr = Q41 ? 4 : 2;                     // bytes before the values
   constexpr int kWords = Q8 ? 8 : 4;
+  constexpr float kZero = Q8 ? kMagic + 128.f : Q41 ? kMagic : kMagic + 8.f;  // magic + the value offset
   const int lane = threadIdx.x & 31;
   const int K = W.K, nblocks = K / 32;
   int rows[2];
@@ -260,7 +270,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * kBytes,
                           static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * kBytes};
   uint32_t qw[U][2][kWords];
-  float d[U][2];
+  float d[U][2], m[U][2];
   auto load = [&](int base) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
@@ -268,9 +278,16 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const uint8_t* p = wr[r] + size_t(c < nblocks ? c : 0) * kBytes;
-        d[u][r] = half_bits(ld_u16(p));
+        if constexpr (Q41) {
+          const uint32_t h = __ldg(reinterpret_cast<const uint32_t*>(p));
+          d[u][r] = half_bits(h & 0xFFFFu), m[u][r] = half_bits(h >> 16);
 #pragma unroll
-        for (int i = 0; i < kWords; ++i) qw[u][r][i] = ld_u16(p + 2 + 4 * i) | (ld_u16(p + 4 + 4 * i) << 16);
+          for (int i = 0; i < kWords; ++i) qw[u][r][i] = __ldg(reinterpret_cast<const uint32_t*>(p + kHdr + 4 * i));
+        } else {
+          d[u][r] = half_bits(ld_u16(p)), m[u][r] = 0.f;
+#pragma unroll
+          for (int i = 0; i < kWords; ++i) qw[u][r][i] = ld_u16(p + kHdr + 4 * i) | (ld_u16(p + kHdr + 2 + 4 * i) << 16);
+        }
       }
     }
   };
@@ -288,13 +305,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
       const int c = base + 32 * u + lane;
       if (c >= nblocks) break;
       const int k0 = c * 32;
-      float part[2][BMAX];
+      float part[2][BMAX], sx[BMAX];
 #pragma unroll
-      for (int r = 0; r < 2; ++r)
+      for (int b = 0; b < BMAX; ++b) {
+        sx[b] = 0.f;
 #pragma unroll
-        for (int b = 0; b < BMAX; ++b) part[r][b] = 0.f;
-      // 4 steps of 8 values. Q8_0: values 8s..8s+7 = words 2s, 2s+1. Q4_0: word s holds bytes
-      // 4s..4s+3, whose low nibbles are values 4s..4s+3 and high nibbles values 16+4s..16+4s+3.
+        for (int r = 0; r < 2; ++r) part[r][b] = 0.f;
+      }
+      // 4 steps of 8 values. Q8_0: values 8s..8s+7 = words 2s, 2s+1. Q4_0 / Q4_1: word s holds
+      // bytes 4s..4s+3, whose low nibbles are values 4s..4s+3 and high nibbles values 16+4s..16+4s+3.
 #pragma unroll
       for (int s = 0; s < 4; ++s) {
         float q[2][8];
@@ -304,15 +323,15 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
             const uint32_t w0 = qw[u][r][2 * s] ^ 0x80808080u, w1 = qw[u][r][2 * s + 1] ^ 0x80808080u;
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              q[r][e] = __uint_as_float(__byte_perm(w0, 0x4B000000u, 0x7540u | e)) - (kMagic + 128.f);
-              q[r][4 + e] = __uint_as_float(__byte_perm(w1, 0x4B000000u, 0x7540u | e)) - (kMagic + 128.f);
+              q[r][e] = __uint_as_float(__byte_perm(w0, 0x4B000000u, 0x7540u | e)) - kZero;
+              q[r][4 + e] = __uint_as_float(__byte_perm(w1, 0x4B000000u, 0x7540u | e)) - kZero;
             }
           } else {
             const uint32_t w = qw[u][r][s];
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
-              q[r][e] = __uint_as_float(0x4B000000u | ((w >> (8 * e)) & 0xFu)) - (kMagic + 8.f);
-              q[r][4 + e] = __uint_as_float(0x4B000000u | ((w >> (8 * e + 4)) & 0xFu)) - (kMagic + 8.f);
+              q[r][e] = __uint_as_float(0x4B000000u | ((w >> (8 * e)) & 0xFu)) - kZero;
+              q[r][4 + e] = __uint_as_float(0x4B000000u | ((w >> (8 * e + 4)) & 0xFu)) - kZero;
             }
           }
         }
@@ -329,6 +348,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
 #pragma unroll
             for (int e = 0; e < 4; ++e) xf[e] = lo[e], xf[4 + e] = hi[e];
           }
+          if constexpr (Q41) {
+#pragma unroll
+            for (int e = 0; e < 8; ++e) sx[b] += xf[e];
+          }
 #pragma unroll
           for (int r = 0; r < 2; ++r)
 #pragma unroll
@@ -338,7 +361,10 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
 #pragma unroll
       for (int r = 0; r < 2; ++r)
 #pragma unroll
-        for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(d[u][r], part[r][b], acc[r][b]);
+        for (int b = 0; b < BMAX; ++b) {
+          acc[r][b] = fmaf(d[u][r], part[r][b], acc[r][b]);
+          if constexpr (Q41) acc[r][b] = fmaf(m[u][r], sx[b], acc[r][b]);
+        }
     }
     if (base + 32 * U < nblocks) load(base + 32 * U);
   }
@@ -439,6 +465,188 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
+// ---- GGUF Q5_K: 8 lanes per 256-value block ---------------------------------------------------------
+
+// Block (176 bytes, 16-byte aligned when the row is): f16 d, f16 dmin, 12 bytes of 6-bit scales and
+// mins (as Q4_K), qh[32], qs[128]. Value 64 jj + 32 s + l (s = 0 low nibble of qs[32 jj + l], s = 1
+// high nibble) = nibble + 16 * bit (2 jj + s) of qh[l], times d * scale - dmin * min of sub-block
+// 2 jj + s. Lane t of the 8 sharing a block: jj = t >> 1, half h = t & 1 (l = 16 h .. 16 h + 15), three
+// 16-byte loads: the header (the same address for 8 lanes: one transaction), qh[16 h ..] (shared by 4)
+// and its 16 bytes of qs. The next block's loads are issued before this one is used (two stages).
+template <int BMAX, int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const bf16* __restrict__ x, int B, void* out,
+                                                               int ldo) {
+  const int lane = threadIdx.x & 31;
+  const int t = lane & 7, slot = lane >> 3;  // lane t of the 8 sharing block `slot` of 4
+  const int jj = t >> 1, h = t & 1;
+  const int K = W.K, nblocks = K / 256;
+  int rows[2];
+  bool second_valid = false;
+  pdl_trigger();
+  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 176,
+                          static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 176};
+  uint4 cur[2][3], nxt[2][3];  // [row][header, qh, qs]
+  auto load = [&](int c, uint4 (&v)[2][3]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* p = wr[r] + size_t(c) * 176;
+      v[r][0] = ld16(p);
+      v[r][1] = ld16(p + 16 + 16 * h);
+      v[r][2] = ld16(p + 48 + 32 * jj + 16 * h);
+    }
+  };
+  float acc[2][BMAX];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+  if (slot < nblocks) load(slot, cur);
+  pdl_wait();
+  for (int c = slot; c < nblocks; c += 4) {
+    if (c + 4 < nblocks) load(c + 4, nxt);
+    const int klo = c * 256 + 64 * jj + 16 * h;
+    float ql[2][16], qh[2][16], dl[2], dh[2], ml[2], mh[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint32_t sw[3] = {cur[r][0].y, cur[r][0].z, cur[r][0].w};
+      const float d = half_bits(cur[r][0].x & 0xFFFFu), dmin = half_bits(cur[r][0].x >> 16);
+      float sc1, m1, sc2, m2;
+      q4k_scale_min(sw, 2 * jj, sc1, m1);
+      q4k_scale_min(sw, 2 * jj + 1, sc2, m2);
+      dl[r] = d * sc1, dh[r] = d * sc2, ml[r] = dmin * m1, mh[r] = dmin * m2;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        // 4 bytes of qs and the 4 qh bytes of the same l: the 5th bits of this chunk are bits 2jj
+        // (low nibbles) and 2jj + 1 (high nibbles) of each qh byte, moved to bit 4 of each byte.
+        const uint32_t w = word_of(cur[r][2], i), hb = word_of(cur[r][1], i) >> (2 * jj);
+        const uint32_t lo = (w & 0x0F0F0F0Fu) | ((hb << 4) & 0x10101010u);
+        const uint32_t hi = ((w >> 4) & 0x0F0F0F0Fu) | ((hb << 3) & 0x10101010u);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          ql[r][4 * i + e] = __uint_as_float(__byte_perm(lo, 0x4B000000u, 0x7540u | e)) - kMagic;
+          qh[r][4 * i + e] = __uint_as_float(__byte_perm(hi, 0x4B000000u, 0x7540u | e)) - kMagic;
+        }
+      }
+    }
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      if (b >= B) break;
+      float sl = 0.f, sh = 0.f, pl[2] = {0.f, 0.f}, ph[2] = {0.f, 0.f};  // sum x, sum q x (low / high)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float fl[8], fh[8];
+        load_x8(x + size_t(b) * K + klo + 8 * i, fl);
+        load_x8(x + size_t(b) * K + klo + 32 + 8 * i, fh);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          sl += fl[e];
+          sh += fh[e];
+#pragma unroll
+          for (int r = 0; r < 2; ++r) {
+            pl[r] = fmaf(ql[r][8 * i + e], fl[e], pl[r]);
+            ph[r] = fmaf(qh[r][8 * i + e], fh[e], ph[r]);
+          }
+        }
+      }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) acc[r][b] += dl[r] * pl[r] + dh[r] * ph[r] - (ml[r] * sl + mh[r] * sh);
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int i = 0; i < 3; ++i) cur[r][i] = nxt[r][i];
+  }
+  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+}
+
+// ---- GGUF Q6_K: 8 lanes per 256-value block ---------------------------------------------------------
+
+// Block (210 bytes, only 2-byte aligned: 2-byte loads, paired into words): ql[128], qh[64], int8
+// scales[16], f16 d. Half hf (values 128 hf ..) uses ql[64 hf ..], qh[32 hf ..], scales[8 hf ..]; in it,
+// for l < 32, group g = 0..3 is value 32 g + l = (nibble | 2 bits << 4) - 32 with the nibble the low
+// (g = 0, 1) or high (g = 2, 3) one of ql[l + 32 (g & 1)], the bits 2g, 2g+1 of qh[l], scale
+// scales[l / 16 + 2 g]. Lane t of 8: hf = t >> 2, l = 8 (t & 3) .. + 7: 8 bytes of ql twice, 8 of qh,
+// its 4 scales and d (17 two-byte loads for 32 values), the next block's issued before this one is used.
+template <int BMAX, int EPI>
+__global__ void __launch_bounds__(kWarps * 32) gemv_q6k_kernel(QWeight W, const bf16* __restrict__ x, int B, void* out,
+                                                               int ldo) {
+  const int lane = threadIdx.x & 31;
+  const int t = lane & 7, slot = lane >> 3;
+  const int hf = t >> 2, l0 = 8 * (t & 3), is = (t & 3) >> 1;
+  const int K = W.K, nblocks = K / 256;
+  int rows[2];
+  bool second_valid = false;
+  pdl_trigger();
+  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 210,
+                          static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 210};
+  // [row][0..1 ql at l, 2..3 ql at l + 32, 4..5 qh, 6..9 the u16 holding scale 2g (+ is), 10 d]
+  uint32_t cur[2][11], nxt[2][11];
+  auto load = [&](int c, uint32_t (&v)[2][11]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const uint8_t* p = wr[r] + size_t(c) * 210;
+      const uint8_t* src[3] = {p + 64 * hf + l0, p + 64 * hf + 32 + l0, p + 128 + 32 * hf + l0};
+#pragma unroll
+      for (int a = 0; a < 3; ++a)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) v[r][2 * a + j] = ld_u16(src[a] + 4 * j) | (ld_u16(src[a] + 4 * j + 2) << 16);
+#pragma unroll
+      for (int g = 0; g < 4; ++g) v[r][6 + g] = ld_u16(p + 192 + 8 * hf + 2 * g);
+      v[r][10] = ld_u16(p + 208);
+    }
+  };
+  float acc[2][BMAX];
+#pragma unroll
+  for (int r = 0; r < 2; ++r)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
+  if (slot < nblocks) load(slot, cur);
+  pdl_wait();
+  for (int c = slot; c < nblocks; c += 4) {
+    if (c + 4 < nblocks) load(c + 4, nxt);
+    const int kb = c * 256 + 128 * hf + l0;
+#pragma unroll
+    for (int g = 0; g < 4; ++g) {
+      float q[2][8], ds[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        ds[r] = half_bits(cur[r][10]) * float(int8_t(uint8_t(cur[r][6 + g] >> (8 * is))));
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const uint32_t wl = cur[r][2 * (g & 1) + j], wh = cur[r][4 + j];
+          const uint32_t nib = g < 2 ? wl & 0x0F0F0F0Fu : (wl >> 4) & 0x0F0F0F0Fu;
+          // bits 2g, 2g+1 of each qh byte to bits 4, 5
+          const uint32_t hi2 = g == 0 ? wh << 4 : g == 1 ? wh << 2 : g == 2 ? wh : wh >> 2;
+          const uint32_t v = nib | (hi2 & 0x30303030u);
+#pragma unroll
+          for (int e = 0; e < 4; ++e)
+            q[r][4 * j + e] = __uint_as_float(__byte_perm(v, 0x4B000000u, 0x7540u | e)) - (kMagic + 32.f);
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < BMAX; ++b) {
+        if (b >= B) break;
+        float xf[8];
+        load_x8(x + size_t(b) * K + kb + 32 * g, xf);
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          float part = 0.f;
+#pragma unroll
+          for (int e = 0; e < 8; ++e) part = fmaf(q[r][e], xf[e], part);
+          acc[r][b] = fmaf(ds[r], part, acc[r][b]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+#pragma unroll
+      for (int i = 0; i < 11; ++i) cur[r][i] = nxt[r][i];
+  }
+  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+}
+
 // ---- dequantize to bf16 (prefill) -------------------------------------------------------------------
 
 // Thread per (row, 32-value chunk): 32 values of W as floats.
@@ -483,6 +691,46 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
       const float d = half_bits(hdr & 0xFFFFu) * sc, m = half_bits(hdr >> 16) * mn;
       const uint8_t* q = p + 16 + 32 * jj;
       for (int i = 0; i < 32; ++i) v[i] = d * float((sub & 1) ? (q[i] >> 4) : (q[i] & 15)) - m;
+      break;
+    }
+    // The formats below round exactly like quant::dequantize_row (same products in the same order,
+    // no FMA contraction: __fmul_rn / __fadd_rn), so their bf16 values are bit-identical to the CPU's.
+    case QType::kQ4_1: {
+      const uint8_t* p = base + (size_t(row) * (K / 32) + chunk) * 20;
+      const float d = half_bits(ld_u16(p)), m = half_bits(ld_u16(p + 2));
+      for (int i = 0; i < 16; ++i) {
+        v[i] = __fadd_rn(__fmul_rn(float(p[4 + i] & 15), d), m);
+        v[16 + i] = __fadd_rn(__fmul_rn(float(p[4 + i] >> 4), d), m);
+      }
+      break;
+    }
+    case QType::kQ5_K: {
+      const uint8_t* p = base + (size_t(row) * (K / 256) + chunk / 8) * 176;
+      const int sub = chunk % 8, jj = sub / 2;
+      uint32_t sw[3];
+      for (int i = 0; i < 3; ++i) sw[i] = reinterpret_cast<const uint32_t*>(p + 4)[i];
+      float sc, mn;
+      q4k_scale_min(sw, sub, sc, mn);
+      const uint32_t hdr = *reinterpret_cast<const uint32_t*>(p);
+      const float d = __fmul_rn(half_bits(hdr & 0xFFFFu), sc), m = __fmul_rn(half_bits(hdr >> 16), mn);
+      const uint8_t *qh = p + 16, *q = p + 48 + 32 * jj;
+      for (int i = 0; i < 32; ++i) {
+        const int nib = (sub & 1) ? (q[i] >> 4) : (q[i] & 15);
+        v[i] = __fsub_rn(__fmul_rn(d, float(nib + 16 * ((qh[i] >> sub) & 1))), m);
+      }
+      break;
+    }
+    case QType::kQ6_K: {
+      const uint8_t* p = base + (size_t(row) * (K / 256) + chunk / 8) * 210;
+      const int sub = chunk % 8, hf = sub / 4, g = sub % 4;  // values 128 hf + 32 g + l
+      const float d = half_bits(ld_u16(p + 208));
+      const uint8_t *ql = p + 64 * hf + 32 * (g & 1), *qh = p + 128 + 32 * hf;
+      const int8_t* sc = reinterpret_cast<const int8_t*>(p + 192 + 8 * hf);
+      for (int l = 0; l < 32; ++l) {
+        const int nib = g < 2 ? (ql[l] & 15) : (ql[l] >> 4);
+        const int q = (nib | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
+        v[l] = __fmul_rn(__fmul_rn(d, float(sc[l / 16 + 2 * g])), float(q));
+      }
       break;
     }
   }
@@ -538,9 +786,12 @@ void launch_fmt(const QGemvArgs& a, int ldo, cudaStream_t s) {
     case QType::kInt4:
       return launch(gemv_int_kernel<true, BMAX, EPI>, grid, block, 0, s, a.W, scale_code(a.W.scale_dtype), x, a.B,
                     a.out, ldo);
-    case QType::kQ8_0: return launch(gemv_gguf32_kernel<true, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
-    case QType::kQ4_0: return launch(gemv_gguf32_kernel<false, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ8_0: return launch(gemv_gguf32_kernel<0, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ4_0: return launch(gemv_gguf32_kernel<1, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
     case QType::kQ4_K: return launch(gemv_q4k_kernel<BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ4_1: return launch(gemv_gguf32_kernel<2, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ5_K: return launch(gemv_q5k_kernel<BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
+    case QType::kQ6_K: return launch(gemv_q6k_kernel<BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
   }
 }
 
@@ -564,12 +815,27 @@ void check_weight(const QWeight& W) {
                   " or no scales");
       break;
     case QType::kQ8_0:
-    case QType::kQ4_0: IGNIS_CHECK(W.K % 32 == 0, "GGUF GEMV: K = ", W.K, " not a multiple of 32"); break;
-    case QType::kQ4_K: IGNIS_CHECK(W.K % 256 == 0, "Q4_K GEMV: K = ", W.K, " not a multiple of 256"); break;
+    case QType::kQ4_0:
+    case QType::kQ4_1: IGNIS_CHECK(W.K % 32 == 0, "GGUF GEMV: K = ", W.K, " not a multiple of 32"); break;
+    case QType::kQ4_K:
+    case QType::kQ5_K:
+    case QType::kQ6_K: IGNIS_CHECK(W.K % 256 == 0, "GGUF K-quant GEMV: K = ", W.K, " not a multiple of 256"); break;
   }
 }
 
 }  // namespace
+
+bool gguf_qtype(DType t, QType& out) {
+  switch (t) {
+    case DType::Q8_0: out = QType::kQ8_0; return true;
+    case DType::Q4_0: out = QType::kQ4_0; return true;
+    case DType::Q4_1: out = QType::kQ4_1; return true;
+    case DType::Q4_K: out = QType::kQ4_K; return true;
+    case DType::Q5_K: out = QType::kQ5_K; return true;
+    case DType::Q6_K: out = QType::kQ6_K; return true;
+    default: return false;
+  }
+}
 
 void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   check_weight(a.W);
@@ -597,7 +863,7 @@ void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream
 }
 
 void linear_prefill_quant(LtGemm& gemm, const QWeight& W, const void* x, int M, DType out_dtype, void* y, float beta,
-                          void* scratch, int tile_rows, cudaStream_t stream) {
+                          void* scratch, int tile_rows, cudaStream_t stream, int ldy) {
   const int tile = tile_rows > 0 ? tile_rows : W.N;
   IGNIS_CHECK(tile == W.N || tile % 16 == 0, "linear_prefill_quant: tile_rows must be a multiple of 16");
   const size_t osz = out_dtype == DType::F32 ? 4 : 2;
@@ -605,7 +871,7 @@ void linear_prefill_quant(LtGemm& gemm, const QWeight& W, const void* x, int M, 
     const int rows = std::min(tile, W.N - n0);
     dequantize_bf16(W, n0, rows, scratch, stream);
     gemm.matmul(DType::BF16, scratch, x, out_dtype, static_cast<char*>(y) + size_t(n0) * osz, M, rows, W.K, beta,
-                stream, W.N);
+                stream, ldy > 0 ? ldy : W.N);
   }
 }
 

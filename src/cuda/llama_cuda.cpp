@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -34,6 +35,19 @@ constexpr int kMaxBatch = 8;
 constexpr int kLogitRows = 64;  // rows of logits computed per GEMM in forward_all
 
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
+
+// Bytes of a row of K values of a GGUF block type.
+size_t qrow_bytes(QType t, int K) {
+  switch (t) {
+    case QType::kQ8_0: return size_t(K) / 32 * 34;
+    case QType::kQ4_0: return size_t(K) / 32 * 18;
+    case QType::kQ4_1: return size_t(K) / 32 * 20;
+    case QType::kQ4_K: return size_t(K) / 256 * 144;
+    case QType::kQ5_K: return size_t(K) / 256 * 176;
+    case QType::kQ6_K: return size_t(K) / 256 * 210;
+    default: fail("qrow_bytes: not a GGUF block type");
+  }
+}
 
 struct LayerW {
   float* attn_norm = nullptr;
@@ -111,7 +125,8 @@ struct Staging {
 
 class CudaLlamaImpl final : public CudaLlama {
  public:
-  CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0);
+  // src: the model whose GGUF block weights may stay quantized (nullptr: synthetic).
+  CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0, const ModelSource* src = nullptr);
   ~CudaLlamaImpl() override;
 
   void load_weights(const ModelSource& src);
@@ -140,6 +155,7 @@ class CudaLlamaImpl final : public CudaLlama {
   size_t weight_bytes() const override { return weight_bytes_; }
   size_t weight_bytes_per_step() const override { return step_weight_bytes_; }
   size_t kv_cache_bytes() const override { return kv_k_.size() + kv_v_.size(); }
+  int quantized_linear_weights() const override { return n_quant_weights_; }
   size_t kv_bytes_per_step(int pos) const override {
     return size_t(2) * cfg_.n_layers * nkv_ * size_t(pos + 1) * hd_ * esz_;
   }
@@ -149,6 +165,9 @@ class CudaLlamaImpl final : public CudaLlama {
  private:
   void carve_weights();
   void carve_quant_weights();
+  void plan_gguf(const ModelSource& src);
+  void carve_gguf_weights();
+  void upload_blocks(const Tensor& t, const QWeight& q, int64_t rows, int64_t row_offset, bool interleave8);
   void* layer_k(int l) const { return kv_k_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void* layer_v(int l) const { return kv_v_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void check_range(int slot, int n, int pos) const;
@@ -178,8 +197,8 @@ class CudaLlamaImpl final : public CudaLlama {
   // (the embedding), so there are no partial sums of squares in ss_ to use.
   void norm_gemv(float* x, const float* norm_w, const void* W, const QWeight& Wq, int B, int N, GemvEpilogue epi,
                  void* out, bool x_is_fresh = false) {
-    if (fuse_norm_ != FuseNorm::kOff && !quant_) {
-      const bool partials = fuse_norm_ == FuseNorm::kPartials && !x_is_fresh;
+    if (fuse_norm_ != FuseNorm::kOff && !Wq.w) {
+      const bool partials = fuse_norm_ == FuseNorm::kPartials && !x_is_fresh && all_bf16();
       gemv(W, x, B, N, dim_, epi, out, norm_w, partials ? ss_.as<float>() : nullptr);
     } else {
       rmsnorm(dt_, x, nullptr, norm_w, h_.get(), B, dim_, cfg_.norm_eps, stream_);
@@ -187,10 +206,12 @@ class CudaLlamaImpl final : public CudaLlama {
       lin(W, Wq, h_.get(), B, N, dim_, epi, out);
     }
   }
+  // No linear layer is quantized (the partial sums of squares need every residual GEMV to be bf16).
+  bool all_bf16() const { return !quant_ && lq_.empty(); }
   // The residual-add products (Wo, down): x += W . in, leaving the partial sums of squares of the
   // new x in ss_ for the next norm_gemv.
   void residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x) {
-    if (fuse_norm_ == FuseNorm::kPartials && !quant_)
+    if (fuse_norm_ == FuseNorm::kPartials && all_bf16())
       return gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, ss_.as<float>());
     lin(Wb, Wq, in, B, dim_, K, GemvEpilogue::kAddF32, x);
   }
@@ -203,28 +224,36 @@ class CudaLlamaImpl final : public CudaLlama {
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
-  // Weight-only quantized linear layers (CudaOptions::quant): packed weights + bf16 scales in
-  // qweights_, the bf16 copies are not allocated. Prefill dequantizes tiles into deq_scratch_.
+  // Quantized linear layers, where a QWeight's w is set (else the bf16 copy of LayerW is used):
+  // synthetic int8 / int4 (CudaOptions::quant: packed weights + bf16 scales in qweights_) or GGUF
+  // blocks of a model file (gguf_w_, see plan_gguf). Prefill dequantizes tiles into deq_scratch_.
   struct LayerQ {
     QWeight qkv, o, gu, down;
+    QWeight qkv_part[3];  // q, k, v as three weights when their GGUF types differ (qkv unset then)
   };
-  bool quant_ = false;
-  std::vector<LayerQ> lq_;
+  bool quant_ = false;    // synthetic quantized model
+  std::vector<LayerQ> lq_;  // empty: no quantized layers
+  const LayerQ no_q_{};
   QWeight q_out_;
-  DeviceBuffer qweights_, deq_scratch_;
+  DeviceBuffer qweights_, gguf_w_, deq_scratch_;
+  int n_quant_weights_ = 0;
   static constexpr int kDeqTileRows = 1024;
+  // q/k/v products of a layer (decode: from x through the attention RMSNorm; prefill: from h_).
+  void qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh);
+  void qkv_prefill(const LayerW& w, const LayerQ& q, int n);
   // Decode product through the bf16 GEMV or the quantized one.
-  void lin(const void* Wb, const QWeight& Wq, const void* x, int B, int N, int K, GemvEpilogue epi, void* out) {
-    if (!quant_) return gemv(Wb, x, B, N, K, epi, out);
+  void lin(const void* Wb, const QWeight& Wq, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
+           int ldo = 0) {
+    if (!Wq.w) return gemv(Wb, x, B, N, K, epi, out);
     QGemvArgs a;
-    a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out;
+    a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out, a.ldo = ldo;
     gemv_quant(a, stream_);
   }
   // Prefill product (cuBLASLt on bf16, or dequantized tiles of the quantized weight).
   void lin_prefill(const void* Wb, const QWeight& Wq, const void* x, int M, int N, int K, DType out_t, void* y,
-                   float beta) {
-    if (!quant_) return gemm_->matmul(dt_, Wb, x, out_t, y, M, N, K, beta, stream_);
-    linear_prefill_quant(*gemm_, Wq, x, M, out_t, y, beta, deq_scratch_.get(), kDeqTileRows, stream_);
+                   float beta, int ldy = 0) {
+    if (!Wq.w) return gemm_->matmul(dt_, Wb, x, out_t, y, M, N, K, beta, stream_, ldy);
+    linear_prefill_quant(*gemm_, Wq, x, M, out_t, y, beta, deq_scratch_.get(), kDeqTileRows, stream_, ldy);
   }
 
   LlamaConfig cfg_;
@@ -260,7 +289,8 @@ class CudaLlamaImpl final : public CudaLlama {
   double warmup_s_ = 0;
 };
 
-CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0)
+CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clock::time_point t0,
+                             const ModelSource* src)
     : cfg_(cfg), opt_(opt), dt_(opt.dtype), t0_(t0) {
   IGNIS_CHECK(dt_ == DType::BF16 || dt_ == DType::F32, "CUDA backend: dtype must be bf16 or f32, got ",
               dtype_name(dt_));
@@ -294,6 +324,11 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(!quant_ || dt_ == DType::BF16, "CUDA backend: quantized weights need --dtype bf16");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<LtGemm>();
+  {
+    const char* e = std::getenv("IGNIS_GPU_DEQUANT");
+    const bool dequant = opt_.gguf_dequant || (e && std::strcmp(e, "1") == 0);
+    if (src && !quant_ && !dequant && dt_ == DType::BF16) plan_gguf(*src);
+  }
   carve_weights();
 
   kv_layer_bytes_ = size_t(opt_.max_batch) * nkv_ * size_t(ctx_) * hd_ * esz_;
@@ -356,22 +391,32 @@ void CudaLlamaImpl::carve_weights() {
     total += align256(bytes);
     return off;
   };
+  // Quantized layers live in qweights_ (carve_quant_weights) or gguf_w_ (carve_gguf_weights);
+  // only the others get a bf16 / f32 copy here. step: bytes of those read by a decode step.
+  constexpr size_t kNone = ~size_t(0);
+  size_t step = 0;
+  auto add_lin = [&](const QWeight& q, size_t n, size_t k) {
+    if (quant_ || q.N > 0) return kNone;
+    step += n * k * esz_;
+    return add(n * k * esz_);
+  };
   struct Off { size_t an, fn, b, qkv, o, gu, down; };
   std::vector<Off> offs(L);
   for (size_t l = 0; l < L; ++l) {
+    const LayerQ& q = lq_.empty() ? no_q_ : lq_[l];
     offs[l].an = add(d * 4);
     offs[l].fn = add(d * 4);
     offs[l].b = cfg_.qkv_bias ? add(size_t(qkvdim_) * 4) : 0;
-    if (!quant_) {  // quantized layers live in qweights_ (carve_quant_weights)
-      offs[l].qkv = add(size_t(qkvdim_) * d * esz_);
-      offs[l].o = add(d * qdim_ * esz_);
-      offs[l].gu = add(size_t(2) * hp_ * d * esz_);
-      offs[l].down = add(d * hp_ * esz_);
-    }
+    offs[l].qkv = add_lin(q.qkv.N > 0 ? q.qkv : q.qkv_part[0], size_t(qkvdim_), d);
+    offs[l].o = add_lin(q.o, d, size_t(qdim_));
+    offs[l].gu = add_lin(q.gu, size_t(2) * hp_, d);
+    offs[l].down = add_lin(q.down, d, size_t(hp_));
   }
   const size_t emb = add(size_t(vocab_) * d * esz_);
   const size_t onorm = add(d * 4);
-  const size_t wout = cfg_.tied_embeddings || quant_ ? emb : add(size_t(vocab_) * d * esz_);
+  const bool head_is_emb = cfg_.tied_embeddings || quant_ || q_out_.N > 0;
+  const size_t wout = head_is_emb ? emb : add(size_t(vocab_) * d * esz_);
+  if (!quant_ && q_out_.N == 0) step += size_t(vocab_) * d * esz_;
   weights_.alloc(total);
   if (hp_ != hidden_) CUDA_CHECK(cudaMemsetAsync(weights_.get(), 0, total, stream_));  // zero padding
   char* base = weights_.as<char>();
@@ -381,18 +426,19 @@ void CudaLlamaImpl::carve_weights() {
     w.attn_norm = reinterpret_cast<float*>(base + offs[l].an);
     w.ffn_norm = reinterpret_cast<float*>(base + offs[l].fn);
     w.bqkv = cfg_.qkv_bias ? reinterpret_cast<float*>(base + offs[l].b) : nullptr;
-    w.wqkv = base + offs[l].qkv;
-    w.wo = base + offs[l].o;
-    w.wgu = base + offs[l].gu;
-    w.wdown = base + offs[l].down;
+    auto at = [&](size_t off) -> void* { return off == kNone ? nullptr : base + off; };
+    w.wqkv = at(offs[l].qkv);
+    w.wo = at(offs[l].o);
+    w.wgu = at(offs[l].gu);
+    w.wdown = at(offs[l].down);
   }
   tok_embd_ = base + emb;
   out_norm_ = reinterpret_cast<float*>(base + onorm);
   w_out_ = base + wout;
   weight_bytes_ = total;
-  step_weight_bytes_ =
-      L * (size_t(qkvdim_) * d + d * qdim_ + size_t(2) * hp_ * d + d * hp_) * esz_ + size_t(vocab_) * d * esz_;
+  step_weight_bytes_ = step;
   if (quant_) carve_quant_weights();
+  if (!lq_.empty() && !quant_) carve_gguf_weights();
 }
 
 // Packed weights and bf16 scales of every quantized linear layer in one buffer. Bytes per
@@ -429,6 +475,97 @@ void CudaLlamaImpl::carve_quant_weights() {
   deq_scratch_.alloc(size_t(kDeqTileRows) * std::max({dim_, qdim_, hp_}) * 2);
   step_weight_bytes_ = total;  // every packed layer and its scales, read once per decode step
   weight_bytes_ += total;
+  n_quant_weights_ = 7 * cfg_.n_layers + 1;
+}
+
+// Which linear weights of a model file stay in their GGUF blocks: every one whose type has a
+// kernel (gguf_qtype), with two constraints of the fused layouts. q/k/v of one type are one
+// [q; k; v] weight; of different types (Q4_K_M files keep attn_v in Q6_K) three weights whose
+// products write side by side into the qkv buffer. gate/up must share a type for the fused SwiGLU
+// layout (padding rows up to hp: zero bytes, which are zero values in every block type); otherwise
+// that layer's gate/up are dequantized to bf16, with a note.
+// The output head stays quantized unless it is the (tied) embedding table.
+void CudaLlamaImpl::plan_gguf(const ModelSource& src) {
+  std::map<std::string, int> other_types;  // quantized types without a kernel -> tensors (dequantized)
+  auto type_of = [&](const std::string& name, QType& t) {
+    auto it = src.weights.find(name);
+    if (it == src.weights.end() || it->second.ndim() != 2) return false;
+    if (gguf_qtype(it->second.dtype(), t)) return true;
+    if (is_quantized(it->second.dtype())) ++other_types[std::string(dtype_name(it->second.dtype()))];
+    return false;
+  };
+  auto set = [](QWeight& q, QType t, int N, int K) {
+    q = QWeight{};
+    q.type = t, q.N = N, q.K = K;
+  };
+  std::vector<LayerQ> lq(size_t(cfg_.n_layers));
+  int any = 0, gu_mixed = 0;
+  for (int l = 0; l < cfg_.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    LayerQ& q = lq[size_t(l)];
+    QType tq{}, tk{}, tv{}, to{}, tg{}, tu{}, td{};
+    const bool hq = type_of(p + "attn_q.weight", tq), hk = type_of(p + "attn_k.weight", tk),
+               hv = type_of(p + "attn_v.weight", tv);
+    if (hq && hk && hv) {
+      if (tq == tk && tk == tv) {
+        set(q.qkv, tq, qkvdim_, dim_);
+      } else {
+        set(q.qkv_part[0], tq, qdim_, dim_);
+        set(q.qkv_part[1], tk, kvdim_, dim_);
+        set(q.qkv_part[2], tv, kvdim_, dim_);
+      }
+      any += 3;
+    }
+    if (type_of(p + "attn_output.weight", to)) set(q.o, to, dim_, qdim_), ++any;
+    const bool hg = type_of(p + "ffn_gate.weight", tg), hu = type_of(p + "ffn_up.weight", tu);
+    if (hg && hu && tg == tu) {
+      set(q.gu, tg, 2 * hp_, dim_);
+      any += 2;
+    } else if (hg || hu) {
+      ++gu_mixed;
+    }
+    if (type_of(p + "ffn_down.weight", td)) set(q.down, td, dim_, hp_), ++any;
+  }
+  QType tout{};
+  if (!cfg_.tied_embeddings && type_of("output.weight", tout)) set(q_out_, tout, vocab_, dim_), ++any;
+  if (gu_mixed)
+    std::fprintf(stderr, "note: %s: %d layer(s) with ffn_gate / ffn_up of different or unsupported types: their "
+                 "gate/up dequantized to bf16 on the GPU\n", src.path.c_str(), gu_mixed);
+  if (!other_types.empty()) {
+    std::string list;
+    for (const auto& [name, n] : other_types) list += (list.empty() ? "" : ", ") + name + " x" + std::to_string(n);
+    std::fprintf(stderr, "note: %s: tensors of types without GPU kernels dequantized to bf16 (%s)\n", src.path.c_str(),
+                 list.c_str());
+  }
+  if (any) lq_ = std::move(lq);
+  n_quant_weights_ = any;
+}
+
+// One buffer for all GGUF block weights kept quantized (each 256-byte aligned); deq_scratch_ for
+// the prefill tiles. Their bytes are read once per decode step.
+void CudaLlamaImpl::carve_gguf_weights() {
+  size_t total = 0;
+  std::vector<std::pair<QWeight*, size_t>> pend;
+  auto plan = [&](QWeight& q) {
+    if (q.N == 0) return;
+    pend.emplace_back(&q, total);
+    total += align256(size_t(q.N) * qrow_bytes(q.type, q.K));
+  };
+  for (auto& q : lq_) {
+    plan(q.qkv);
+    for (auto& part : q.qkv_part) plan(part);
+    plan(q.o);
+    plan(q.gu);
+    plan(q.down);
+  }
+  plan(q_out_);
+  gguf_w_.alloc(std::max<size_t>(total, 256));
+  // zero: the padding rows of a fused gate/up (none when hidden % 8 == 0) and alignment gaps
+  CUDA_CHECK(cudaMemsetAsync(gguf_w_.get(), 0, gguf_w_.size(), stream_));
+  for (auto& [q, off] : pend) q->w = gguf_w_.as<char>() + off;
+  deq_scratch_.alloc(size_t(kDeqTileRows) * std::max({dim_, qdim_, hp_}) * 2);
+  weight_bytes_ += total;
+  step_weight_bytes_ += total;
 }
 
 // ---- weights ---------------------------------------------------------------------------------------
@@ -484,9 +621,74 @@ void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int6
   }
 }
 
+// The rows of a GGUF block tensor copied as they are (row r to row row_offset + r of q, or to
+// row_offset + swiglu_row_of_gate(r) for the fused gate/up layout), through the pinned staging
+// buffers (the interleaved layout: a contiguous chunk, then one strided device copy of 8-row runs).
+void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t rows, int64_t row_offset,
+                                  bool interleave8) {
+  QType tt{};
+  IGNIS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == q.K, "tensor of shape ", t.shape_str(),
+              ": expected [", rows, ", ", q.K, "]");
+  IGNIS_CHECK(gguf_qtype(t.dtype(), tt) && tt == q.type, "tensor of type ", dtype_name(t.dtype()),
+              ": not the block type planned for it");
+  const size_t rb = t.row_bytes();
+  IGNIS_CHECK(rb == qrow_bytes(q.type, q.K), "GGUF block rows of ", rb, " bytes: expected ", qrow_bytes(q.type, q.K));
+  if (!staging_) staging_ = std::make_unique<Staging>();  // freed at the end of load_weights
+  Staging* staging = staging_.get();
+  IGNIS_CHECK(rb * 8 <= Staging::kBytes, "tensor rows too large for the upload staging buffer");
+  const int64_t chunk = int64_t(Staging::kBytes / rb) / 8 * 8;
+  char* dst = static_cast<char*>(const_cast<void*>(q.w));
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t nr = std::min(chunk, rows - r0);
+    const int i = staging->next;
+    staging->next ^= 1;
+    CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
+    uint8_t* hbuf = staging->host[i].p;
+    parallel_rows(nr, [&](int64_t a, int64_t b) {
+      std::memcpy(hbuf + size_t(a) * rb, t.row<uint8_t>(r0 + a), size_t(b - a) * rb);
+    });
+    if (!interleave8) {
+      CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + r0) * rb, hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice,
+                                 stream_));
+    } else {  // source rows r0 + 8t .. +7 -> rows row_offset + 2 r0 + 16t .. +7 (chunk % 8 == 0)
+      char* sd = staging->dev[i].as<char>();
+      CUDA_CHECK(cudaMemcpyAsync(sd, hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice, stream_));
+      const int64_t groups = nr / 8, tail = nr % 8;  // a last group of < 8 rows (hidden % 8 != 0)
+      if (groups)
+        CUDA_CHECK(cudaMemcpy2DAsync(dst + size_t(row_offset + 2 * r0) * rb, 16 * rb, sd, 8 * rb, 8 * rb,
+                                     size_t(groups), cudaMemcpyDeviceToDevice, stream_));
+      if (tail)
+        CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + 2 * (r0 + 8 * groups)) * rb, sd + size_t(8 * groups) * rb,
+                                   size_t(tail) * rb, cudaMemcpyDeviceToDevice, stream_));
+    }
+    CUDA_CHECK(cudaEventRecord(staging->done[i], stream_));
+  }
+}
+
+void CudaLlamaImpl::qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh) {
+  if (!q.qkv_part[0].w)
+    return norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), x_is_fresh);
+  rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+  tick("rmsnorm");
+  const int col[3] = {0, qdim_, qdim_ + kvdim_};
+  for (int i = 0; i < 3; ++i) {
+    if (i) tick("gemv");
+    lin(nullptr, q.qkv_part[i], h_.get(), B, q.qkv_part[i].N, dim_, GemvEpilogue::kStore,
+        qkv_.as<char>() + size_t(col[i]) * esz_, qkvdim_);
+  }
+}
+
+void CudaLlamaImpl::qkv_prefill(const LayerW& w, const LayerQ& q, int n) {
+  if (!q.qkv_part[0].w) return lin_prefill(w.wqkv, q.qkv, h_.get(), n, qkvdim_, dim_, dt_, qkv_.get(), 0.f);
+  const int col[3] = {0, qdim_, qdim_ + kvdim_};
+  for (int i = 0; i < 3; ++i)
+    lin_prefill(nullptr, q.qkv_part[i], h_.get(), n, q.qkv_part[i].N, dim_, dt_,
+                qkv_.as<char>() + size_t(col[i]) * esz_, 0.f, qkvdim_);
+}
+
 void CudaLlamaImpl::load_weights(const ModelSource& src) {
-  IGNIS_CHECK(!quant_, "--quant on the GPU runs synthetic models only in this version (ignis bench --synthetic ",
-              "SHAPE --quant int8|int4); quantize a real model to a checkpoint with `ignis quantize`");
+  IGNIS_CHECK(!quant_, "CudaOptions::quant applies to synthetic models; quantize a model file at load time with ",
+              "quant::open_model_for_inference (the CLI's --quant): its Q8_0 / Q4_0 blocks then run in place");
   auto get = [&](const std::string& name) -> const Tensor& {
     auto it = src.weights.find(name);
     if (it == src.weights.end()) fail(src.path, ": missing tensor '", name, "'");
@@ -499,22 +701,46 @@ void CudaLlamaImpl::load_weights(const ModelSource& src) {
     LayerW& w = layers_[size_t(l)];
     upload_vector(get(p + "attn_norm.weight"), w.attn_norm, d);
     upload_vector(get(p + "ffn_norm.weight"), w.ffn_norm, d);
-    upload_matrix(get(p + "attn_q.weight"), w.wqkv, qdim_, d, d, 0, false);
-    upload_matrix(get(p + "attn_k.weight"), w.wqkv, kvdim_, d, d, qdim_, false);
-    upload_matrix(get(p + "attn_v.weight"), w.wqkv, kvdim_, d, d, qdim_ + kvdim_, false);
+    const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
+    if (q.qkv.w) {
+      upload_blocks(get(p + "attn_q.weight"), q.qkv, qdim_, 0, false);
+      upload_blocks(get(p + "attn_k.weight"), q.qkv, kvdim_, qdim_, false);
+      upload_blocks(get(p + "attn_v.weight"), q.qkv, kvdim_, qdim_ + kvdim_, false);
+    } else if (q.qkv_part[0].w) {
+      upload_blocks(get(p + "attn_q.weight"), q.qkv_part[0], qdim_, 0, false);
+      upload_blocks(get(p + "attn_k.weight"), q.qkv_part[1], kvdim_, 0, false);
+      upload_blocks(get(p + "attn_v.weight"), q.qkv_part[2], kvdim_, 0, false);
+    } else {
+      upload_matrix(get(p + "attn_q.weight"), w.wqkv, qdim_, d, d, 0, false);
+      upload_matrix(get(p + "attn_k.weight"), w.wqkv, kvdim_, d, d, qdim_, false);
+      upload_matrix(get(p + "attn_v.weight"), w.wqkv, kvdim_, d, d, qdim_ + kvdim_, false);
+    }
     if (w.bqkv) {
       upload_vector(get(p + "attn_q.bias"), w.bqkv, qdim_);
       upload_vector(get(p + "attn_k.bias"), w.bqkv + qdim_, kvdim_);
       upload_vector(get(p + "attn_v.bias"), w.bqkv + qdim_ + kvdim_, kvdim_);
     }
-    upload_matrix(get(p + "attn_output.weight"), w.wo, d, qdim_, qdim_, 0, false);
-    upload_matrix(get(p + "ffn_gate.weight"), w.wgu, hidden_, d, d, 0, true);
-    upload_matrix(get(p + "ffn_up.weight"), w.wgu, hidden_, d, d, 8, true);
-    upload_matrix(get(p + "ffn_down.weight"), w.wdown, d, hidden_, hp_, 0, false);
+    if (q.o.w)
+      upload_blocks(get(p + "attn_output.weight"), q.o, d, 0, false);
+    else
+      upload_matrix(get(p + "attn_output.weight"), w.wo, d, qdim_, qdim_, 0, false);
+    if (q.gu.w) {
+      upload_blocks(get(p + "ffn_gate.weight"), q.gu, hidden_, 0, true);
+      upload_blocks(get(p + "ffn_up.weight"), q.gu, hidden_, 8, true);
+    } else {
+      upload_matrix(get(p + "ffn_gate.weight"), w.wgu, hidden_, d, d, 0, true);
+      upload_matrix(get(p + "ffn_up.weight"), w.wgu, hidden_, d, d, 8, true);
+    }
+    if (q.down.w)
+      upload_blocks(get(p + "ffn_down.weight"), q.down, d, 0, false);
+    else
+      upload_matrix(get(p + "ffn_down.weight"), w.wdown, d, hidden_, hp_, 0, false);
   }
   upload_matrix(get("token_embd.weight"), tok_embd_, vocab_, d, d, 0, false);
   upload_vector(get("output_norm.weight"), out_norm_, d);
-  if (!cfg_.tied_embeddings) {
+  if (q_out_.w) {
+    upload_blocks(get("output.weight"), q_out_, vocab_, 0, false);
+  } else if (!cfg_.tied_embeddings) {
     if (has("output.weight"))
       upload_matrix(get("output.weight"), w_out_, vocab_, d, d, 0, false);
     else  // a file without an output head uses the embedding (tied), although the config did not say so
@@ -621,8 +847,8 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
-    const LayerQ& q = quant_ ? lq_[size_t(l)] : LayerQ{};
-    norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), l == 0);
+    const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
+    qkv_decode(x, w, q, B, l == 0);
     tick("gemv");
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
@@ -756,8 +982,8 @@ void CudaLlamaImpl::enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, in
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
     rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), n, dim_, cfg_.norm_eps, stream_);
-    const LayerQ& q = quant_ ? lq_[size_t(l)] : LayerQ{};
-    lin_prefill(w.wqkv, q.qkv, h_.get(), n, qkvdim_, dim_, dt_, qkv_.get(), 0.f);
+    const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
+    qkv_prefill(w, q, n);
     RopeArgs r;
     r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
     r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = pos, r.n = n, r.q_per_seq = n, r.slot0 = slot;
@@ -886,7 +1112,7 @@ std::unique_ptr<CudaLlama> make_cuda_llama(const ModelSource& src, const CudaOpt
   init_device(opt.device);
   src.config.validate(src.path);
   const auto t0 = Clock::now();
-  auto m = std::make_unique<CudaLlamaImpl>(src.config, opt, t0);
+  auto m = std::make_unique<CudaLlamaImpl>(src.config, opt, t0, &src);
   m->load_weights(src);
   m->finish_warmup();
   return m;

@@ -32,9 +32,15 @@ struct CudaOptions {
   // Weight-only quantization of the linear layers (q/k/v, o, gate/up, down and the output
   // head), decoded by the fused dequantize-and-multiply GEMVs of gemv_quant.cu: "" (bf16),
   // "int8" (per output row) or "int4" (group-wise, symmetric, quant_group values per scale).
-  // Synthetic models only for now (random packed weights on the GPU).
+  // Synthetic models only (random packed weights on the GPU); real models are quantized at load
+  // by quant::open_model_for_inference (`--quant`: Q8_0 / Q4_0 blocks, run as GGUF blocks below).
   std::string quant;
   int quant_group = 128;
+  // GGUF block weights (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) of the linear layers stay in their
+  // blocks on the GPU (decode: fused dequantize-GEMVs of gemv_quant.cu; prefill: dequantized bf16
+  // tiles + cuBLASLt) when dtype is bf16. true, or the environment variable IGNIS_GPU_DEQUANT=1:
+  // dequantize them to bf16 at load instead (the previous behaviour, for comparisons).
+  bool gguf_dequant = false;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.
@@ -73,6 +79,9 @@ class CudaLlama : public LlamaModel {
   virtual size_t weight_bytes() const = 0;
   virtual size_t weight_bytes_per_step() const = 0;
   virtual size_t kv_cache_bytes() const = 0;
+  // Linear weight matrices (GGUF tensors: q, k, v, o, gate, up, down per layer, the output head)
+  // kept quantized on the GPU; 0 when every product runs on bf16 / f32 weights.
+  virtual int quantized_linear_weights() const = 0;
   // Bytes of K and V read by one decode step of one sequence at position pos.
   virtual size_t kv_bytes_per_step(int pos) const = 0;
   virtual void synchronize() = 0;
@@ -82,8 +91,11 @@ class CudaLlama : public LlamaModel {
   virtual std::vector<std::pair<std::string, double>> profile_decode_step(int B, int pos) = 0;
 };
 
-// Uploads the weights of `src` (F32/F16/BF16 converted on the GPU; quantized GGUF tensors
-// dequantized on the host). Throws ignis::Error on missing / mis-shaped tensors or no GPU.
+// Uploads the weights of `src`: F32/F16/BF16 converted on the GPU; linear weights in the GGUF block
+// types of gemv_quant.cu kept as blocks (see CudaOptions::gguf_dequant; q/k/v of different types run
+// as three products, gate/up of different types are dequantized to bf16 with a note on stderr);
+// other quantized tensors (embedding included) dequantized on the host. Throws ignis::Error on
+// missing / mis-shaped tensors or no GPU.
 std::unique_ptr<CudaLlama> make_cuda_llama(const ModelSource& src, const CudaOptions& opt = {});
 
 // A model of a known shape with random weights generated on the GPU (no host copy), for

@@ -11,8 +11,9 @@
 //          W[n,k] = s[n, k/group] * (q - z). group 32, 64 or 128; K % group == 0. Act-order layers
 //          must be made contiguous first (quant::contiguous_groups; x then gathered by perm, see
 //          gather_columns below).
-//   kQ8_0, kQ4_0, kQ4_K: GGUF blocks as in src/ops/quant.h, rows of K/32 (K/256) blocks read in
-//          place; scales/zeros unused. K % 32 == 0 (Q4_K: K % 256 == 0).
+//   kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ5_K, kQ6_K: GGUF blocks as in src/ops/quant.h, rows of K/32
+//          (K-quants: K/256) blocks read in place; scales/zeros unused. K % 32 == 0 (K-quants:
+//          K % 256 == 0). Q8_0 / Q4_0 / Q6_K blocks are only 2-byte aligned (the kernels handle it).
 // Every pointer must be 16-byte aligned (cudaMalloc'd buffers are).
 #pragma once
 #include <cuda_runtime.h>
@@ -30,7 +31,11 @@ struct QuantLinear;
 
 namespace ignis::cuda {
 
-enum class QType : uint8_t { kInt8, kInt4, kQ8_0, kQ4_0, kQ4_K };
+enum class QType : uint8_t { kInt8, kInt4, kQ8_0, kQ4_0, kQ4_K, kQ4_1, kQ5_K, kQ6_K };
+
+// The QType of a GGUF block dtype the kernels run in place (Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K);
+// false for any other dtype (it must then be dequantized).
+bool gguf_qtype(DType t, QType& out);
 
 struct QWeight {
   QType type = QType::kInt4;
@@ -65,8 +70,9 @@ class LtGemm;
 // y[M, N] (+)= x[M, K] W^T for prefill: tiles of `tile_rows` rows of W are dequantized into
 // `scratch` (bf16, tile_rows * K elements) and multiplied with cuBLASLt (bf16 in, fp32 compute,
 // out_dtype BF16 or F32, beta 0 or 1 for the residual add). tile_rows: a multiple of 16 (0: all N).
+// ldy: row stride of y in elements (0: N), e.g. to write q, k and v of separate weights side by side.
 void linear_prefill_quant(LtGemm& gemm, const QWeight& W, const void* x, int M, DType out_dtype, void* y, float beta,
-                          void* scratch, int tile_rows, cudaStream_t stream);
+                          void* scratch, int tile_rows, cudaStream_t stream, int ldy = 0);
 
 // out[b, j] = x[b, perm[j]] for b < B, j < K (bf16): the input of an act-order layer made
 // contiguous by quant::contiguous_groups.

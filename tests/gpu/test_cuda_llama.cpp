@@ -2,6 +2,11 @@
 //  - stories260K (a real tiny llama2.c model): CUDA fp32 logits == CPU logits (1e-4 relative),
 //    prefill and decode; bf16 greedy generation == CPU greedy generation for 20 tokens;
 //  - synthetic models: batched decode == one-sequence decode, graphs == eager, GPU sampling.
+//  - GGUF block weights run in place on the GPU (gemv_quant for decode, dequantized tiles for
+//    prefill): a small llama built in memory with a different block type per tensor (Q4_K, Q5_K,
+//    Q6_K, Q4_1, Q8_0, Q4_0, mixed q/k/v, mismatched gate/up, an F16 tensor) == the CPU model on the
+//    same weights dequantized to f32 (bf16 tolerance), == the GPU's old dequantize-at-load path;
+//    stories260K with load-time --quant int8 / int4 (Q8_0 / Q4_0 blocks): greedy tokens == CPU.
 //  - DISABLED_Benchmark: the standard benchmark (run with --gtest_also_run_disabled_tests).
 // The data folder is $IGNIS_DATA, or IGNIS_SOURCE_DIR/../shared/data. Skipped without a GPU.
 #include <gtest/gtest.h>
@@ -10,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -17,9 +23,12 @@
 #include "cuda/common.h"
 #include "cuda/llama_cuda.h"
 #include "gpu_test_util.h"
+#include "core/half.h"
 #include "io/model_source.h"
-#include "tokenizer/tokenizer.h"
 #include "models/llama.h"
+#include "ops/quant.h"
+#include "quant/model_quant.h"
+#include "tokenizer/tokenizer.h"
 
 using namespace ignis;
 using namespace ignis::gputest;
@@ -62,6 +71,75 @@ int argmax(const float* v, int n) {
 }
 
 const std::vector<int32_t> kPrompt = {1, 403, 407, 261, 378, 434, 500, 321, 272, 385, 263, 302, 281, 409};
+
+// A 3-layer llama (dim 256, 4 heads of 64, 2 KV heads, hidden 512, vocab 384) with random weights
+// stored in a different GGUF type per tensor, quantized by the CPU quantizers (ops/quant.h):
+//   layer 0: q, k Q4_K, v Q6_K (three q/k/v weights), o Q5_K, gate/up Q4_1 (fused), down Q6_K;
+//   layer 1: q/k/v Q8_0 (fused), o Q4_0, gate/up Q5_K, down Q4_K;
+//   layer 2: q/k/v Q6_K, o F16 (bf16 path), gate Q4_K + up Q6_K (mismatch: bf16), down Q5_K;
+//   token_embd Q8_0 (dequantized to bf16 on the GPU), output Q6_K, norms F32.
+// Same seed, same model. 19 of its linear weights can stay quantized on the GPU.
+constexpr int kGgufTypedQuantWeights = 19;
+ModelSource make_gguf_typed_llama(uint64_t seed) {
+  ModelSource src;
+  src.path = "(in-memory GGUF-typed llama)";
+  src.format = "gguf";
+  LlamaConfig& c = src.config;
+  c.name = "gguf-typed test llama";
+  c.n_layers = 3, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = 64, c.rope_dim = 64;
+  c.hidden_dim = 512, c.vocab_size = 384, c.max_seq_len = 256, c.rope_style = RopeStyle::kInterleaved;
+  std::mt19937 rng{uint32_t(seed)};
+  auto mat = [&](const std::string& name, DType t, int64_t N, int64_t K, float scale) {
+    std::uniform_real_distribution<float> u(-scale, scale);
+    std::vector<float> row(static_cast<size_t>(K));
+    Tensor w = Tensor::empty({N, K}, t);
+    for (int64_t n = 0; n < N; ++n) {
+      for (auto& v : row) v = u(rng);
+      quant::quantize_row(t, row.data(), w.row<uint8_t>(n), K);
+    }
+    src.weights[name] = std::move(w);
+  };
+  auto lin = [&](const std::string& name, DType t, int64_t N, int64_t K) { mat(name, t, N, K, std::sqrt(3.f / float(K))); };
+  auto norm = [&](const std::string& name) {
+    std::uniform_real_distribution<float> u(0.8f, 1.2f);
+    Tensor w = Tensor::empty({int64_t(c.dim)}, DType::F32);
+    for (int64_t i = 0; i < c.dim; ++i) w.ptr<float>()[i] = u(rng);
+    src.weights[name] = std::move(w);
+  };
+  const int64_t d = c.dim, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim, h = c.hidden_dim;
+  const DType types[3][7] = {
+      {DType::Q4_K, DType::Q4_K, DType::Q6_K, DType::Q5_K, DType::Q4_1, DType::Q4_1, DType::Q6_K},
+      {DType::Q8_0, DType::Q8_0, DType::Q8_0, DType::Q4_0, DType::Q5_K, DType::Q5_K, DType::Q4_K},
+      {DType::Q6_K, DType::Q6_K, DType::Q6_K, DType::F16, DType::Q4_K, DType::Q6_K, DType::Q5_K}};
+  mat("token_embd.weight", DType::Q8_0, c.vocab_size, d, 1.f);
+  for (int l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const DType* t = types[l];
+    norm(p + "attn_norm.weight");
+    norm(p + "ffn_norm.weight");
+    lin(p + "attn_q.weight", t[0], qd, d);
+    lin(p + "attn_k.weight", t[1], kvd, d);
+    lin(p + "attn_v.weight", t[2], kvd, d);
+    lin(p + "attn_output.weight", t[3], d, qd);
+    lin(p + "ffn_gate.weight", t[4], h, d);
+    lin(p + "ffn_up.weight", t[5], h, d);
+    lin(p + "ffn_down.weight", t[6], d, h);
+  }
+  norm("output_norm.weight");
+  lin("output.weight", DType::Q6_K, c.vocab_size, d);
+  c.validate(src.path);
+  return src;
+}
+
+// The largest logit's index of a, accepted when b (the reference) rates it within a small margin
+// of b's own best (random-weight models have near ties that bf16 noise may flip).
+bool same_choice(const float* a, const float* b, int n) {
+  const int ia = argmax(a, n), ib = argmax(b, n);
+  if (ia == ib) return true;
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += double(b[i]) * b[i];
+  return b[ib] - b[ia] <= 0.05 * std::sqrt(ss / n);
+}
 
 }  // namespace
 
@@ -238,4 +316,101 @@ TEST(CudaLlama, DISABLED_Benchmark) {
   auto m = make_synthetic_cuda_llama(shape, opt);
   const BenchResult r = run_llama_bench(*m, shape, bo);
   std::printf("%s\n%s\n", r.to_json().c_str(), r.to_table().c_str());
+}
+
+// GGUF block weights on the GPU against the CPU model on the same weights dequantized to f32 (the
+// exact model), and against the GPU's dequantize-at-load path (CudaOptions::gguf_dequant): chunked
+// prefill (dequantized tiles + cuBLASLt), graph-replayed decode steps (fused GEMVs), a batch of 3.
+TEST(CudaLlama, GgufBlocksMatchCpu) {
+  REQUIRE_GPU();
+  ModelSource src = make_gguf_typed_llama(5);
+  ModelSource ref_src = make_gguf_typed_llama(5);
+  quant::dequantize_weights_in_place(ref_src, DType::F32);
+  auto cpu = make_cpu_llama(ref_src);
+  CudaOptions opt;
+  opt.max_batch = 3, opt.context = 128, opt.prefill_chunk = 8;
+  auto gpu = make_cuda_llama(src, opt);
+  CudaOptions old = opt;
+  old.gguf_dequant = true;
+  auto gpu_old = make_cuda_llama(src, old);
+  EXPECT_EQ(gpu->quantized_linear_weights(), kGgufTypedQuantWeights);
+  EXPECT_EQ(gpu_old->quantized_linear_weights(), 0);
+  EXPECT_LT(gpu->weight_bytes_per_step(), gpu_old->weight_bytes_per_step() * 6 / 10);
+  std::printf("bytes per step: blocks %zu, bf16 %zu\n", gpu->weight_bytes_per_step(), gpu_old->weight_bytes_per_step());
+  const int V = src.config.vocab_size;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 21; ++i) prompt.push_back((i * 7919 + 13) % V);
+  const int n = int(prompt.size());
+
+  // every position of the prompt, prefill in chunks of 8
+  const std::vector<float> want = cpu->forward_all(prompt.data(), n, 0);
+  const std::vector<float> got = gpu->forward_all(prompt.data(), n, 0);
+  const std::vector<float> got_old = gpu_old->forward_all(prompt.data(), n, 0);
+  ASSERT_EQ(got.size(), want.size());
+  EXPECT_LE(rel(got.data(), want.data(), got.size()), 3e-2);
+  EXPECT_LE(rel(got.data(), got_old.data(), got.size()), 3e-2);
+
+  // decode steps (graph replay), teacher-forced with the CPU's greedy tokens
+  const float* lc = cpu->forward(prompt.data(), n, 0);
+  int32_t tok = argmax(lc, V);
+  gpu->forward(prompt.data(), n, 0);
+  for (int step = 0; step < 8; ++step) {
+    const int pos = n + step;
+    const float* c = cpu->forward(&tok, 1, pos);
+    std::vector<float> cv(c, c + V);
+    const float* g = gpu->forward(&tok, 1, pos);
+    EXPECT_LE(rel(g, cv.data(), size_t(V)), 3e-2) << "decode step " << step;
+    EXPECT_TRUE(same_choice(g, cv.data(), V)) << "decode step " << step;
+    tok = argmax(cv.data(), V);
+  }
+
+  // a batch of 3 sequences in one decode step (B = 3 through every GEMV) vs the CPU one at a time
+  const int B = 3, P = 11;
+  std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(B));
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < P; ++i) prompts[size_t(b)].push_back((b * 104729 + i * 7919 + 1) % V);
+  std::vector<int32_t> next(static_cast<size_t>(B));
+  for (int b = 0; b < B; ++b) next[size_t(b)] = argmax(gpu->forward_slot(b, prompts[size_t(b)].data(), P, 0), V);
+  const float* lb = gpu->decode_batch(next.data(), B, P);
+  std::vector<float> batched(lb, lb + size_t(B) * V);
+  for (int b = 0; b < B; ++b) {
+    cpu->forward(prompts[size_t(b)].data(), P, 0);
+    const float* c = cpu->forward(&next[size_t(b)], 1, P);
+    EXPECT_LE(rel(batched.data() + size_t(b) * V, c, size_t(V)), 3e-2) << "seq " << b;
+  }
+}
+
+// stories260K quantized at load time like `--quant int8|int4 --device cuda` (Q8_0 / Q4_0 blocks,
+// ffn_down (K = 172) left in f32): GPU greedy tokens == the CPU's on the same blocks, 20 steps.
+TEST(CudaLlama, Stories260KLoadTimeQuantGreedyMatchesCpu) {
+  REQUIRE_GPU();
+  REQUIRE_STORIES();
+  for (const char* q : {"int8", "int4"}) {
+    SCOPED_TRACE(q);
+    quant::LoadOptions lo;
+    lo.tokenizer = data_dir() + "/tok512.bin";
+    lo.quant = q;
+    lo.group = 32;
+    ModelSource src = quant::open_model_for_inference(stories_path(), lo);
+    auto cpu = make_cpu_llama(src);
+    auto gpu = make_cuda_llama(src, CudaOptions{});
+    EXPECT_EQ(gpu->quantized_linear_weights(), 6 * src.config.n_layers);  // all but ffn_down (tied head)
+    const int V = src.config.vocab_size, n = int(kPrompt.size());
+    std::vector<int32_t> cpu_toks, gpu_toks;
+    int32_t t = argmax(cpu->forward(kPrompt.data(), n, 0), V);
+    for (int i = 0; i < 20; ++i) {
+      cpu_toks.push_back(t);
+      t = argmax(cpu->forward(&t, 1, n + i), V);
+    }
+    SamplingParams greedy;
+    int32_t g = gpu->prefill_sample(0, kPrompt.data(), n, 0, greedy);
+    for (int i = 0; i < 20; ++i) {
+      gpu_toks.push_back(g);
+      g = gpu->decode_sample(g, n + i, greedy);
+    }
+    EXPECT_EQ(gpu_toks, cpu_toks);
+    const float* lc = cpu->forward(kPrompt.data(), n, 0);
+    std::vector<float> cv(lc, lc + V);
+    EXPECT_LE(rel(gpu->forward(kPrompt.data(), n, 0), cv.data(), size_t(V)), 5e-2);
+  }
 }

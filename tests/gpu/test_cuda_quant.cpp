@@ -1,10 +1,10 @@
 // The quantized kernels (src/cuda/gemv_quant.cu) against CPU references on fresh random data:
 //   GEMV: y = x W^T with W int8 (f32 / bf16 / f16 scales), int4 (groups 32/64/128, symmetric and
-//   with zero points), GGUF Q8_0 / Q4_0 / Q4_K; B = 1..8; every epilogue (store bf16, store f32,
+//   with zero points), GGUF Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K; B = 1..8; every epilogue (store bf16, store f32,
 //   add f32, SwiGLU of a fused gate/up layer); reference: the CPU dequantization (QuantLinear /
 //   quant::dequantize_row) times the same bf16-rounded x, in double.
-//   Dequantize-to-bf16 vs the CPU dequantization rounded to bf16 (within one bf16 ulp: the GPU may
-//   fuse the multiply-add). Prefill through dequantized tiles + cuBLASLt. Act-order layers
+//   Dequantize-to-bf16 vs the CPU dequantization rounded to bf16 (bit-exact for Q4_1 / Q5_K / Q6_K,
+//   within one bf16 ulp for the others: their GPU code may fuse the multiply-add). Prefill through dequantized tiles + cuBLASLt. Act-order layers
 //   (contiguous groups + gather_columns).
 // Outputs are poisoned with NaN first. Tolerance ||out - ref|| / ||ref||: 1e-2 for bf16 outputs,
 // 1e-4 for fp32 outputs (fp32 accumulation in another order). Skipped without a GPU.
@@ -13,6 +13,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -46,8 +47,29 @@ const char* type_name(QType t) {
     case QType::kQ8_0: return "Q8_0";
     case QType::kQ4_0: return "Q4_0";
     case QType::kQ4_K: return "Q4_K";
+    case QType::kQ4_1: return "Q4_1";
+    case QType::kQ5_K: return "Q5_K";
+    case QType::kQ6_K: return "Q6_K";
   }
   return "?";
+}
+
+bool is_kquant(QType t) { return t == QType::kQ4_K || t == QType::kQ5_K || t == QType::kQ6_K; }
+// Formats whose GPU dequantization rounds exactly like the CPU's.
+bool exact_dequant(QType t) { return t == QType::kQ4_1 || t == QType::kQ5_K || t == QType::kQ6_K; }
+
+DType gguf_dtype(QType t) {
+  switch (t) {
+    case QType::kQ8_0: return DType::Q8_0;
+    case QType::kQ4_0: return DType::Q4_0;
+    case QType::kQ4_1: return DType::Q4_1;
+    case QType::kQ4_K: return DType::Q4_K;
+    case QType::kQ5_K: return DType::Q5_K;
+    case QType::kQ6_K: return DType::Q6_K;
+    default: break;
+  }
+  ADD_FAILURE() << "not a GGUF type";
+  return DType::F32;
 }
 
 void make_weight(QType t, int N, int K, int group, bool sym, DType sd, std::mt19937& rng, TestWeight& w) {
@@ -60,13 +82,31 @@ void make_weight(QType t, int N, int K, int group, bool sym, DType sd, std::mt19
     w.view = w.dq.view;
     return;
   }
-  const DType dt = t == QType::kQ8_0 ? DType::Q8_0 : t == QType::kQ4_0 ? DType::Q4_0 : DType::Q4_K;
+  const DType dt = gguf_dtype(t);
   const size_t rb = row_bytes(dt, K);
   std::vector<uint8_t> blocks(rb * N);
   w.deq.resize(size_t(N) * K);
+  // Even rows: the CPU quantizer's blocks of random floats. Odd rows: random bytes (every bit
+  // pattern of values, high bits and packed scales) with sane fp16 scales / mins.
+  const size_t bb = dtype_info(dt).block_bytes;
+  std::vector<size_t> halves = {0};  // offsets of the fp16 fields in a block
+  if (dt == DType::Q4_1 || dt == DType::Q4_K || dt == DType::Q5_K) halves = {0, 2};
+  if (dt == DType::Q6_K) halves = {208};
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> small(1e-3f, 4e-3f);
   for (int n = 0; n < N; ++n) {
-    quant::quantize_row(dt, W.data() + size_t(n) * K, blocks.data() + rb * n, K);
-    quant::dequantize_row(dt, blocks.data() + rb * n, w.deq.data() + size_t(n) * K, K);
+    uint8_t* row = blocks.data() + rb * n;
+    if (n % 2 == 0) {
+      quant::quantize_row(dt, W.data() + size_t(n) * K, row, K);
+    } else {
+      for (size_t i = 0; i < rb; ++i) row[i] = uint8_t(byte(rng));
+      for (size_t b = 0; b < rb; b += bb)
+        for (size_t o : halves) {
+          const uint16_t h = f32_to_f16(small(rng));
+          std::memcpy(row + b + o, &h, 2);
+        }
+    }
+    quant::dequantize_row(dt, row, w.deq.data() + size_t(n) * K, K);
   }
   w.raw.alloc(blocks.size());
   CUDA_CHECK(cudaMemcpy(w.raw.get(), blocks.data(), blocks.size(), cudaMemcpyHostToDevice));
@@ -107,7 +147,8 @@ const Fmt kFormats[] = {
     {QType::kInt8, 0, true, DType::F32},   {QType::kInt8, 0, true, DType::BF16},  {QType::kInt8, 0, true, DType::F16},
     {QType::kInt4, 32, true, DType::F16},  {QType::kInt4, 64, false, DType::BF16}, {QType::kInt4, 128, true, DType::BF16},
     {QType::kInt4, 128, false, DType::F16}, {QType::kQ8_0, 0, true, DType::F16},   {QType::kQ4_0, 0, true, DType::F16},
-    {QType::kQ4_K, 0, true, DType::F16},
+    {QType::kQ4_K, 0, true, DType::F16},   {QType::kQ4_1, 0, true, DType::F16},   {QType::kQ5_K, 0, true, DType::F16},
+    {QType::kQ6_K, 0, true, DType::F16},
 };
 
 }  // namespace
@@ -117,7 +158,7 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
   std::mt19937 rng(42);
   for (const Fmt& f : kFormats) {
     // N: odd (a lone last row), and a multiple of 16 for SwiGLU; K: several chunks per lane and a tail
-    const int K = f.t == QType::kQ4_K ? 1280 : 1408;
+    const int K = is_kquant(f.t) ? 1280 : 1408;
     for (int N : {67, 96}) {
       TestWeight w;
       make_weight(f.t, N, K, f.group, f.sym, f.sd, rng, w);
@@ -184,7 +225,7 @@ TEST(CudaQuant, DequantizeBf16) {
       for (int k = 0; k < K; ++k) {
         const float ref = bf16_to_f32(f32_to_bf16(w.deq[size_t(row0 + r) * K + k]));
         const float g = got[size_t(r) * K + k];
-        if (!(std::fabs(g - ref) <= std::ldexp(std::fabs(ref), -7) + 1e-30f)) ++bad;
+        if (exact_dequant(f.t) ? !(g == ref) : !(std::fabs(g - ref) <= std::ldexp(std::fabs(ref), -7) + 1e-30f)) ++bad;
       }
     EXPECT_EQ(bad, 0);
   }
@@ -195,7 +236,7 @@ TEST(CudaQuant, PrefillThroughDequantizedTiles) {
   std::mt19937 rng(9);
   LtGemm gemm;
   const int M = 37, N = 200, K = 512;
-  for (const Fmt& f : {kFormats[1], kFormats[4], kFormats[9]}) {
+  for (const Fmt& f : {kFormats[1], kFormats[4], kFormats[9], kFormats[10], kFormats[11], kFormats[12]}) {
     SCOPED_TRACE(fmt_name(f));
     TestWeight w;
     make_weight(f.t, N, K, f.group, f.sym, f.sd, rng, w);
@@ -266,14 +307,16 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
   const Shape shapes[] = {{"qkv", 12288, 4096}, {"o", 4096, 4096}, {"gate_up", 22016, 4096}, {"down", 4096, 11008}};
   const Fmt fmts[] = {{QType::kInt8, 0, true, DType::BF16}, {QType::kInt4, 128, true, DType::F16},
                       {QType::kInt4, 128, false, DType::F16}, {QType::kQ8_0, 0, true, DType::F16},
-                      {QType::kQ4_0, 0, true, DType::F16}, {QType::kQ4_K, 0, true, DType::F16}};
+                      {QType::kQ4_0, 0, true, DType::F16}, {QType::kQ4_1, 0, true, DType::F16},
+                      {QType::kQ4_K, 0, true, DType::F16}, {QType::kQ5_K, 0, true, DType::F16},
+                      {QType::kQ6_K, 0, true, DType::F16}};
   cudaEvent_t e0, e1;
   CUDA_CHECK(cudaEventCreate(&e0));
   CUDA_CHECK(cudaEventCreate(&e1));
   std::printf("%-22s %-8s %9s %9s %8s\n", "format", "shape", "us", "MB", "GB/s");
   for (const Fmt& f : fmts)
     for (const Shape& s : shapes) {
-      if (f.t == QType::kQ4_K && s.K % 256) continue;
+      if (is_kquant(f.t) && s.K % 256) continue;
       // Weights: random bytes are valid for every format except where scales must be sane; use the
       // real quantizers on a random row replicated (timing only needs the right byte count).
       TestWeight w;
@@ -286,6 +329,9 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
           case QType::kQ8_0: bytes = double(s.N) * s.K / 32 * 34; break;
           case QType::kQ4_0: bytes = double(s.N) * s.K / 32 * 18; break;
           case QType::kQ4_K: bytes = double(s.N) * s.K / 256 * 144; break;
+          case QType::kQ4_1: bytes = double(s.N) * s.K / 32 * 20; break;
+          case QType::kQ5_K: bytes = double(s.N) * s.K / 256 * 176; break;
+          case QType::kQ6_K: bytes = double(s.N) * s.K / 256 * 210; break;
         }
         return bytes / 1e6;
       }();

@@ -27,7 +27,11 @@ std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, boo
   CudaOptions o;
   o.context = ctx;
   o.dtype = f32 ? DType::F32 : DType::BF16;
-  return make_cuda_llama(src, o);
+  auto m = make_cuda_llama(src, o);
+  if (m->quantized_linear_weights() > 0)
+    std::fprintf(stderr, "note: %d linear weights run in their GGUF blocks on the GPU (IGNIS_GPU_DEQUANT=1: bf16)\n",
+                 m->quantized_linear_weights());
+  return m;
 }
 
 int bench_synthetic(const BenchArgs& a) {
