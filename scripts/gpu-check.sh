@@ -9,7 +9,7 @@
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
-#   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=bulk vs tc, and each GEMV shape alone (GB/s)
+#   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
@@ -52,7 +52,7 @@ for stage in "$@"; do
         echo "IGNIS_FUSED_NORM=$fn $v" | tee -a "$LOG/abnorm.txt"
       done ;;
     abgemv)  # decode tok/s with each GEMV kernel (bulk-copy, register tensor-core) and the GEMV shapes alone
-      for impl in bulk tc bulk tc; do
+      for impl in auto bulk tc simple auto; do
         v=$(IGNIS_GEMV=$impl $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
             | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
         echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
@@ -89,8 +89,14 @@ for stage in "$@"; do
       IGNIS_NO_REPACK=1 run greedy_cpu_file_layout $B/ignis generate -m "$M" --device cpu -p "The capital of France is" --temp 0 -n 40 --ignore-eos -q
       run greedy_stories_cuda $B/ignis generate -m "$IGNIS_DATA/stories260K.bin" --tokenizer "$IGNIS_DATA/tok512.bin" --device cuda -p "Once upon a time" --temp 0 -n 60 -q
       run chat_cuda $B/ignis generate -m "$M" --device cuda --chat -p "What is the capital of France?" --temp 0 -n 60 -q
-      if cmp -s <(head -c 400 "$LOG/greedy_cpu.log") <(head -c 400 "$LOG/greedy_cuda.log"); then echo "SmolLM2 greedy: CPU == GPU"; else echo "SmolLM2 greedy: CPU != GPU"; fi
-      if cmp -s <(head -c 400 "$LOG/greedy_cpu_file_layout.log") <(head -c 400 "$LOG/greedy_cuda.log"); then echo "SmolLM2 greedy: CPU (file layout) == GPU"; else echo "SmolLM2 greedy: CPU (file layout) != GPU"; fi ;;
+      run chat_cpu $B/ignis generate -m "$M" --device cpu --chat -p "What is the capital of France?" --temp 0 -n 60 -q
+      same() {  # same LABEL A.log B.log: the generated text (notes dropped), first 400 bytes
+        if cmp -s <(grep -v '^note:' "$LOG/$2" | head -c 400) <(grep -v '^note:' "$LOG/$3" | head -c 400); then
+          echo "SmolLM2 greedy, $1: CPU == GPU"; else echo "SmolLM2 greedy, $1: CPU != GPU"; fi
+      }
+      same "capital prompt" greedy_cpu.log greedy_cuda.log
+      same "capital prompt, CPU file layout" greedy_cpu_file_layout.log greedy_cuda.log
+      same "chat" chat_cpu.log chat_cuda.log ;;
     sanitize)
       run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
       run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;

@@ -412,12 +412,16 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(!swiglu || a.N % 16 == 0, "gemv: SwiGLU needs N = 2 * (multiple of 8), got ", a.N);
   const int ldo = a.ldo ? a.ldo : (swiglu ? a.N / 2 : a.N);
 
-  const GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
-  const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && want != GemvImpl::kSimple;
-  IGNIS_CHECK(a.impl != GemvImpl::kBulk || (tc && !a.norm_w && device_has_bulk_copy()),
-              "gemv: the bulk-copy kernel needs bf16, K % 8 == 0, no fused norm and an sm_90 GPU");
-  if (tc && !a.norm_w && (want == GemvImpl::kBulk || want == GemvImpl::kAuto) && device_has_bulk_copy())
-    return gemv_bulk(a, ldo, stream);
+  // kAuto: at B = 1 the CUDA-core kernel (one warp per row, 16-byte loads) streamed best on an
+  // H200 (CudaKernels.DISABLED_GemvBandwidth, 2026-12-01: 3.9 / 4.2 / 3.7 / 4.3 TB/s for the 7B
+  // qkv / gate-up / down / logits shapes, against 3.4 / 3.6 / 3.3 / 3.7 for the tensor-core kernel
+  // and 2.9 / 3.6 / 2.8 / 3.8 for the bulk-copy one); from B = 2 the tensor-core kernel, whose cost
+  // does not grow with B (the CUDA-core one does B FMAs per weight). A fused norm needs the
+  // tensor-core kernel. The bulk-copy kernel is taken only when asked for (kBulk, IGNIS_GEMV=bulk).
+  GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
+  if (want == GemvImpl::kAuto) want = a.B == 1 && !a.norm_w && !a.ss_out ? GemvImpl::kSimple : GemvImpl::kTensorCore;
+  const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && (want != GemvImpl::kSimple || a.norm_w || a.ss_out);
+  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) return gemv_bulk(a, ldo, stream);
   IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
   IGNIS_CHECK(!a.ss_in || a.norm_w, "gemv: ss_in is the input of the fused RMSNorm (norm_w)");
   IGNIS_CHECK(!a.ss_out || (tc && a.epi == GemvEpilogue::kAddF32),
