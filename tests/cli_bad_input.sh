@@ -21,6 +21,7 @@ expect() {
 : > "$tmp/empty.gguf"
 head -c 100000 "$DATA/ggml-vocab-gpt-2.gguf" > "$tmp/truncated.gguf"
 head -c 4096 /dev/urandom > "$tmp/random.bin"
+printf '{' | dd of="$tmp/random.bin" bs=1 seek=8 conv=notrunc 2>/dev/null  # byte 8 as in safetensors: still no model
 printf 'GGUF\x03\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00\x00\x00\x00\x00\x00\x00' > "$tmp/hostile.gguf"
 head -c 5000 "$DATA/stories260K.bin" > "$tmp/trunc_stories.bin"
 mkdir -p "$tmp/hf" && echo '{"architectures": ["T5ForConditionalGeneration"], "model_type": "t5"}' > "$tmp/hf/config.json"
@@ -54,6 +55,7 @@ mkdir -p "$tmp/enc_gpt2" && echo '{"model_type": "gpt2", "architectures": ["GPT2
 cp -r "$ENC/bert" "$tmp/enc_qa" && sed -i 's/BertForSequenceClassification/BertForQuestionAnswering/' "$tmp/enc_qa/config.json"
 cp -r "$ENC/bert" "$tmp/enc_emb" && sed -i 's/BertForSequenceClassification/BertModel/' "$tmp/enc_emb/config.json"
 cp -r "$ENC/bert" "$tmp/enc_noweights" && rm "$tmp/enc_noweights/model.safetensors"
+expect 1 "lone safetensors" -- info "$ENC/bert/model.safetensors"
 cp -r "$ENC/roberta" "$tmp/enc_badbin" && head -c 3000 "$ENC/roberta/pytorch_model.bin" > "$tmp/enc_badbin/pytorch_model.bin"
 printf 'hello\n\xff\xfe broken\n\n' > "$tmp/texts.txt"
 expect 1 "not a folder" -- embed -m "$tmp/does-not-exist" hello

@@ -402,7 +402,10 @@ ModelSource open_model(const std::string& path, const std::string& tokenizer_pat
     map.reset();
     return load_llama2c(path, tokenizer_path);
   }
-  if (n >= 9 && d[8] == '{')
+  // safetensors: a little-endian u64 header length, then that many bytes of JSON (starting '{')
+  uint64_t hlen = 0;
+  if (n >= 9) std::memcpy(&hlen, d, 8);
+  if (n >= 9 && d[8] == '{' && hlen >= 2 && hlen <= n - 8)
     fail(path, ": this looks like a lone safetensors file; pass the Hugging Face folder holding it with its "
          "config.json (and tokenizer.json)");
   fail(path, ": not a model ignis can read; expected a GGUF file, a Hugging Face folder (config.json + "
