@@ -96,7 +96,18 @@ for stage in "$@"; do
       }
       same "capital prompt" greedy_cpu.log greedy_cuda.log
       same "capital prompt, CPU file layout" greedy_cpu_file_layout.log greedy_cuda.log
-      same "chat" chat_cpu.log chat_cuda.log ;;
+      same "chat" chat_cpu.log chat_cuda.log
+      # the float64 NumPy reference decides near-ties (needs the pure-Python gguf package; on a host without
+      # network: pip download gguf here, carry the wheel, pip install --target it there and set PYTHONPATH)
+      if python3 -c 'import gguf' 2>/dev/null; then
+        ids=$($B/ignis tokenize -m "$M" -p "The capital of France is" 2>/dev/null | tail -1)
+        run greedy_reference python3 tests/reference/gguf_greedy.py "$M" 24 $ids
+        ref=$(head -c 60 "$LOG/greedy_reference.log")
+        for d in cpu cuda; do
+          if [ "$(grep -v '^note:' "$LOG/greedy_$d.log" | head -c ${#ref})" = "$ref" ]; then echo "SmolLM2 greedy: $d == float64 reference (24 tokens)"
+          else echo "SmolLM2 greedy: $d != float64 reference"; fi
+        done
+      else echo "SmolLM2 greedy: no gguf package here, float64 reference skipped"; fi ;;
     sanitize)
       run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
       run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;
