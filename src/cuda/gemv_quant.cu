@@ -385,6 +385,50 @@ __device__ __forceinline__ void q4k_scale_min(const uint32_t (&sw)[3], int j, fl
   }
 }
 
+// Q4_K / Q5_K: the factors of the 64-value chunk jj (sub-blocks 2jj and 2jj + 1) from the block header
+// (f16 d, f16 dmin) and its 12 bytes of 6-bit scales and mins: value = d*sc*q - dmin*m.
+__device__ __forceinline__ void km_scales(uint32_t hdr, const uint32_t (&sw)[3], int jj, float& dl, float& dh,
+                                          float& ml, float& mh) {
+  const float d = half_bits(hdr & 0xFFFFu), dmin = half_bits(hdr >> 16);
+  float sc1, m1, sc2, m2;
+  q4k_scale_min(sw, 2 * jj, sc1, m1);
+  q4k_scale_min(sw, 2 * jj + 1, sc2, m2);
+  dl = d * sc1, dh = d * sc2, ml = dmin * m1, mh = dmin * m2;
+}
+
+// Q4_K / Q5_K: adds to acc[r][b] the products of one lane's 2 x 16 unpacked values of both rows
+// (ql: values klo + i of sub-block 2jj, qh: klo + 32 + i of sub-block 2jj + 1) with each batch row of x:
+// d*sc * sum(q x) - dmin*m * sum(x) per sub-block.
+template <int BMAX>
+__device__ __forceinline__ void km_accumulate(const float (&ql)[2][16], const float (&qh)[2][16], const float (&dl)[2],
+                                              const float (&dh)[2], const float (&ml)[2], const float (&mh)[2],
+                                              const bf16* __restrict__ x, int K, int klo, int B,
+                                              float (&acc)[2][BMAX]) {
+#pragma unroll
+  for (int b = 0; b < BMAX; ++b) {
+    if (b >= B) break;
+    float sl = 0.f, sh = 0.f, pl[2] = {0.f, 0.f}, ph[2] = {0.f, 0.f};  // sum x, sum q x (low / high)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float fl[8], fh[8];
+      load_x8(x + size_t(b) * K + klo + 8 * i, fl);
+      load_x8(x + size_t(b) * K + klo + 32 + 8 * i, fh);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        sl += fl[e];
+        sh += fh[e];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          pl[r] = fmaf(ql[r][8 * i + e], fl[e], pl[r]);
+          ph[r] = fmaf(qh[r][8 * i + e], fh[e], ph[r]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) acc[r][b] += dl[r] * pl[r] + dh[r] * ph[r] - (ml[r] * sl + mh[r] * sh);
+  }
+}
+
 template <int BMAX, int EPI>
 __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const bf16* __restrict__ x, int B, void* out,
                                                                int ldo) {
@@ -425,11 +469,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
     float ql[2][16], qh[2][16], dl[2], dh[2], ml[2], mh[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float d = half_bits(hdr[r] & 0xFFFFu), dmin = half_bits(hdr[r] >> 16);
-      float sc1, m1, sc2, m2;
-      q4k_scale_min(sw[r], 2 * jj, sc1, m1);
-      q4k_scale_min(sw[r], 2 * jj + 1, sc2, m2);
-      dl[r] = d * sc1, dh[r] = d * sc2, ml[r] = dmin * m1, mh[r] = dmin * m2;
+      km_scales(hdr[r], sw[r], jj, dl[r], dh[r], ml[r], mh[r]);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
         const uint32_t w = word_of(qv[r], i >> 2);
@@ -437,29 +477,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
         qh[r][i] = __uint_as_float(0x4B000000u | ((w >> (8 * (i & 3) + 4)) & 0xFu)) - kMagic;
       }
     }
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) {
-      if (b >= B) break;
-      float sl = 0.f, sh = 0.f, pl[2] = {0.f, 0.f}, ph[2] = {0.f, 0.f};  // sum x, sum q x (low / high)
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        float fl[8], fh[8];
-        load_x8(x + size_t(b) * K + klo + 8 * i, fl);
-        load_x8(x + size_t(b) * K + klo + 32 + 8 * i, fh);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          sl += fl[e];
-          sh += fh[e];
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            pl[r] = fmaf(ql[r][8 * i + e], fl[e], pl[r]);
-            ph[r] = fmaf(qh[r][8 * i + e], fh[e], ph[r]);
-          }
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) acc[r][b] += dl[r] * pl[r] + dh[r] * ph[r] - (ml[r] * sl + mh[r] * sh);
-    }
+    km_accumulate<BMAX>(ql, qh, dl, dh, ml, mh, x, K, klo, B, acc);
   }
   if (!waited) pdl_wait();
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
@@ -510,11 +528,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const uint32_t sw[3] = {cur[r][0].y, cur[r][0].z, cur[r][0].w};
-      const float d = half_bits(cur[r][0].x & 0xFFFFu), dmin = half_bits(cur[r][0].x >> 16);
-      float sc1, m1, sc2, m2;
-      q4k_scale_min(sw, 2 * jj, sc1, m1);
-      q4k_scale_min(sw, 2 * jj + 1, sc2, m2);
-      dl[r] = d * sc1, dh[r] = d * sc2, ml[r] = dmin * m1, mh[r] = dmin * m2;
+      km_scales(cur[r][0].x, sw, jj, dl[r], dh[r], ml[r], mh[r]);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         // 4 bytes of qs and the 4 qh bytes of the same l: the 5th bits of this chunk are bits 2jj
@@ -529,29 +543,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
         }
       }
     }
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) {
-      if (b >= B) break;
-      float sl = 0.f, sh = 0.f, pl[2] = {0.f, 0.f}, ph[2] = {0.f, 0.f};  // sum x, sum q x (low / high)
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        float fl[8], fh[8];
-        load_x8(x + size_t(b) * K + klo + 8 * i, fl);
-        load_x8(x + size_t(b) * K + klo + 32 + 8 * i, fh);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          sl += fl[e];
-          sh += fh[e];
-#pragma unroll
-          for (int r = 0; r < 2; ++r) {
-            pl[r] = fmaf(ql[r][8 * i + e], fl[e], pl[r]);
-            ph[r] = fmaf(qh[r][8 * i + e], fh[e], ph[r]);
-          }
-        }
-      }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) acc[r][b] += dl[r] * pl[r] + dh[r] * ph[r] - (ml[r] * sl + mh[r] * sh);
-    }
+    km_accumulate<BMAX>(ql, qh, dl, dh, ml, mh, x, K, klo, B, acc);
 #pragma unroll
     for (int r = 0; r < 2; ++r)
 #pragma unroll

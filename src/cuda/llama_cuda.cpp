@@ -168,6 +168,12 @@ class CudaLlamaImpl final : public CudaLlama {
   void plan_gguf(const ModelSource& src);
   void carve_gguf_weights();
   void upload_blocks(const Tensor& t, const QWeight& q, int64_t rows, int64_t row_offset, bool interleave8);
+  // Streams `rows` rows of bpr bytes through the two pinned staging buffers, in chunks of a multiple
+  // of 8 rows: fill(hbuf, r0, a, b) writes rows r0 + a .. r0 + b into the pinned buffer (called from
+  // several threads: one thread's memcpy is slower than the copy it feeds), then send(i, hbuf, r0, nr)
+  // enqueues the chunk's device work on stream_; buffer i is reused once that work is done.
+  template <typename Fill, typename Send>
+  void staged_rows(int64_t rows, size_t bpr, Fill&& fill, Send&& send);
   void* layer_k(int l) const { return kv_k_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void* layer_v(int l) const { return kv_v_.as<char>() + size_t(l) * kv_layer_bytes_; }
   void check_range(int slot, int n, int pos) const;
@@ -587,6 +593,24 @@ void CudaLlamaImpl::upload_vector(const Tensor& t, float* dst, int64_t n) {
 }
 
 
+template <typename Fill, typename Send>
+void CudaLlamaImpl::staged_rows(int64_t rows, size_t bpr, Fill&& fill, Send&& send) {
+  if (!staging_) staging_ = std::make_unique<Staging>();  // freed at the end of load_weights
+  Staging* staging = staging_.get();
+  IGNIS_CHECK(bpr * 8 <= Staging::kBytes, "tensor rows too large for the upload staging buffer");
+  const int64_t chunk = int64_t(Staging::kBytes / bpr) / 8 * 8;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t nr = std::min(chunk, rows - r0);
+    const int i = staging->next;
+    staging->next ^= 1;
+    CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
+    uint8_t* hbuf = staging->host[i].p;
+    parallel_rows(nr, [&](int64_t a, int64_t b) { fill(hbuf, r0, a, b); });
+    send(i, hbuf, r0, nr);
+    CUDA_CHECK(cudaEventRecord(staging->done[i], stream_));
+  }
+}
+
 void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int64_t cols, int64_t dst_ld,
                                   int64_t row_offset, bool interleave8) {
   IGNIS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == cols, "tensor of shape ", t.shape_str(),
@@ -594,31 +618,22 @@ void CudaLlamaImpl::upload_matrix(const Tensor& t, void* dst, int64_t rows, int6
   const bool plain = t.dtype() == DType::F32 || t.dtype() == DType::F16 || t.dtype() == DType::BF16;
   const DType stage_type = plain ? t.dtype() : DType::F32;
   const size_t bpr = plain ? t.row_bytes() : size_t(cols) * 4;
-  if (!staging_) staging_ = std::make_unique<Staging>();  // freed at the end of load_weights
-  Staging* staging = staging_.get();
-  IGNIS_CHECK(bpr * 8 <= Staging::kBytes, "tensor rows too large for the upload staging buffer");
-  int64_t chunk = int64_t(Staging::kBytes / bpr) / 8 * 8;
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-    const int64_t nr = std::min(chunk, rows - r0);
-    const int i = staging->next;
-    staging->next ^= 1;
-    CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
-    uint8_t* hbuf = staging->host[i].p;
-    // Fill the pinned buffer with several threads: one thread's memcpy (or dequantization) is
-    // slower than the host-to-device copy it feeds.
-    parallel_rows(nr, [&](int64_t a, int64_t b) {
-      if (plain) {
-        std::memcpy(hbuf + size_t(a) * bpr, t.row<uint8_t>(r0 + a), size_t(b - a) * bpr);
-      } else {
-        for (int64_t r = a; r < b; ++r)
-          quant::dequantize_row(t.dtype(), t.row<uint8_t>(r0 + r), reinterpret_cast<float*>(hbuf) + r * cols, cols);
-      }
-    });
-    CUDA_CHECK(cudaMemcpyAsync(staging->dev[i].get(), hbuf, size_t(nr) * bpr, cudaMemcpyHostToDevice, stream_));
-    convert_matrix(stage_type, staging->dev[i].get(), dt_, dst, nr, cols, dst_ld,
-                   row_offset + (interleave8 ? 2 * r0 : r0), interleave8, stream_);
-    CUDA_CHECK(cudaEventRecord(staging->done[i], stream_));
-  }
+  staged_rows(
+      rows, bpr,
+      [&](uint8_t* hbuf, int64_t r0, int64_t a, int64_t b) {
+        if (plain) {
+          std::memcpy(hbuf + size_t(a) * bpr, t.row<uint8_t>(r0 + a), size_t(b - a) * bpr);
+        } else {
+          for (int64_t r = a; r < b; ++r)
+            quant::dequantize_row(t.dtype(), t.row<uint8_t>(r0 + r), reinterpret_cast<float*>(hbuf) + r * cols, cols);
+        }
+      },
+      [&](int i, const uint8_t* hbuf, int64_t r0, int64_t nr) {
+        CUDA_CHECK(
+            cudaMemcpyAsync(staging_->dev[i].get(), hbuf, size_t(nr) * bpr, cudaMemcpyHostToDevice, stream_));
+        convert_matrix(stage_type, staging_->dev[i].get(), dt_, dst, nr, cols, dst_ld,
+                       row_offset + (interleave8 ? 2 * r0 : r0), interleave8, stream_);
+      });
 }
 
 // The rows of a GGUF block tensor copied as they are (row r to row row_offset + r of q, or to
@@ -633,36 +648,30 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
               ": not the block type planned for it");
   const size_t rb = t.row_bytes();
   IGNIS_CHECK(rb == qrow_bytes(q.type, q.K), "GGUF block rows of ", rb, " bytes: expected ", qrow_bytes(q.type, q.K));
-  if (!staging_) staging_ = std::make_unique<Staging>();  // freed at the end of load_weights
-  Staging* staging = staging_.get();
-  IGNIS_CHECK(rb * 8 <= Staging::kBytes, "tensor rows too large for the upload staging buffer");
-  const int64_t chunk = int64_t(Staging::kBytes / rb) / 8 * 8;
   char* dst = static_cast<char*>(const_cast<void*>(q.w));
-  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
-    const int64_t nr = std::min(chunk, rows - r0);
-    const int i = staging->next;
-    staging->next ^= 1;
-    CUDA_CHECK(cudaEventSynchronize(staging->done[i]));
-    uint8_t* hbuf = staging->host[i].p;
-    parallel_rows(nr, [&](int64_t a, int64_t b) {
-      std::memcpy(hbuf + size_t(a) * rb, t.row<uint8_t>(r0 + a), size_t(b - a) * rb);
-    });
-    if (!interleave8) {
-      CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + r0) * rb, hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice,
-                                 stream_));
-    } else {  // source rows r0 + 8t .. +7 -> rows row_offset + 2 r0 + 16t .. +7 (chunk % 8 == 0)
-      char* sd = staging->dev[i].as<char>();
-      CUDA_CHECK(cudaMemcpyAsync(sd, hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice, stream_));
-      const int64_t groups = nr / 8, tail = nr % 8;  // a last group of < 8 rows (hidden % 8 != 0)
-      if (groups)
-        CUDA_CHECK(cudaMemcpy2DAsync(dst + size_t(row_offset + 2 * r0) * rb, 16 * rb, sd, 8 * rb, 8 * rb,
-                                     size_t(groups), cudaMemcpyDeviceToDevice, stream_));
-      if (tail)
-        CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + 2 * (r0 + 8 * groups)) * rb, sd + size_t(8 * groups) * rb,
-                                   size_t(tail) * rb, cudaMemcpyDeviceToDevice, stream_));
-    }
-    CUDA_CHECK(cudaEventRecord(staging->done[i], stream_));
-  }
+  staged_rows(
+      rows, rb,
+      [&](uint8_t* hbuf, int64_t r0, int64_t a, int64_t b) {
+        std::memcpy(hbuf + size_t(a) * rb, t.row<uint8_t>(r0 + a), size_t(b - a) * rb);
+      },
+      [&](int i, const uint8_t* hbuf, int64_t r0, int64_t nr) {
+        if (!interleave8) {
+          CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + r0) * rb, hbuf, size_t(nr) * rb,
+                                     cudaMemcpyHostToDevice, stream_));
+          return;
+        }
+        // source rows r0 + 8t .. +7 -> rows row_offset + 2 r0 + 16t .. +7 (chunk % 8 == 0)
+        char* sd = staging_->dev[i].as<char>();
+        CUDA_CHECK(cudaMemcpyAsync(sd, hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice, stream_));
+        const int64_t groups = nr / 8, tail = nr % 8;  // a last group of < 8 rows (hidden % 8 != 0)
+        if (groups)
+          CUDA_CHECK(cudaMemcpy2DAsync(dst + size_t(row_offset + 2 * r0) * rb, 16 * rb, sd, 8 * rb, 8 * rb,
+                                       size_t(groups), cudaMemcpyDeviceToDevice, stream_));
+        if (tail)
+          CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + 2 * (r0 + 8 * groups)) * rb,
+                                     sd + size_t(8 * groups) * rb, size_t(tail) * rb, cudaMemcpyDeviceToDevice,
+                                     stream_));
+      });
 }
 
 void CudaLlamaImpl::qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh) {

@@ -38,6 +38,31 @@ struct GemvCase {
   bool split_ws;
 };
 
+// y [B, N] of a product -> what the GEMV writes with epilogue epi (kSwiGLU: silu(gate) * up of the
+// fused row order, N/2 columns; otherwise y itself; kAddF32's accumulation is the caller's).
+std::vector<float> epilogue_ref(const std::vector<float>& y, int B, int N, GemvEpilogue epi) {
+  if (epi != GemvEpilogue::kSwiGLU) return y;
+  const int n_out = N / 2;
+  std::vector<float> want(size_t(B) * n_out);
+  for (int b = 0; b < B; ++b)
+    for (int j = 0; j < n_out; ++j) {
+      const double g = y[size_t(b) * N + swiglu_row_of_gate(j)], u = y[size_t(b) * N + swiglu_row_of_gate(j) + 8];
+      want[size_t(b) * n_out + j] = float(g / (1 + std::exp(-g)) * u);
+    }
+  return want;
+}
+
+// The fused-norm GEMV's reference: rmsnorm(x) * nw rounded to bf16 (what the rmsnorm kernel stores),
+// then W h^T and the epilogue.
+std::vector<float> norm_gemv_ref(const std::vector<float>& W, const std::vector<float>& x, const std::vector<float>& nw,
+                                 int B, int N, int K, GemvEpilogue epi) {
+  std::vector<float> xr = x, h(x.size()), y(size_t(B) * N);
+  ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), B, K, 1e-5f);
+  round_to(DType::BF16, h);
+  ref::linear(W.data(), h.data(), B, N, K, y.data());
+  return epilogue_ref(y, B, N, epi);
+}
+
 void run_gemv_case(DType dt, GemvImpl impl, const GemvCase& c, std::mt19937& rng) {
   SCOPED_TRACE(std::string(dtype_name(dt)) +
                (impl == GemvImpl::kSimple ? " simple" : impl == GemvImpl::kBulk ? " bulk" : " tensor-core") +
@@ -71,17 +96,9 @@ void run_gemv_case(DType dt, GemvImpl impl, const GemvCase& c, std::mt19937& rng
   gemv(a, nullptr);
   std::vector<float> y(size_t(c.B) * c.N);
   ref::linear(W.data(), x.data(), c.B, c.N, c.K, y.data());
-  std::vector<float> want(size_t(c.B) * n_out);
-  for (int b = 0; b < c.B; ++b)
-    for (int j = 0; j < n_out; ++j) {
-      const size_t o = size_t(b) * n_out + j;
-      if (swiglu) {
-        const double g = y[size_t(b) * c.N + swiglu_row_of_gate(j)], u = y[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
-        want[o] = float(g / (1 + std::exp(-g)) * u);
-      } else {
-        want[o] = y[size_t(b) * c.N + j] + (c.epi == GemvEpilogue::kAddF32 ? init[o] : 0.f);
-      }
-    }
+  std::vector<float> want = epilogue_ref(y, c.B, c.N, c.epi);
+  if (c.epi == GemvEpilogue::kAddF32)
+    for (size_t o = 0; o < want.size(); ++o) want[o] += init[o];
   const std::vector<float> got = download(out_t, dout.get(), want.size());
   EXPECT_LE(rel_err(got, want), tol(dt));
   if (c.split_ws) {  // the counters must be left at zero for the next launch
@@ -140,20 +157,7 @@ TEST(CudaKernels, GemvFusedRmsNorm) {
     a.out = dout.get(), a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
     a.n_counters = int(cnt.size() / 4), a.norm_w = dnw.as<float>(), a.norm_eps = 1e-5f;
     gemv(a, nullptr);
-    std::vector<float> xr = x, h(x.size()), y(size_t(c.B) * c.N), want(size_t(c.B) * n_out);
-    ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), c.B, c.K, 1e-5f);
-    round_to(DType::BF16, h);
-    ref::linear(W.data(), h.data(), c.B, c.N, c.K, y.data());
-    for (int b = 0; b < c.B; ++b)
-      for (int j = 0; j < n_out; ++j) {
-        const size_t o = size_t(b) * n_out + j;
-        if (swiglu) {
-          const double g = y[size_t(b) * c.N + swiglu_row_of_gate(j)], u = y[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
-          want[o] = float(g / (1 + std::exp(-g)) * u);
-        } else {
-          want[o] = y[size_t(b) * c.N + j];
-        }
-      }
+    const std::vector<float> want = norm_gemv_ref(W, x, nw, c.B, c.N, c.K, c.epi);
     EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(DType::BF16));
     EXPECT_EQ(x, download(DType::F32, dx.get(), x.size())) << "the residual stream must be left as it was";
   }
@@ -205,20 +209,7 @@ TEST(CudaKernels, GemvResidualSumsFeedFusedNorm) {
     a.W = dW.get(), a.x = dx.get(), a.N = c.N, a.K = c.K, a.epi = c.epi, a.out = dout.get(), a.ss_out = nullptr;
     a.norm_w = dnw.as<float>(), a.norm_eps = 1e-5f, a.ss_in = ss.as<float>();
     gemv(a, nullptr);
-    std::vector<float> xr = got_x, h(x.size()), yy(size_t(c.B) * c.N), want(size_t(c.B) * n_out);
-    ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), c.B, c.K, 1e-5f);
-    round_to(DType::BF16, h);
-    ref::linear(W.data(), h.data(), c.B, c.N, c.K, yy.data());
-    for (int b = 0; b < c.B; ++b)
-      for (int j = 0; j < n_out; ++j) {
-        const size_t o = size_t(b) * n_out + j;
-        if (swiglu) {
-          const double g = yy[size_t(b) * c.N + swiglu_row_of_gate(j)], u = yy[size_t(b) * c.N + swiglu_row_of_gate(j) + 8];
-          want[o] = float(g / (1 + std::exp(-g)) * u);
-        } else {
-          want[o] = yy[size_t(b) * c.N + j];
-        }
-      }
+    const std::vector<float> want = norm_gemv_ref(W, got_x, nw, c.B, c.N, c.K, c.epi);
     EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(DType::BF16));
   }
 }

@@ -177,30 +177,35 @@ TEST(CudaLlama, Stories260KFp32MatchesCpu) {
   }
 }
 
+// The GPU's greedy tokens (sampled on the GPU, graph-replayed decode) == the CPU's for 20 steps after
+// kPrompt, and the GPU's prompt logits within bf16 tolerance of the CPU's.
+static void expect_greedy_matches(LlamaModel& cpu, CudaLlama& gpu, int V) {
+  const int n = int(kPrompt.size());
+  std::vector<int32_t> cpu_toks, gpu_toks;
+  int32_t t = argmax(cpu.forward(kPrompt.data(), n, 0), V);
+  for (int i = 0; i < 20; ++i) {
+    cpu_toks.push_back(t);
+    t = argmax(cpu.forward(&t, 1, n + i), V);
+  }
+  SamplingParams greedy;
+  int32_t g = gpu.prefill_sample(0, kPrompt.data(), n, 0, greedy);
+  for (int i = 0; i < 20; ++i) {
+    gpu_toks.push_back(g);
+    g = gpu.decode_sample(g, n + i, greedy);
+  }
+  EXPECT_EQ(gpu_toks, cpu_toks);
+  const float* lc = cpu.forward(kPrompt.data(), n, 0);
+  std::vector<float> cv(lc, lc + V);
+  EXPECT_LE(rel(gpu.forward(kPrompt.data(), n, 0), cv.data(), size_t(V)), 5e-2);
+}
+
 TEST(CudaLlama, Stories260KBf16GreedyMatchesCpu) {
   REQUIRE_GPU();
   REQUIRE_STORIES();
   ModelSource src = open_stories();
   auto cpu = make_cpu_llama(src);
   auto gpu = make_cuda_llama(src, CudaOptions{});
-  const int V = src.config.vocab_size, n = int(kPrompt.size());
-  std::vector<int32_t> cpu_toks, gpu_toks;
-  int32_t t = argmax(cpu->forward(kPrompt.data(), n, 0), V);
-  for (int i = 0; i < 20; ++i) {
-    cpu_toks.push_back(t);
-    t = argmax(cpu->forward(&t, 1, n + i), V);
-  }
-  SamplingParams greedy;
-  int32_t g = gpu->prefill_sample(0, kPrompt.data(), n, 0, greedy);
-  for (int i = 0; i < 20; ++i) {
-    gpu_toks.push_back(g);
-    g = gpu->decode_sample(g, n + i, greedy);
-  }
-  EXPECT_EQ(gpu_toks, cpu_toks);
-  // bf16 logits stay close to the fp32 CPU ones
-  const float* lc = cpu->forward(kPrompt.data(), n, 0);
-  std::vector<float> cv(lc, lc + V);
-  EXPECT_LE(rel(gpu->forward(kPrompt.data(), n, 0), cv.data(), size_t(V)), 5e-2);
+  expect_greedy_matches(*cpu, *gpu, src.config.vocab_size);
 }
 
 TEST(CudaLlama, SyntheticBatchedDecodeMatchesSingle) {
@@ -395,22 +400,6 @@ TEST(CudaLlama, Stories260KLoadTimeQuantGreedyMatchesCpu) {
     auto cpu = make_cpu_llama(src);
     auto gpu = make_cuda_llama(src, CudaOptions{});
     EXPECT_EQ(gpu->quantized_linear_weights(), 6 * src.config.n_layers);  // all but ffn_down (tied head)
-    const int V = src.config.vocab_size, n = int(kPrompt.size());
-    std::vector<int32_t> cpu_toks, gpu_toks;
-    int32_t t = argmax(cpu->forward(kPrompt.data(), n, 0), V);
-    for (int i = 0; i < 20; ++i) {
-      cpu_toks.push_back(t);
-      t = argmax(cpu->forward(&t, 1, n + i), V);
-    }
-    SamplingParams greedy;
-    int32_t g = gpu->prefill_sample(0, kPrompt.data(), n, 0, greedy);
-    for (int i = 0; i < 20; ++i) {
-      gpu_toks.push_back(g);
-      g = gpu->decode_sample(g, n + i, greedy);
-    }
-    EXPECT_EQ(gpu_toks, cpu_toks);
-    const float* lc = cpu->forward(kPrompt.data(), n, 0);
-    std::vector<float> cv(lc, lc + V);
-    EXPECT_LE(rel(gpu->forward(kPrompt.data(), n, 0), cv.data(), size_t(V)), 5e-2);
+    expect_greedy_matches(*cpu, *gpu, src.config.vocab_size);
   }
 }
