@@ -58,6 +58,8 @@ for stage in "$@"; do
         echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
       done
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    breakdown8)  # where the kernels of a batch-8 decode step go (one by one), beside the b1 / b8 rows
+      TAIL=4 run breakdown_b8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --batch 8 -p 8 -n 128 -r 1 ;;
     quantbench)  # synthetic weight-only quantized models (issue 5)
       TAIL=40 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
       TAIL=40 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 ;;
@@ -87,6 +89,8 @@ for stage in "$@"; do
       # The CPU's x8 kernels sum in another order than the file-layout tiles; greedy text can part
       # at a near-tie (SmolLM2 after "Paris.\n\nThe": " United" 14.380 vs " answer" 14.335), so both are shown.
       IGNIS_NO_REPACK=1 run greedy_cpu_file_layout $B/ignis generate -m "$M" --device cpu -p "The capital of France is" --temp 0 -n 40 --ignore-eos -q
+      # --cpu-activations f32: the CPU without the 8-bit rounding of the activations (the exact model's products)
+      run greedy_cpu_f32 $B/ignis generate -m "$M" --device cpu --cpu-activations f32 -p "The capital of France is" --temp 0 -n 40 --ignore-eos -q
       run greedy_stories_cuda $B/ignis generate -m "$IGNIS_DATA/stories260K.bin" --tokenizer "$IGNIS_DATA/tok512.bin" --device cuda -p "Once upon a time" --temp 0 -n 60 -q
       run chat_cuda $B/ignis generate -m "$M" --device cuda --chat -p "What is the capital of France?" --temp 0 -n 60 -q
       run chat_cpu $B/ignis generate -m "$M" --device cpu --chat -p "What is the capital of France?" --temp 0 -n 60 -q
@@ -96,6 +100,7 @@ for stage in "$@"; do
       }
       same "capital prompt" greedy_cpu.log greedy_cuda.log
       same "capital prompt, CPU file layout" greedy_cpu_file_layout.log greedy_cuda.log
+      same "capital prompt, CPU f32 activations" greedy_cpu_f32.log greedy_cuda.log
       same "chat" chat_cpu.log chat_cuda.log
       # the float64 NumPy reference decides near-ties (needs the pure-Python gguf package; on a host without
       # network: pip download gguf here, carry the wheel, pip install --target it there and set PYTHONPATH)

@@ -370,9 +370,11 @@ Tensor make_input(int64_t M, int64_t K, uint32_t seed) {
 
 // y = x W^T in double from dequantized W and x as the kernels see it (quantized to the
 // activation type and back), plus the sum of |terms| for a tolerance.
-void reference_matmul(const Tensor& W, const Tensor& x, std::vector<double>& y, std::vector<double>& mag) {
+// quantize_x = false: x as given, in f32 (the reference of Activations::kF32).
+void reference_matmul(const Tensor& W, const Tensor& x, std::vector<double>& y, std::vector<double>& mag,
+                      bool quantize_x = true) {
   const int64_t N = W.rows(), K = W.cols(), M = x.rows();
-  const DType vt = vec_dot_type(W.dtype());
+  const DType vt = quantize_x ? vec_dot_type(W.dtype()) : DType::F32;
   std::vector<float> wf(size_t(N * K)), xf(size_t(M * K));
   for (int64_t r = 0; r < N; ++r) dequantize_row(W.dtype(), W.row<uint8_t>(r), wf.data() + r * K, K);
   std::vector<uint8_t> xq(row_bytes(vt, K));
@@ -421,6 +423,39 @@ TEST(QuantMatmul, MatchesFloatReferenceEveryType) {
           ASSERT_NEAR(y.ptr<float>()[i], ref[size_t(i)], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
         }
       }
+    }
+  }
+}
+
+// Activations::kF32: the products of the stored weights with the f32 activations (no 8-bit
+// rounding of x), for every block type and the x8-packed layouts; and for the 4-bit types visibly
+// different from the default path, so the test would notice if the mode were ignored.
+TEST(QuantMatmul, F32ActivationsMatchFloatReference) {
+  ThreadPool pool(2);
+  std::vector<Tensor> weights;
+  for (DType t : kWeightTypes) weights.push_back(make_weight(t, 37, k_for(t), 900 + uint32_t(t)));
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q8_0}) weights.push_back(pack_x8(make_weight(t, 37, k_for(t), 950)));
+  for (const Tensor& W : weights) {
+    const int64_t N = W.rows(), K = W.cols();
+    const Tensor plain = is_packed(W.dtype()) ? unpack_x8(W) : Tensor();
+    const Tensor& Wref = is_packed(W.dtype()) ? plain : W;
+    for (int64_t M : {1, 5}) {
+      SCOPED_TRACE(std::string(dtype_name(W.dtype())) + " M=" + std::to_string(M));
+      const Tensor x = make_input(M, K, 960 + uint32_t(M));
+      Tensor y = Tensor::empty({M, N}), yq = Tensor::empty({M, N});
+      fill_nan(y);
+      matmul(pool, W, x, y, Activations::kF32);
+      matmul(pool, W, x, yq);
+      std::vector<double> ref, mag;
+      reference_matmul(Wref, x, ref, mag, /*quantize_x=*/false);
+      double max_q_dev = 0;  // how far the default (8-bit activations) path is from this reference
+      for (int64_t i = 0; i < M * N; ++i) {
+        ASSERT_TRUE(std::isfinite(y.ptr<float>()[i])) << "element " << i << " not written";
+        ASSERT_NEAR(y.ptr<float>()[i], ref[size_t(i)], 4e-6 * mag[size_t(i)] + 1e-30) << "element " << i;
+        max_q_dev = std::max(max_q_dev, std::fabs(yq.ptr<float>()[i] - ref[size_t(i)]) / mag[size_t(i)]);
+      }
+      if (vec_dot_type(W.dtype()) != DType::F32 && W.dtype() != DType::Q8_0 && W.dtype() != DType::Q8_0x8)
+        EXPECT_GT(max_q_dev, 1e-4) << "the default path should differ by the activations' 8-bit rounding";
     }
   }
 }

@@ -146,9 +146,9 @@ BenchResult run_llama_bench(CudaLlama& m, const std::string& model_name, const B
   }
   if (!res.rows.empty()) {
     int longest = 0;
+    res.breakdown_batch = opt.breakdown_batch > 0 ? opt.breakdown_batch : res.rows[0].batch;
     for (const auto& r : res.rows)
-      if (r.batch == res.rows[0].batch) longest = std::max(longest, r.prompt);
-    res.breakdown_batch = res.rows[0].batch;
+      if (r.batch == res.breakdown_batch) longest = std::max(longest, r.prompt);
     res.breakdown_pos = longest;
     res.decode_breakdown = m.profile_decode_step(res.breakdown_batch, longest);
   }

@@ -24,6 +24,7 @@ struct BenchOptions {
   std::vector<int> batches = {1, 8};
   int repeats = 3;             // prefill / decode runs per configuration; the median is reported
   bool measure_device = true;  // copy bandwidth and cuBLAS rate
+  int breakdown_batch = 0;     // batch of the kernel-by-kernel step breakdown (0: the first row's)
 };
 
 struct BenchRow {

@@ -46,6 +46,9 @@ class LlamaModel {
 struct CpuOptions {
   int threads = 0;        // 0: all available cores
   int context = 0;        // 0: the model's context length, capped at 4096
+  // Products with block-quantized weights in f32 instead of on 8-bit activations (slower; see
+  // quant::Activations). --cpu-activations f32.
+  bool f32_activations = false;
 };
 
 // The CPU backend: weights used in place (quantized blocks stay quantized), f32 activations.

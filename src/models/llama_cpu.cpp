@@ -32,7 +32,10 @@ struct Layer {
 class CpuLlama final : public LlamaModel {
  public:
   CpuLlama(const ModelSource& src, const CpuOptions& opt)
-      : cfg_(src.config), pool_(opt.threads), rope_(src.config) {
+      : cfg_(src.config),
+        pool_(opt.threads),
+        rope_(src.config),
+        act_(opt.f32_activations ? quant::Activations::kF32 : quant::Activations::kQuantized) {
     cfg_.validate(src.path);
     if (opt.threads > 0) openblas_set_num_threads(opt.threads);  // f32 prompt products go through SGEMM
     auto get = [&](const std::string& name) -> const Tensor& {
@@ -143,7 +146,7 @@ class CpuLlama final : public LlamaModel {
       {  // one parallel region for the three products of h
         const Tensor* ws[] = {&L.wq, &L.wk, &L.wv};
         Tensor* ys[] = {&q, &k, &v};
-        quant::matmul_multi(pool_, ws, ys, 3, h);
+        quant::matmul_multi(pool_, ws, ys, 3, h, act_);
       }
       for (int i = 0; i < n; ++i) {
         if (cfg_.qkv_bias) {
@@ -158,7 +161,7 @@ class CpuLlama final : public LlamaModel {
       }
       ops::attention(pool_, q.ptr<float>(), kc, vc, att.ptr<float>(), n, pos, cfg_.n_heads, cfg_.n_kv_heads, hd,
                      kv_dim, scratch_);
-      quant::matmul(pool_, L.wo, att, o);
+      quant::matmul(pool_, L.wo, att, o, act_);
       add_into(x, o);
 
       // MLP block: h = rmsnorm(x); x += (silu(h Wgate) * (h Wup)) Wdown
@@ -166,10 +169,10 @@ class CpuLlama final : public LlamaModel {
       {
         const Tensor* ws[] = {&L.w_gate, &L.w_up};
         Tensor* ys[] = {&g, &u};
-        quant::matmul_multi(pool_, ws, ys, 2, h);
+        quant::matmul_multi(pool_, ws, ys, 2, h, act_);
       }
       ops::silu_mul(g.ptr<float>(), u.ptr<float>(), g.ptr<float>(), g.numel());
-      quant::matmul(pool_, L.w_down, g, o);
+      quant::matmul(pool_, L.w_down, g, o, act_);
       add_into(x, o);
     }
 
@@ -183,12 +186,12 @@ class CpuLlama final : public LlamaModel {
       all_logits_.assign(size_t(rows) * cfg_.vocab_size, 0.0f);
       Tensor out = Tensor::view(all_logits_.data(), std::array<int64_t, 2>{rows, cfg_.vocab_size}.data(), 2,
                                 DType::F32, nullptr);
-      quant::matmul(pool_, output_, hn, out);
+      quant::matmul(pool_, output_, hn, out, act_);
       std::memcpy(logits_.data(), all_logits_.data() + size_t(rows - 1) * cfg_.vocab_size, logits_.size() * 4);
     } else {
       Tensor out = Tensor::view(logits_.data(), std::array<int64_t, 2>{1, cfg_.vocab_size}.data(), 2, DType::F32,
                                 nullptr);
-      quant::matmul(pool_, output_, hn, out);
+      quant::matmul(pool_, output_, hn, out, act_);
     }
   }
 
@@ -204,6 +207,7 @@ class CpuLlama final : public LlamaModel {
   LlamaConfig cfg_;
   ThreadPool pool_;
   ops::Rope rope_;
+  quant::Activations act_;
   Tensor tok_embd_, output_;
   std::vector<float> output_norm_;
   std::vector<Layer> layers_;

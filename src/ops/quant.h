@@ -72,15 +72,26 @@ float vec_dot_ref(DType t, const void* w, const void* x, int64_t n);
 // Same, through the fastest implementation this CPU supports.
 float vec_dot(DType t, const void* w, const void* x, int64_t n);
 
+// How a product with block-quantized weights treats its activations:
+//   kQuantized: x is quantized to Q8_0 / Q8_K blocks and the dot products run on integers, as
+//     the GGUF formats intend (llama.cpp's arithmetic; the fastest);
+//   kF32: x stays f32 and each weight row is dequantized to f32 and dotted in float: the
+//     product of the model as stored, without the activations' 8-bit rounding (what the CUDA
+//     backend computes, up to its bf16 activations). Several times slower; for checking
+//     near-ties against the GPU or a float reference (CpuOptions::f32_activations).
+// Plain f32 / f16 / bf16 weights always run in float; the choice changes nothing for them.
+enum class Activations { kQuantized, kF32 };
+
 // y[M, N] = x[M, K] . W[N, K]^T with W of any supported type, x and y f32 (contiguous).
 // Multi-threaded over the pool; quantizes x once per call. Tiled so that for M > 1 each
 // weight block is unpacked once and used for several activation rows.
-void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y);
+void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y, Activations act = Activations::kQuantized);
 // Several products of the same input, y_i = x . W_i^T (e.g. q/k/v, or gate/up), in one
 // parallel region: x is quantized once and the threads are woken once. The weights must
 // have the same number of columns and the same activation type (vec_dot_type); if they
 // do not, this falls back to one matmul each.
-void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x);
+void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x,
+                  Activations act = Activations::kQuantized);
 
 // ---- Weights repacked for the CPU kernels ("x8" layouts)
 //

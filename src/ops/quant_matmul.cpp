@@ -21,6 +21,8 @@
 //      runs the x8 kernels of quant_x8_avx2.cpp, about half the instructions of the tiles;
 //      M >= 4 with 4-bit weights packs the step-2 panels straight from the groups.
 //   6. f32 weights with M >= 16: OpenBLAS SGEMM (a Debian package the encoders use too).
+//   7. Activations::kF32 with quantized weights: chunks of weight rows, each row dequantized
+//      to f32 (x8 groups unpacked first) and dotted with every f32 activation row.
 // matmul_multi runs several weights that share x (q/k/v, gate/up) as one job: x is
 // quantized once and the pool is woken once, which matters when a token runs ~200
 // products of a few hundred microseconds or less.
@@ -295,6 +297,33 @@ void check_product(const Tensor& W, const Tensor& x, const Tensor& y) {
               ", ", W.rows(), "]");
 }
 
+// Activations::kF32 for one quantized weight: tasks of 8 rows (an x8 group when packed), each
+// row dequantized to f32 in a per-thread buffer and dotted in float with every row of x.
+void run_float_activations(ThreadPool& pool, const Tensor& W, Tensor& y, const Tensor& x) {
+  const int64_t M = x.rows(), N = W.rows(), K = W.cols();
+  const bool packed = is_packed(W.dtype());
+  const DType plain = packed ? unpacked_type(W.dtype()) : W.dtype();
+  const size_t rb = W.row_bytes();
+  const float* xf = x.ptr<float>();
+  float* yp = y.ptr<float>();
+  pool.run((N + 7) / 8, [&](int64_t t, int) {
+    thread_local Scratch rows_scratch, f_scratch;
+    const int64_t n0 = t * 8;
+    const int rows = int(std::min<int64_t>(8, N - n0));
+    const uint8_t* src = static_cast<const uint8_t*>(W.data()) + size_t(n0) * rb;
+    if (packed) {
+      uint8_t* buf = rows_scratch.get(8 * rb);
+      unpack_x8_group(W, n0 / 8, buf);
+      src = buf;
+    }
+    float* wf = reinterpret_cast<float*>(f_scratch.get(size_t(K) * sizeof(float)));
+    for (int r = 0; r < rows; ++r) {
+      dequantize_row(plain, src + size_t(r) * rb, wf, K);
+      for (int64_t m = 0; m < M; ++m) yp[m * N + n0 + r] = vec_dot(DType::F32, wf, xf + m * K, K);
+    }
+  });
+}
+
 // The product(s) of one job; weights already checked to share K and the dtype.
 void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x) {
   MatmulJob job{};
@@ -391,15 +420,29 @@ void run_job(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, 
 
 }  // namespace
 
-void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y) {
+void matmul(ThreadPool& pool, const Tensor& W, const Tensor& x, Tensor& y, Activations act) {
   const Tensor* w = &W;
   Tensor* out = &y;
-  matmul_multi(pool, &w, &out, 1, x);
+  matmul_multi(pool, &w, &out, 1, x, act);
 }
 
-void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x) {
+void matmul_multi(ThreadPool& pool, const Tensor* const* W, Tensor* const* y, int n, const Tensor& x,
+                  Activations act) {
   IGNIS_CHECK(n >= 1, "matmul_multi: no weights");
   for (int i = 0; i < n; ++i) check_product(*W[i], x, *y[i]);
+  if (act == Activations::kF32 && x.rows() > 0 && x.cols() > 0) {
+    bool all_float = true;  // f32 / f16 / bf16 weights: the usual path is already float
+    for (int i = 0; i < n; ++i) all_float = all_float && vec_dot_type(W[i]->dtype()) == DType::F32;
+    if (!all_float) {
+      for (int i = 0; i < n; ++i) {
+        if (vec_dot_type(W[i]->dtype()) == DType::F32)
+          run_job(pool, W + i, y + i, 1, x);
+        else
+          run_float_activations(pool, *W[i], *y[i], x);
+      }
+      return;
+    }
+  }
   bool shared = n <= kMaxMulti;
   for (int i = 1; i < n; ++i) shared = shared && W[i]->dtype() == W[0]->dtype();
   if (shared) return run_job(pool, W, y, n, x);

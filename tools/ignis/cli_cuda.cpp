@@ -40,6 +40,7 @@ int bench_synthetic(const BenchArgs& a) {
   bo.new_tokens = a.gen_tokens > 0 ? a.gen_tokens : 128;
   bo.prompt_lengths = {8, a.prompt_tokens > 0 ? a.prompt_tokens : 512};
   bo.batches = {1, a.batch > 1 ? a.batch : 8};
+  bo.breakdown_batch = a.batch > 1 ? a.batch : 0;  // --batch B: where the kernels of a batch-B step go
   bo.repeats = a.reps;
   CudaOptions o;
   o.quant = a.quant;

@@ -29,7 +29,7 @@ using namespace ignis;
 namespace {
 
 struct ModelArgs {
-  std::string model, tokenizer, device = "cpu", dtype = "bf16", quant;
+  std::string model, tokenizer, device = "cpu", dtype = "bf16", quant, cpu_act = "q8";
   int threads = 0, ctx = 0, group = 128;
   // quant_flags: --quant / --group (not for commands that do not run the model, nor for bench,
   // whose own --quant also covers the synthetic models).
@@ -45,6 +45,10 @@ struct ModelArgs {
         ->check(CLI::Range(0, 1 << 24));
     app->add_option("--device", device, "Where to run: cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     app->add_option("--dtype", dtype, "CUDA compute precision: bf16 (default) or f32")->check(CLI::IsMember({"bf16", "f32"}));
+    app->add_option("--cpu-activations", cpu_act,
+                    "CPU products with quantized GGUF weights: q8 (activations in 8-bit blocks, as llama.cpp; "
+                    "default, fastest) or f32 (weights dequantized, float products; slower, closest to the exact model)")
+        ->check(CLI::IsMember({"q8", "f32"}));
     if (!quant_flags) return;
     app->add_option("--quant", quant, "Quantize the linear layers at load time: int8 (per channel) or int4 (RTN)")
         ->check(CLI::IsMember({"int8", "int4"}));
@@ -89,6 +93,7 @@ std::unique_ptr<LlamaModel> make_model(const ModelArgs& a, const ModelSource& sr
   CpuOptions o;
   o.threads = a.threads;
   o.context = a.ctx;
+  o.f32_activations = a.cpu_act == "f32";
   return make_cpu_llama(src, o);
 }
 
