@@ -58,19 +58,45 @@ for stage in "$@"; do
         echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
       done
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    abpdl)  # decode tok/s (b1, b8) with and without Programmatic Dependent Launch
+      for p in 1 0 1 0; do
+        v=$(IGNIS_PDL=$p $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+        echo "IGNIS_PDL=$p $v" | tee -a "$LOG/abpdl.txt"
+      done ;;
     breakdown8)  # where the kernels of a batch-8 decode step go (one by one), beside the b1 / b8 rows
       TAIL=4 run breakdown_b8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --batch 8 -p 8 -n 128 -r 1 ;;
-    quantbench)  # synthetic weight-only quantized models (issue 5)
-      TAIL=40 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
-      TAIL=40 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 ;;
+    quanttest)  # the quantized GEMV tests, and GB/s of int8 / int4 on the 7B shapes, B = 1 and 8 (int4: tensor-core
+                # kernel variants a / b / c, see gemv_int4_tc.cu, then the CUDA-core kernel); QUANT_ALL=1: every format
+      TAIL=6 run quant_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaLlama.*'
+      BW="$B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter=CudaQuant.DISABLED_QuantGemvBandwidth"
+      for b in 1 8; do
+        for v in ${QVARIANTS:-a b c}; do
+          IGNIS_BW_BATCH=$b IGNIS_BW_FORMATS=int4 IGNIS_QGEMV_VARIANT=$v TAIL=9 run quant_gemv_bw_${v}_b$b $BW
+        done
+        IGNIS_BW_BATCH=$b IGNIS_BW_FORMATS=int8,int4 IGNIS_QGEMV=simple TAIL=13 run quant_gemv_bw_cudacore_b$b $BW
+      done
+      [ -n "${QUANT_ALL:-}" ] && TAIL=40 run quant_gemv_bw_all $BW ;;
+    ncuquant)  # Nsight Compute: occupancy and warp stalls of the int4 tensor-core and the int8 GEMV on 7B shapes
+      for k in gemv_int4_tc gemv_int_kernel; do
+        timeout 200 ncu --section LaunchStats --section Occupancy --section WarpStateStats --section SpeedOfLight -k "regex:$k" \
+          --launch-skip 20 --launch-count 1 $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+          --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth' > "$LOG/ncu_$k.txt" 2>&1
+        grep -E "^  [a-z_]+|Registers Per|Achieved Occ|Theoretical Occ|Block Limit Reg|Warp Cycles Per Issued|Memory Throughput|DRAM Throughput|Duration|stalled" "$LOG/ncu_$k.txt" | cut -c1-160 | head -24
+      done ;;
+    quantbench)  # synthetic weight-only quantized models (issue 5); int4 also with the CUDA-core GEMV
+      TAIL=6 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
+      TAIL=6 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128
+      IGNIS_QGEMV=simple TAIL=6 run bench_int4_cudacore $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 -p 8 -n 128 ;;
     ncu)  # Nsight Compute: duration of every kernel of a few batch-1 decode steps (graph nodes one by one)
       timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
         --csv -k 'regex:gemv|attn|rope|rmsnorm|embed|sample|argmax' --launch-skip 600 --launch-count 400 \
         $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
       echo "ncu exit $?"
       python3 scripts/ncu_summary.py "$LOG/ncu.csv" | tee "$LOG/ncu_summary.txt" ;;
-    bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the issue's shapes
-      TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
+    bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the issue's shapes (PDLQ=1: also with PDL)
+      TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
+      [ -n "${PDLQ:-}" ] && IGNIS_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
     deps)  # GPU images without the -dev packages: unpack carried .debs ($IGNIS_DEBS) into /
       for f in "${IGNIS_DEBS:-.devcarry/debs}"/*.deb; do dpkg -x "$f" /; done; ldconfig ;;
     build)

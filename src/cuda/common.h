@@ -45,7 +45,7 @@ using bf16 = __nv_bfloat16;
 // Whether launch() adds the Programmatic Dependent Launch attribute (Hopper): the next kernel
 // in the stream may start while this one drains; kernels call pdl_wait() before touching data
 // written by earlier kernels (only constant weights may be read before it). Process-wide
-// switch, read once from the environment (IGNIS_PDL=0 turns it off); default on.
+// switch, read once from the environment: IGNIS_PDL=1 turns it on; default off (measured slower).
 bool pdl_enabled();
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...) through cudaLaunchKernelEx, with the

@@ -6,13 +6,17 @@
 //   Dequantize-to-bf16 vs the CPU dequantization rounded to bf16 (bit-exact for Q4_1 / Q5_K / Q6_K,
 //   within one bf16 ulp for the others: their GPU code may fuse the multiply-add). Prefill through dequantized tiles + cuBLASLt. Act-order layers
 //   (contiguous groups + gather_columns).
+// int4 with groups of 128 runs through both GEMV kernels (CUDA-core and tensor-core).
 // Outputs are poisoned with NaN first. Tolerance ||out - ref|| / ||ref||: 1e-2 for bf16 outputs,
 // 1e-4 for fp32 outputs (fp32 accumulation in another order). Skipped without a GPU.
-// DISABLED_QuantGemvBandwidth: GB/s of each format on Llama-2-7B shapes (B = 1).
+// DISABLED_QuantGemvBandwidth: GB/s of each format on Llama-2-7B shapes (B = 1, or IGNIS_BW_BATCH;
+// IGNIS_BW_FORMATS=int8,int4 picks formats).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -177,11 +181,6 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
           const bool f32 = epi == GemvEpilogue::kStoreF32 || epi == GemvEpilogue::kAddF32;
           const DType ot = f32 ? DType::F32 : DType::BF16;
           std::vector<float> init = random_vec(size_t(B) * n_out, rng), want(size_t(B) * n_out);
-          DeviceBuffer dout(size_t(B) * n_out * esize(ot));
-          if (epi == GemvEpilogue::kAddF32)
-            CUDA_CHECK(cudaMemcpy(dout.get(), init.data(), init.size() * 4, cudaMemcpyHostToDevice));
-          else
-            poison(dout);
           for (int b = 0; b < B; ++b)
             for (int j = 0; j < n_out; ++j) {
               const size_t o = size_t(b) * n_out + j;
@@ -192,15 +191,26 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
                 want[o] = y[size_t(b) * N + j] + (epi == GemvEpilogue::kAddF32 ? init[o] : 0.f);
               }
             }
-          QGemvArgs a;
-          a.W = w.view;
-          a.x = dx.get();
-          a.B = B;
-          a.epi = epi;
-          a.out = dout.get();
-          gemv_quant(a, nullptr);
-          const std::vector<float> got = download(ot, dout.get(), want.size());
-          EXPECT_LE(rel_err(got, want), f32 ? 1e-4 : 1e-2);
+          // int4 with groups of 128: both the CUDA-core and the tensor-core kernel
+          for (QGemvImpl impl : {QGemvImpl::kCudaCore, QGemvImpl::kTensorCore}) {
+            if (impl == QGemvImpl::kTensorCore && !int4_tc_supported(w.view)) continue;
+            SCOPED_TRACE(impl == QGemvImpl::kTensorCore ? "tensor-core kernel" : "CUDA-core kernel");
+            DeviceBuffer dout(size_t(B) * n_out * esize(ot));
+            if (epi == GemvEpilogue::kAddF32)
+              CUDA_CHECK(cudaMemcpy(dout.get(), init.data(), init.size() * 4, cudaMemcpyHostToDevice));
+            else
+              poison(dout);
+            QGemvArgs a;
+            a.W = w.view;
+            a.impl = impl;
+            a.x = dx.get();
+            a.B = B;
+            a.epi = epi;
+            a.out = dout.get();
+            gemv_quant(a, nullptr);
+            const std::vector<float> got = download(ot, dout.get(), want.size());
+            EXPECT_LE(rel_err(got, want), f32 ? 1e-4 : 1e-2);
+          }
         }
       }
     }
@@ -314,9 +324,16 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
   CUDA_CHECK(cudaEventCreate(&e0));
   CUDA_CHECK(cudaEventCreate(&e1));
   std::printf("%-22s %-8s %9s %9s %8s\n", "format", "shape", "us", "MB", "GB/s");
+  // IGNIS_BW_FORMATS=int8,int4,...: only these (names of type_name); IGNIS_BW_BATCH: B (default 1)
+  const char* only = std::getenv("IGNIS_BW_FORMATS");
+  const char* eb = std::getenv("IGNIS_BW_BATCH");
+  const int B = eb ? std::max(1, std::min(8, std::atoi(eb))) : 1;
+  std::printf("batch %d\n", B);
   for (const Fmt& f : fmts)
     for (const Shape& s : shapes) {
       if (is_kquant(f.t) && s.K % 256) continue;
+      if (only && ("," + std::string(only) + ",").find("," + std::string(type_name(f.t)) + ",") == std::string::npos)
+        continue;
       // Weights: random bytes are valid for every format except where scales must be sane; use the
       // real quantizers on a random row replicated (timing only needs the right byte count).
       TestWeight w;
@@ -335,11 +352,11 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
         }
         return bytes / 1e6;
       }();
-      std::vector<float> x = random_vec(size_t(s.K), rng);
+      std::vector<float> x = random_vec(size_t(B) * s.K, rng);
       auto dx = upload(DType::BF16, x);
-      DeviceBuffer dout(size_t(s.N) * 2);
+      DeviceBuffer dout(size_t(B) * s.N * 2);
       QGemvArgs a;
-      a.W = w.view, a.x = dx.get(), a.B = 1, a.out = dout.get();
+      a.W = w.view, a.x = dx.get(), a.B = B, a.out = dout.get();
       for (int i = 0; i < 5; ++i) gemv_quant(a, nullptr);
       CUDA_CHECK(cudaEventRecord(e0));
       for (int i = 0; i < 50; ++i) gemv_quant(a, nullptr);

@@ -1,0 +1,226 @@
+// Tensor-core GEMV for int4 group-wise weights (groups of 128 or a multiple), decode B = 1..8:
+// y[B, N] = x[B, K] W^T, W = (q - z) * s per (row, group), x bf16, fp32 accumulation.
+//
+// Why: the CUDA-core int4 kernel (gemv_quant.cu) spends ~4.7 instructions per weight (unpack,
+// magic-number conversion, FMA) and B FMAs per weight at batch B, so it is bound by instruction
+// issue, not by memory. Here the integers become bf16 two at a time and the tensor cores do the
+// multiply-adds for all B rows at once: ~1.4 instructions per weight, independent of B.
+//
+// Dequantization without conversions: OR-ing a nibble into the mantissa of bf16 128.0 (0x4300)
+// gives exactly 128 + q (bf16 holds 128..255 exactly), so one LOP3 turns two nibbles 16 bits
+// apart into the bf16 pair (128 + q_a, 128 + q_b), and one bf16x2 subtraction of (128 + z) gives
+// the exact small integers q - z. The group scale is applied to the fp32 mma result: a 128-k step
+// never crosses a group, so scale * sum(q x) is exact up to fp32 rounding.
+//
+// Fragments (mma.m16n8k16, lane g = lane / 4, c = lane % 4): a warp owns a tile of 16 rows and
+// walks K in steps of 128; lane (g, c) loads 16 bytes (32 nibbles, k = 128 s + 32 c + 0..31) of rows
+// g and g + 8, exactly the A operands of 8 mma. Word w (8 nibbles v0..v7, bits 4e) gives the pairs
+// (v0, v4), (v1, v5) for one mma and (v2, v6), (v3, v7) for the next; the dot product does not care
+// which physical k sits in which k slot as long as A and B agree, so the B fragment (x of batch row
+// g) is built from the same 8 activations with 4 byte permutes: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
+// Lanes with g >= B read row B - 1 of x: finite values whose results are discarded.
+//
+// Launch: grid ceil(N / 16), 128 threads. The 4 warps of a block share the tile and take steps in
+// turn (warp w: steps w, w + 4, ...), with two register buffers of U = 2 or 4 steps each (weights
+// plus their scales and zero points; see variant() for which); partial sums meet in shared
+// memory and warp 0 runs the epilogue (gemv_common.cuh). Weights and scales are loaded before the
+// PDL wait. Bytes: N K / 2 of weights + N K / group (2 or 3 bytes) of scales / zeros + B K 2 of x
+// (L1 / L2). Used when N / 16 >= the SM count (enough tiles without split-K).
+#include <cstdlib>
+
+#include "cuda/common.h"
+#include "cuda/gemv_common.cuh"
+#include "cuda/quant_kernels.h"
+
+namespace ignis::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
+
+__device__ __forceinline__ uint4 ld_w16(const uint8_t* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t word_of4(const uint4& v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
+__device__ __forceinline__ float scale_at(const void* s, int sdt, size_t i) {  // sdt: 0 f32, 1 bf16, 2 f16
+  if (sdt == 0) return __ldg(static_cast<const float*>(s) + i);
+  const uint32_t h = __ldg(static_cast<const uint16_t*>(s) + i);
+  return sdt == 1 ? __uint_as_float(h << 16) : __half2float(__ushort_as_half(uint16_t(h)));
+}
+
+// bf16 pair (128 + z, 128 + z) as the raw bits the subtraction uses.
+__device__ __forceinline__ uint32_t bias_pair(int z) {
+  const uint32_t b = 0x4300u | uint32_t(z);
+  return b | (b << 16);
+}
+
+// The nibbles at bits sh and sh + 16 of w as bf16 (q_a - z, q_b - z); zz = bias_pair(z).
+__device__ __forceinline__ uint32_t deq_pair(uint32_t w, int sh, uint32_t zz) {
+  uint32_t t;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(t) : "r"(w >> sh), "r"(0x000F000Fu), "r"(0x43004300u));  // (a & b) | c
+  __nv_bfloat162 a, b;
+  memcpy(&a, &t, 4);
+  memcpy(&b, &zz, 4);
+  const __nv_bfloat162 d = __hsub2(a, b);
+  uint32_t u;
+  memcpy(&u, &d, 4);
+  return u;
+}
+
+// U: steps of 128 k per register buffer; HAS_Z: zero points per (row, group) (else z = 8); MINB:
+// blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound).
+template <int EPI, int U, bool HAS_Z, int MINB>
+__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
+                                                                   int B, void* out, int ldo) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, c = lane & 3;
+  const int N = W.N, K = W.K, G = K / W.group;
+  const int tile = blockIdx.x, row0 = tile * 16;
+  const int ra = min(row0 + g, N - 1), rb = min(row0 + g + 8, N - 1);  // rows past N: computed, not stored
+  const size_t rbytes = size_t(K) / 2;
+  const uint8_t* wa = static_cast<const uint8_t*>(W.w) + size_t(ra) * rbytes + 16 * c;
+  const uint8_t* wb = static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
+  const int nsteps = K / kStep;
+
+  struct Buf {
+    uint4 lo[U], hi[U];      // rows g, g + 8
+    float sa[U], sb[U];      // their group scales
+    uint32_t za[HAS_Z ? U : 1], zb[HAS_Z ? U : 1];  // bias_pair of their zero points
+  };
+  // Steps past the end load zero weights and zero scales: their (finite) products are multiplied
+  // by 0, so compute() has no branch and its U mma chains can interleave.
+  auto load = [&](Buf& bf, int t0) {
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int s = warp + kWarps * (t0 + u);
+      const bool ok = s < nsteps;
+      const int sc = ok ? s : 0;
+      const int gi = sc * kStep / W.group;
+      bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
+      bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
+      bf.sa[u] = ok ? scale_at(W.scales, sdt, size_t(ra) * G + gi) : 0.f;
+      bf.sb[u] = ok ? scale_at(W.scales, sdt, size_t(rb) * G + gi) : 0.f;
+      if constexpr (HAS_Z) {
+        bf.za[u] = bias_pair(__ldg(W.zeros + size_t(ra) * G + gi));
+        bf.zb[u] = bias_pair(__ldg(W.zeros + size_t(rb) * G + gi));
+      }
+    }
+  };
+
+  const bf16* xr = x + size_t(min(g, B - 1)) * K + 32 * c;
+  float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  auto compute = [&](const Buf& bf, int t0) {
+    float st[U][4];  // one accumulator per step: U independent mma chains
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int s = min(warp + kWarps * (t0 + u), nsteps - 1);  // past the end: any valid x (scale 0)
+      st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
+      uint32_t za = bias_pair(8), zb = bias_pair(8);
+      if constexpr (HAS_Z) za = bf.za[u], zb = bf.zb[u];
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+        const uint4 X = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));  // x0..x7
+        const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w);
+        // (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
+        mma_bf16(st[u], deq_pair(la, 0, za), deq_pair(lb, 0, zb), deq_pair(la, 4, za), deq_pair(lb, 4, zb),
+                 __byte_perm(X.x, X.z, 0x5410), __byte_perm(X.x, X.z, 0x7632));
+        mma_bf16(st[u], deq_pair(la, 8, za), deq_pair(lb, 8, zb), deq_pair(la, 12, za), deq_pair(lb, 12, zb),
+                 __byte_perm(X.y, X.w, 0x5410), __byte_perm(X.y, X.w, 0x7632));
+      }
+    }
+    // st: (row g, batch 2c), (row g, 2c + 1), (row g + 8, 2c), (row g + 8, 2c + 1)
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      acc[0] = fmaf(bf.sa[u], st[u][0], acc[0]);
+      acc[1] = fmaf(bf.sa[u], st[u][1], acc[1]);
+      acc[2] = fmaf(bf.sb[u], st[u][2], acc[2]);
+      acc[3] = fmaf(bf.sb[u], st[u][3], acc[3]);
+    }
+  };
+
+  Buf b0, b1;
+  load(b0, 0);
+  load(b1, U);
+  pdl_trigger();
+  pdl_wait();
+  for (int t0 = 0; warp + kWarps * t0 < nsteps; t0 += 2 * U) {
+    compute(b0, t0);
+    load(b0, t0 + 2 * U);
+    if (warp + kWarps * (t0 + U) >= nsteps) break;
+    compute(b1, t0 + U);
+    load(b1, t0 + 3 * U);
+  }
+
+  __shared__ float red[kWarps][4][32];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[i];
+  __syncthreads();
+  if (warp != 0) return;
+  float v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) v[i] = red[0][i][lane] + red[1][i][lane] + red[2][i][lane] + red[3][i][lane];
+  tile_epilogue<EPI>(v, tile, g, c, B, N, out, ldo, nullptr);
+}
+
+// Variants: a = 4 steps per buffer, registers free (176-204: 2-3 blocks / SM); b = 4 steps, at
+// most 128 registers (4 blocks); c = 2 steps, at most 80 registers (6 blocks). On an H200
+// (2026-12-02, CudaQuant.DISABLED_QuantGemvBandwidth, B = 1, g128 sym) c streams the shapes with
+// many tiles best (qkv 2372 GB/s, gate/up 2220; a: 1554, 1359) and a those with 256 tiles, where the
+// grid, not the registers, bounds the warps per SM (down 1314 GB/s; c: 895). kAuto: c from 4 tiles
+// per SM, else a. IGNIS_QGEMV_VARIANT=a|b|c forces one (A/B measurements).
+char variant(int tiles) {
+  static const char forced = [] {
+    const char* e = std::getenv("IGNIS_QGEMV_VARIANT");
+    return e && (*e == 'a' || *e == 'b' || *e == 'c') ? *e : 0;
+  }();
+  if (forced) return forced;
+  return tiles >= 4 * sm_count() ? 'c' : 'a';
+}
+
+template <int EPI, int U, bool HAS_Z, int MINB>
+void launch_v(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
+  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB>, dim3(ceil_div(a.W.N, 16)), dim3(kWarps * 32), 0, stream, a.W, sdt,
+         static_cast<const bf16*>(a.x), a.B, a.out, ldo);
+}
+
+template <int EPI, bool HAS_Z>
+void launch_z(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
+  switch (variant(ceil_div(a.W.N, 16))) {
+    case 'a': return launch_v<EPI, 4, HAS_Z, 1>(a, sdt, ldo, stream);
+    case 'c': return launch_v<EPI, 2, HAS_Z, 6>(a, sdt, ldo, stream);
+    default: return launch_v<EPI, 4, HAS_Z, 4>(a, sdt, ldo, stream);
+  }
+}
+
+template <int EPI>
+void launch_epi(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
+  return a.W.zeros ? launch_z<EPI, true>(a, sdt, ldo, stream) : launch_z<EPI, false>(a, sdt, ldo, stream);
+}
+
+}  // namespace
+
+bool int4_tc_supported(const QWeight& W) {
+  return W.type == QType::kInt4 && W.group % kStep == 0 && W.K % kStep == 0;
+}
+
+void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream) {
+  IGNIS_CHECK(int4_tc_supported(a.W), "int4 tensor-core GEMV: needs groups of a multiple of 128 (got ", a.W.group,
+              ") and K % 128 == 0 (K = ", a.W.K, ")");
+  const int sdt = scale_code(a.W.scale_dtype);
+  switch (a.epi) {
+    case GemvEpilogue::kStore: return launch_epi<int(GemvEpilogue::kStore)>(a, sdt, ldo, stream);
+    case GemvEpilogue::kStoreF32: return launch_epi<int(GemvEpilogue::kStoreF32)>(a, sdt, ldo, stream);
+    case GemvEpilogue::kAddF32: return launch_epi<int(GemvEpilogue::kAddF32)>(a, sdt, ldo, stream);
+    case GemvEpilogue::kSwiGLU: return launch_epi<int(GemvEpilogue::kSwiGLU)>(a, sdt, ldo, stream);
+  }
+}
+
+}  // namespace ignis::cuda
