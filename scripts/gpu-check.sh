@@ -87,6 +87,7 @@ for stage in "$@"; do
     quantbench)  # synthetic weight-only quantized models (issue 5); int4 also with the CUDA-core GEMV
       TAIL=6 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
       TAIL=6 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128
+      IGNIS_QGEMV=tc TAIL=6 run bench_int8_tc $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8 -p 8 -n 128 -r 2
       IGNIS_QGEMV=simple TAIL=6 run bench_int4_cudacore $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 -p 8 -n 128 ;;
     ncu)  # Nsight Compute: duration of every kernel of a few batch-1 decode steps (graph nodes one by one)
       timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \

@@ -4,6 +4,8 @@
 // Fragment layout of a tile's result (mma.m16n8k16, accumulators of lane (g = lane / 4, c = lane % 4)):
 //   v[0] = (row g, batch 2c), v[1] = (row g, batch 2c+1), v[2] = (row g+8, batch 2c), v[3] = (row g+8, batch 2c+1).
 #pragma once
+#include <cuda_fp16.h>
+
 #include "cuda/common.h"
 #include "cuda/kernels.h"
 
@@ -83,6 +85,46 @@ __device__ __forceinline__ void tile_epilogue(const float (&v)[4], int tile, int
       if (b < B && row < N) epilogue_store<EPI>(out, ldo, b, row, v[i]);
     }
   }
+}
+
+// 16 bytes of weights, read once: no L1 allocation.
+__device__ __forceinline__ uint4 ld_w16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t word_of4(const uint4& v, int j) {
+  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
+}
+
+// Scale i of an array of dtype code sdt (0 f32, 1 bf16, 2 f16; quant_kernels.h scale_code).
+__device__ __forceinline__ float scale_at(const void* s, int sdt, size_t i) {
+  if (sdt == 0) return __ldg(static_cast<const float*>(s) + i);
+  const uint32_t h = __ldg(static_cast<const uint16_t*>(s) + i);
+  return sdt == 1 ? __uint_as_float(h << 16) : __half2float(__ushort_as_half(uint16_t(h)));
+}
+
+// The end of a block of WARPS warps that each hold partial fragments acc of the same 16-row tile:
+// the partials meet in shared memory and warp 0 runs tile_epilogue. Called by every thread.
+template <int EPI, int WARPS>
+__device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int B, int N, void* out, int ldo) {
+  __shared__ float red[WARPS][4][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[i];
+  __syncthreads();
+  if (warp != 0) return;
+  float v[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    v[i] = red[0][i][lane];
+#pragma unroll
+    for (int w = 1; w < WARPS; ++w) v[i] += red[w][i][lane];
+  }
+  tile_epilogue<EPI>(v, tile, lane >> 2, lane & 3, B, N, out, ldo, nullptr);
 }
 
 }  // namespace ignis::cuda

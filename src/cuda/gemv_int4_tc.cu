@@ -38,24 +38,6 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 
-__device__ __forceinline__ uint4 ld_w16(const uint8_t* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
-__device__ __forceinline__ uint32_t word_of4(const uint4& v, int j) {
-  return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w;
-}
-
-__device__ __forceinline__ float scale_at(const void* s, int sdt, size_t i) {  // sdt: 0 f32, 1 bf16, 2 f16
-  if (sdt == 0) return __ldg(static_cast<const float*>(s) + i);
-  const uint32_t h = __ldg(static_cast<const uint16_t*>(s) + i);
-  return sdt == 1 ? __uint_as_float(h << 16) : __half2float(__ushort_as_half(uint16_t(h)));
-}
-
 // bf16 pair (128 + z, 128 + z) as the raw bits the subtraction uses.
 __device__ __forceinline__ uint32_t bias_pair(int z) {
   const uint32_t b = 0x4300u | uint32_t(z);
@@ -159,15 +141,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     load(b1, t0 + 3 * U);
   }
 
-  __shared__ float red[kWarps][4][32];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[i];
-  __syncthreads();
-  if (warp != 0) return;
-  float v[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) v[i] = red[0][i][lane] + red[1][i][lane] + red[2][i][lane] + red[3][i][lane];
-  tile_epilogue<EPI>(v, tile, g, c, B, N, out, ldo, nullptr);
+  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo);
 }
 
 // Variants: a = 4 steps per buffer, registers free (176-204: 2-3 blocks / SM); b = 4 steps, at

@@ -49,6 +49,7 @@
 
 #include "core/half.h"
 #include "cuda/common.h"
+#include "cuda/gemv_common.cuh"
 #include "cuda/gemm.h"
 #include "cuda/quant_kernels.h"
 #include "quant/formats.h"
@@ -59,19 +60,10 @@ namespace {
 constexpr int kWarps = 4;
 constexpr float kMagic = 8388608.f;  // 2^23
 
-__device__ __forceinline__ uint4 ld16(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
 __device__ __forceinline__ uint32_t ld_u16(const uint8_t* p) { return __ldg(reinterpret_cast<const uint16_t*>(p)); }
-__device__ __forceinline__ uint32_t word_of(const uint4& v, int j) { return j == 0 ? v.x : j == 1 ? v.y : j == 2 ? v.z : v.w; }
 __device__ __forceinline__ float bf_lo(uint32_t u) { return __uint_as_float(u << 16); }
 __device__ __forceinline__ float bf_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 __device__ __forceinline__ float half_bits(uint32_t h) { return __half2float(__ushort_as_half(uint16_t(h))); }
-__device__ __forceinline__ float silu(float g) { return g / (1.f + __expf(-g)); }
 
 // 8 consecutive bf16 of x (16-byte aligned) as floats.
 __device__ __forceinline__ void load_x8(const bf16* p, float (&f)[8]) {
@@ -85,12 +77,6 @@ __device__ __forceinline__ void load_x4(const bf16* p, float (&f)[4]) {
   f[0] = bf_lo(v.x), f[1] = bf_hi(v.x), f[2] = bf_lo(v.y), f[3] = bf_hi(v.y);
 }
 
-// Scale i of a scale array of dtype sdt (0 f32, 1 bf16, 2 f16).
-__device__ __forceinline__ float load_scale(const void* s, int sdt, size_t i) {
-  if (sdt == 0) return __ldg(static_cast<const float*>(s) + i);
-  const uint32_t h = __ldg(static_cast<const uint16_t*>(s) + i);
-  return sdt == 1 ? __uint_as_float(h << 16) : half_bits(h);
-}
 
 // The warp's two rows (see the header comment); returns false when the warp has none.
 template <int EPI>
@@ -161,7 +147,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
     for (int u = 0; u < U; ++u) {
       const int c = base + 32 * u + lane;
 #pragma unroll
-      for (int r = 0; r < 2; ++r) wv[u][r] = c < nchunks ? ld16(wr[r] + size_t(c) * 16) : make_uint4(0, 0, 0, 0);
+      for (int r = 0; r < 2; ++r) wv[u][r] = c < nchunks ? ld_w16(wr[r] + size_t(c) * 16) : make_uint4(0, 0, 0, 0);
     }
   };
   load(0);
@@ -198,11 +184,11 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           if constexpr (INT4) {
-            const uint32_t w = word_of(wv[u][r], h);
+            const uint32_t w = word_of4(wv[u][r], h);
 #pragma unroll
             for (int e = 0; e < 8; ++e) q[r][e] = __uint_as_float(0x4B000000u | ((w >> (4 * e)) & 0xFu)) - zf[r];
           } else {
-            const uint32_t w0 = word_of(wv[u][r], 2 * h) ^ 0x80808080u, w1 = word_of(wv[u][r], 2 * h + 1) ^ 0x80808080u;
+            const uint32_t w0 = word_of4(wv[u][r], 2 * h) ^ 0x80808080u, w1 = word_of4(wv[u][r], 2 * h + 1) ^ 0x80808080u;
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               q[r][e] = __uint_as_float(__byte_perm(w0, 0x4B000000u, 0x7540u | e)) - zf[r];
@@ -225,7 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
         const int g = k0 / W.group;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const float s = load_scale(W.scales, sdt, size_t(rows[r]) * G + g);
+          const float s = scale_at(W.scales, sdt, size_t(rows[r]) * G + g);
 #pragma unroll
           for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(s, part[r][b], acc[r][b]);
         }
@@ -241,7 +227,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
   if constexpr (!INT4) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float s = load_scale(W.scales, sdt, size_t(rows[r]));
+      const float s = scale_at(W.scales, sdt, size_t(rows[r]));
 #pragma unroll
       for (int b = 0; b < BMAX; ++b) acc[r][b] *= s;
     }
@@ -460,7 +446,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
       hdr[r] = __ldg(reinterpret_cast<const uint32_t*>(p));  // d, dmin (fp16)
 #pragma unroll
       for (int i = 0; i < 3; ++i) sw[r][i] = __ldg(reinterpret_cast<const uint32_t*>(p + 4 + 4 * i));
-      qv[r] = ld16(p + 16 + 32 * jj + 16 * h);
+      qv[r] = ld_w16(p + 16 + 32 * jj + 16 * h);
     }
     if (!waited) {
       pdl_wait();
@@ -475,7 +461,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
       km_scales(hdr[r], sw[r], jj, dl[r], dh[r], ml[r], mh[r]);
 #pragma unroll
       for (int i = 0; i < 16; ++i) {
-        const uint32_t w = word_of(qv[r], i >> 2);
+        const uint32_t w = word_of4(qv[r], i >> 2);
         ql[r][i] = __uint_as_float(0x4B000000u | ((w >> (8 * (i & 3))) & 0xFu)) - kMagic;
         qh[r][i] = __uint_as_float(0x4B000000u | ((w >> (8 * (i & 3) + 4)) & 0xFu)) - kMagic;
       }
@@ -512,9 +498,9 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const uint8_t* p = wr[r] + size_t(c) * 176;
-      v[r][0] = ld16(p);
-      v[r][1] = ld16(p + 16 + 16 * h);
-      v[r][2] = ld16(p + 48 + 32 * jj + 16 * h);
+      v[r][0] = ld_w16(p);
+      v[r][1] = ld_w16(p + 16 + 16 * h);
+      v[r][2] = ld_w16(p + 48 + 32 * jj + 16 * h);
     }
   };
   float acc[2][BMAX];
@@ -536,7 +522,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
       for (int i = 0; i < 4; ++i) {
         // 4 bytes of qs and the 4 qh bytes of the same l: the 5th bits of this chunk are bits 2jj
         // (low nibbles) and 2jj + 1 (high nibbles) of each qh byte, moved to bit 4 of each byte.
-        const uint32_t w = word_of(cur[r][2], i), hb = word_of(cur[r][1], i) >> (2 * jj);
+        const uint32_t w = word_of4(cur[r][2], i), hb = word_of4(cur[r][1], i) >> (2 * jj);
         const uint32_t lo = (w & 0x0F0F0F0Fu) | ((hb << 4) & 0x10101010u);
         const uint32_t hi = ((w >> 4) & 0x0F0F0F0Fu) | ((hb << 3) & 0x10101010u);
 #pragma unroll
@@ -651,14 +637,14 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
   switch (W.type) {
     case QType::kInt8: {
       const int8_t* q = reinterpret_cast<const int8_t*>(base + size_t(row) * K + chunk * 32);
-      const float s = load_scale(W.scales, sdt, size_t(row));
+      const float s = scale_at(W.scales, sdt, size_t(row));
       for (int i = 0; i < 32; ++i) v[i] = s * float(q[i]);
       break;
     }
     case QType::kInt4: {
       const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
       const int G = K / W.group, g = chunk * 32 / W.group;
-      const float s = load_scale(W.scales, sdt, size_t(row) * G + g);
+      const float s = scale_at(W.scales, sdt, size_t(row) * G + g);
       const float z = W.zeros ? float(W.zeros[size_t(row) * G + g]) : 8.f;
       for (int i = 0; i < 16; ++i) v[2 * i] = s * (float(q[i] & 15) - z), v[2 * i + 1] = s * (float(q[i] >> 4) - z);
       break;
@@ -840,9 +826,12 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   const bool swiglu = a.epi == GemvEpilogue::kSwiGLU;
   IGNIS_CHECK(!swiglu || a.W.N % 16 == 0, "quantized GEMV: SwiGLU needs N = 2 * (multiple of 8), got ", a.W.N);
   const int ldo = a.ldo ? a.ldo : (swiglu ? a.W.N / 2 : a.W.N);
-  // int4 with groups of 128: the tensor-core kernel (gemv_int4_tc.cu) when there are enough 16-row
-  // tiles for every SM (it does not split K across blocks); IGNIS_QGEMV=simple|tc overrides.
-  if (a.W.type == QType::kInt4) {
+  // The tensor-core kernels (gemv_int4_tc.cu, gemv_int8_tc.cu) when there are enough 16-row tiles for
+  // every SM (they do not split K across blocks): int4 with groups of 128 at any B; int8 from B = 2
+  // (at B = 1 the CUDA-core kernel streams int8 at least as fast). IGNIS_QGEMV=simple|tc overrides.
+  if (a.W.type == QType::kInt4 || a.W.type == QType::kInt8) {
+    const bool int4 = a.W.type == QType::kInt4;
+    const bool ok = int4 ? int4_tc_supported(a.W) : int8_tc_supported(a.W);
     QGemvImpl impl = a.impl;
     if (impl == QGemvImpl::kAuto) {
       static const QGemvImpl env = [] {
@@ -854,11 +843,11 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
       impl = env;
     }
     if (impl == QGemvImpl::kAuto)
-      impl = int4_tc_supported(a.W) && ceil_div(a.W.N, 16) >= sm_count() ? QGemvImpl::kTensorCore
-                                                                          : QGemvImpl::kCudaCore;
-    if (impl == QGemvImpl::kTensorCore && int4_tc_supported(a.W)) return gemv_int4_tc(a, ldo, stream);
-    IGNIS_CHECK(impl != QGemvImpl::kTensorCore || a.impl != QGemvImpl::kTensorCore,
-                "quantized GEMV: the tensor-core int4 kernel needs groups of a multiple of 128 and K % 128 == 0");
+      impl = ok && ceil_div(a.W.N, 16) >= sm_count() && (int4 || a.B >= 2) ? QGemvImpl::kTensorCore
+                                                                            : QGemvImpl::kCudaCore;
+    IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
+                int4 ? "int4 groups of a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
+    if (impl == QGemvImpl::kTensorCore && ok) return int4 ? gemv_int4_tc(a, ldo, stream) : gemv_int8_tc(a, ldo, stream);
   }
   switch (a.epi) {
     case GemvEpilogue::kStore: return launch_b<int(GemvEpilogue::kStore)>(a, ldo, stream);

@@ -51,7 +51,7 @@ struct QWeight {
 // kStoreF32, kAddF32 (out += y, the residual stream), kSwiGLU (rows in gemv.cu's fused gate/up
 // order: blocks of 16 rows, 8 gate then the 8 matching up rows; out[b, j] = silu(gate j) * up j,
 // N/2 columns). ldo: row stride of out in elements (0: N, or N/2 for kSwiGLU).
-// Which int4 GEMV kernel runs (other formats have one): kAuto picks (see gemv_quant).
+// Which int4 / int8 GEMV kernel runs (other formats have one): kAuto picks (see gemv_quant).
 enum class QGemvImpl { kAuto, kCudaCore, kTensorCore };
 
 struct QGemvArgs {
@@ -67,6 +67,9 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream);
 // The tensor-core int4 kernel (gemv_int4_tc.cu): groups of a multiple of 128, K % 128 == 0.
 bool int4_tc_supported(const QWeight& W);
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream);
+// The tensor-core int8 kernel (gemv_int8_tc.cu, fp16 mma): K % 64 == 0.
+bool int8_tc_supported(const QWeight& W);
+void gemv_int8_tc(const QGemvArgs& a, int ldo, cudaStream_t stream);
 // Scale dtype code of the kernels: 0 f32, 1 bf16, 2 f16 (throws for others).
 int scale_code(DType t);
 

@@ -6,7 +6,7 @@
 //   Dequantize-to-bf16 vs the CPU dequantization rounded to bf16 (bit-exact for Q4_1 / Q5_K / Q6_K,
 //   within one bf16 ulp for the others: their GPU code may fuse the multiply-add). Prefill through dequantized tiles + cuBLASLt. Act-order layers
 //   (contiguous groups + gather_columns).
-// int4 with groups of 128 runs through both GEMV kernels (CUDA-core and tensor-core).
+// int8, and int4 with groups of 128, run through both GEMV kernels (CUDA-core and tensor-core).
 // Outputs are poisoned with NaN first. Tolerance ||out - ref|| / ||ref||: 1e-2 for bf16 outputs,
 // 1e-4 for fp32 outputs (fp32 accumulation in another order). Skipped without a GPU.
 // DISABLED_QuantGemvBandwidth: GB/s of each format on Llama-2-7B shapes (B = 1, or IGNIS_BW_BATCH;
@@ -191,9 +191,10 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
                 want[o] = y[size_t(b) * N + j] + (epi == GemvEpilogue::kAddF32 ? init[o] : 0.f);
               }
             }
-          // int4 with groups of 128: both the CUDA-core and the tensor-core kernel
+          // int8, and int4 with groups of 128: both the CUDA-core and the tensor-core kernel
+          const bool tc_ok = int4_tc_supported(w.view) || int8_tc_supported(w.view);
           for (QGemvImpl impl : {QGemvImpl::kCudaCore, QGemvImpl::kTensorCore}) {
-            if (impl == QGemvImpl::kTensorCore && !int4_tc_supported(w.view)) continue;
+            if (impl == QGemvImpl::kTensorCore && !tc_ok) continue;
             SCOPED_TRACE(impl == QGemvImpl::kTensorCore ? "tensor-core kernel" : "CUDA-core kernel");
             DeviceBuffer dout(size_t(B) * n_out * esize(ot));
             if (epi == GemvEpilogue::kAddF32)
