@@ -72,6 +72,7 @@ struct QuantizeArgs {
 struct PplArgs {
   std::string model, tokenizer, file, device = "cpu", quant, dtype = "bf16", weights;
   int ctx = 512, stride = 256, threads = 0, group = 128, max_tokens = 0;
+  bool asym = false;
 };
 
 quant::QuantSpec make_spec(const std::string& to, int group, bool asym) {
@@ -171,8 +172,10 @@ void cmd_perplexity(const PplArgs& a) {
   }
   if (!a.quant.empty()) {
     ThreadPool pool(a.threads > 0 ? a.threads : default_thread_count());
-    const auto skipped = quant::quantize_weights_in_place(src, make_spec(a.quant, a.group, false), &pool);
-    what = (what.empty() ? "" : what + ", then ") + a.quant + " RTN" + (a.quant == "int4" ? " group " + std::to_string(a.group) : std::string(" per channel")) +
+    const auto skipped = quant::quantize_weights_in_place(src, make_spec(a.quant, a.group, a.asym), &pool);
+    what = (what.empty() ? "" : what + ", then ") + a.quant + " RTN" +
+           (a.quant == "int4" ? " group " + std::to_string(a.group) + (a.asym ? " asym" : " sym")
+                              : std::string(" per channel")) +
            " at load time";
     if (!skipped.empty()) what += " (" + std::to_string(skipped.size()) + " layers left in float)";
   }
@@ -240,6 +243,7 @@ void add_quant_commands(CLI::App& app) {
                  "Dequantize every quantized tensor to f32 or bf16 first: the float baseline of a quantized file")
       ->check(CLI::IsMember({"f32", "bf16"}));
   p->add_option("--group", pa->group, "int4 group size for --quant (default 128)")->check(CLI::IsMember({32, 64, 128}));
+  p->add_flag("--asym", pa->asym, "--quant int4 with zero points (asymmetric)");
   p->add_option("--max-tokens", pa->max_tokens, "Use only the first N tokens of the text (0: all)")
       ->check(CLI::Range(0, 1 << 30));
   p->add_option("-t,--threads", pa->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
