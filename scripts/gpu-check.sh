@@ -77,6 +77,12 @@ for stage in "$@"; do
         IGNIS_BW_BATCH=$b IGNIS_BW_FORMATS=int8,int4 IGNIS_QGEMV=simple TAIL=13 run quant_gemv_bw_cudacore_b$b $BW
       done
       [ -n "${QUANT_ALL:-}" ] && TAIL=40 run quant_gemv_bw_all $BW ;;
+    ggufbench)  # issue 5's GGUF target: a synthetic 7B in Q4_0 / Q4_K / Q8_0 blocks (random) beside bf16, decode only
+      for q in "" q4_0 q4_k q8_0; do
+        v=$($B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${q:+--quant $q} -p 8 -n 128 -r 2 --json 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+        echo "${q:-bf16} $v" | tee -a "$LOG/ggufbench.txt"
+      done ;;
     ncuquant)  # Nsight Compute: occupancy and warp stalls of the int4 tensor-core and the int8 GEMV on 7B shapes
       for k in gemv_int4_tc gemv_int_kernel; do
         timeout 200 ncu --section LaunchStats --section Occupancy --section WarpStateStats --section SpeedOfLight -k "regex:$k" \

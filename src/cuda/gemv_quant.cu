@@ -857,6 +857,37 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   }
 }
 
+namespace {
+// The fp16 scale fields of n GGUF blocks of bb bytes: v0 at byte o0, and v1 at o1 (o1 < 0: none).
+__global__ void set_block_halves_kernel(uint8_t* w, size_t n, int bb, int o0, uint16_t v0, int o1, uint16_t v1) {
+  pdl_trigger();
+  pdl_wait();
+  for (size_t b = blockIdx.x * size_t(blockDim.x) + threadIdx.x; b < n; b += size_t(gridDim.x) * blockDim.x) {
+    *reinterpret_cast<uint16_t*>(w + b * bb + o0) = v0;
+    if (o1 >= 0) *reinterpret_cast<uint16_t*>(w + b * bb + o1) = v1;
+  }
+}
+}  // namespace
+
+void fill_random_blocks(const QWeight& W, uint64_t seed, float range, cudaStream_t stream) {
+  int vals = 32, bb = 0, o0 = 0, o1 = -1;
+  float d = 0, m = 0;  // the block scale (and min / dmin) giving weights of about +-range
+  switch (W.type) {
+    case QType::kQ8_0: bb = 34, d = range / 127.f; break;
+    case QType::kQ4_0: bb = 18, d = range / 8.f; break;
+    case QType::kQ4_1: bb = 20, o1 = 2, d = range / 8.f, m = -range; break;
+    case QType::kQ4_K: vals = 256, bb = 144, o1 = 2, d = range / 256.f, m = range / 1024.f; break;
+    case QType::kQ5_K: vals = 256, bb = 176, o1 = 2, d = range / 512.f, m = range / 1024.f; break;
+    case QType::kQ6_K: vals = 256, bb = 210, o0 = 208, d = range / 2048.f; break;
+    default: fail("fill_random_blocks: not a GGUF block type");
+  }
+  IGNIS_CHECK(W.K % vals == 0, "fill_random_blocks: K = ", W.K, " is not a multiple of ", vals);
+  const size_t n = size_t(W.N) * (W.K / vals), bytes = n * bb;
+  fill_random(DType::F32, const_cast<void*>(W.w), bytes / 4, seed, 1.f, 0.f, stream);  // random values / sub-scales
+  launch(set_block_halves_kernel, dim3(unsigned(std::min<size_t>(ceil_div(int64_t(n), 256), 4096))), dim3(256), 0,
+         stream, static_cast<uint8_t*>(const_cast<void*>(W.w)), n, bb, o0, f32_to_f16(d), o1, f32_to_f16(m));
+}
+
 void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream_t stream) {
   check_weight(W);
   IGNIS_CHECK(row0 >= 0 && rows > 0 && row0 + rows <= W.N, "dequantize_bf16: rows [", row0, ", ", row0 + rows,

@@ -37,6 +37,16 @@ constexpr int kLogitRows = 64;  // rows of logits computed per GEMM in forward_a
 size_t align256(size_t n) { return (n + 255) / 256 * 256; }
 
 // Bytes of a row of K values of a GGUF block type.
+// CudaOptions::quant names of the GGUF block types a synthetic model can be built in.
+bool synthetic_gguf_type(const std::string& name, QType& t) {
+  static const std::pair<const char*, QType> kNames[] = {{"q8_0", QType::kQ8_0}, {"q4_0", QType::kQ4_0},
+                                                         {"q4_1", QType::kQ4_1}, {"q4_k", QType::kQ4_K},
+                                                         {"q5_k", QType::kQ5_K}, {"q6_k", QType::kQ6_K}};
+  for (const auto& [n, q] : kNames)
+    if (name == n) return t = q, true;
+  return false;
+}
+
 size_t qrow_bytes(QType t, int K) {
   switch (t) {
     case QType::kQ8_0: return size_t(K) / 32 * 34;
@@ -131,6 +141,8 @@ class CudaLlamaImpl final : public CudaLlama {
 
   void load_weights(const ModelSource& src);
   void init_random(uint64_t seed);
+  // Every linear layer (and the output head) of a synthetic model in blocks of type t.
+  void plan_synthetic_gguf(QType t);
   void finish_warmup();
 
   const LlamaConfig& config() const override { return cfg_; }
@@ -322,11 +334,15 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(nkv_ > 0 && nh_ % nkv_ == 0 && hd_ % 2 == 0 && rd_ <= hd_, "CUDA backend: unsupported head layout (",
               nh_, " heads, ", nkv_, " kv heads, head_dim ", hd_, ")");
 
-  IGNIS_CHECK(opt_.quant.empty() || opt_.quant == "int8" || opt_.quant == "int4",
-              "CUDA backend: --quant must be int8 or int4, got '", opt_.quant, "'");
+  QType synth_gguf{};  // a synthetic model in GGUF blocks (CudaOptions::quant q8_0 ... q6_k)
+  const bool gguf_synth = !src && synthetic_gguf_type(opt_.quant, synth_gguf);
+  IGNIS_CHECK(opt_.quant.empty() || opt_.quant == "int8" || opt_.quant == "int4" || gguf_synth,
+              "CUDA backend: --quant must be int8 or int4 (or, for a synthetic model, a GGUF block type: q8_0, q4_0, "
+              "q4_1, q4_k, q5_k, q6_k), got '", opt_.quant, "'");
   IGNIS_CHECK(opt_.quant_group == 32 || opt_.quant_group == 64 || opt_.quant_group == 128,
               "CUDA backend: the int4 group size must be 32, 64 or 128, got ", opt_.quant_group);
-  quant_ = !opt_.quant.empty();
+  quant_ = !opt_.quant.empty() && !gguf_synth;
+  IGNIS_CHECK(!gguf_synth || dt_ == DType::BF16, "CUDA backend: GGUF block weights need --dtype bf16");
   IGNIS_CHECK(!quant_ || dt_ == DType::BF16, "CUDA backend: quantized weights need --dtype bf16");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   gemm_ = std::make_unique<LtGemm>();
@@ -335,6 +351,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     const bool dequant = opt_.gguf_dequant || (e && std::strcmp(e, "1") == 0);
     if (src && !quant_ && !dequant && dt_ == DType::BF16) plan_gguf(*src);
   }
+  if (gguf_synth) plan_synthetic_gguf(synth_gguf);
   carve_weights();
 
   kv_layer_bytes_ = size_t(opt_.max_batch) * nkv_ * size_t(ctx_) * hd_ * esz_;
@@ -545,6 +562,25 @@ void CudaLlamaImpl::plan_gguf(const ModelSource& src) {
   }
   if (any) lq_ = std::move(lq);
   n_quant_weights_ = any;
+}
+
+void CudaLlamaImpl::plan_synthetic_gguf(QType t) {
+  const int kb = t == QType::kQ4_K || t == QType::kQ5_K || t == QType::kQ6_K ? 256 : 32;
+  IGNIS_CHECK(dim_ % kb == 0 && qdim_ % kb == 0 && hp_ % kb == 0, "synthetic model in ", opt_.quant,
+              " blocks: the layer input sizes (", dim_, ", ", qdim_, ", ", hp_, ") must be multiples of ", kb);
+  auto set = [t](QWeight& q, int N, int K) {
+    q = QWeight{};
+    q.type = t, q.N = N, q.K = K;
+  };
+  lq_.assign(size_t(cfg_.n_layers), LayerQ{});
+  for (LayerQ& q : lq_) {
+    set(q.qkv, qkvdim_, dim_);
+    set(q.o, dim_, qdim_);
+    set(q.gu, 2 * hp_, dim_);
+    set(q.down, dim_, hp_);
+  }
+  if (!cfg_.tied_embeddings) set(q_out_, vocab_, dim_);
+  n_quant_weights_ = 7 * cfg_.n_layers + (cfg_.tied_embeddings ? 0 : 1);
 }
 
 // One buffer for all GGUF block weights kept quantized (each 256-byte aligned); deq_scratch_ for
@@ -771,14 +807,28 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
     norm(w.ffn_norm, d);
     if (w.bqkv) fill_random(DType::F32, w.bqkv, size_t(qkvdim_), ++s, 0.02f, 0.f, stream_);
     if (quant_) continue;
-    mat(w.wqkv, size_t(qkvdim_), d);
-    mat(w.wo, d, size_t(qdim_));
-    mat(w.wgu, size_t(2) * hp_, d);
-    mat(w.wdown, d, size_t(hp_));
+    // (null where the layer lives in GGUF blocks: filled below)
+    if (w.wqkv) mat(w.wqkv, size_t(qkvdim_), d);
+    if (w.wo) mat(w.wo, d, size_t(qdim_));
+    if (w.wgu) mat(w.wgu, size_t(2) * hp_, d);
+    if (w.wdown) mat(w.wdown, d, size_t(hp_));
   }
   fill_random(dt_, tok_embd_, size_t(vocab_) * d, ++s, 1.f, 0.f, stream_);
   norm(out_norm_, d);
-  if (!cfg_.tied_embeddings && !quant_) mat(w_out_, size_t(vocab_), d);
+  if (!cfg_.tied_embeddings && !quant_ && q_out_.N == 0) mat(w_out_, size_t(vocab_), d);
+  if (!quant_ && !lq_.empty()) {  // synthetic GGUF blocks: random bytes, scales of the bf16 model's size
+    auto bmat = [&](const QWeight& q) {
+      if (q.N > 0) fill_random_blocks(q, ++s, std::sqrt(3.f / float(q.K)), stream_);
+    };
+    for (const auto& q : lq_) {
+      bmat(q.qkv);
+      for (const auto& part : q.qkv_part) bmat(part);
+      bmat(q.o);
+      bmat(q.gu);
+      bmat(q.down);
+    }
+    bmat(q_out_);
+  }
   if (quant_) {
     // random packed values (any byte is a valid int8 pair of nibbles) and positive scales of
     // the size that gives the bf16 model's weight range

@@ -70,6 +70,9 @@ void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream);
 // The tensor-core int8 kernel (gemv_int8_tc.cu, fp16 mma): K % 64 == 0.
 bool int8_tc_supported(const QWeight& W);
 void gemv_int8_tc(const QGemvArgs& a, int ldo, cudaStream_t stream);
+// Random GGUF blocks for synthetic models (benchmarks): random value bytes and sub-scales, block
+// scales (and mins) such that the weights span about +-range. W.w must hold W.N rows of blocks.
+void fill_random_blocks(const QWeight& W, uint64_t seed, float range, cudaStream_t stream);
 // Scale dtype code of the kernels: 0 f32, 1 bf16, 2 f16 (throws for others).
 int scale_code(DType t);
 

@@ -22,8 +22,10 @@ void BenchArgs::add(CLI::App* app) {
       ->check(CLI::Range(1, 1000));
   app->add_option("--batch", batch, "Sequences decoded together (GPU synthetic benchmark)")->check(CLI::Range(1, 64));
   app->add_option("--synthetic", synthetic, "Random-weight model of a known shape on the GPU: llama-2-7b, llama-3-8b, llama-2-13b, smollm2-135m");
-  app->add_option("--quant", quant, "Weight-only quantized linear layers: int8 or int4 (a model file: RTN at load time)")
-      ->check(CLI::IsMember({"int8", "int4"}));
+  app->add_option("--quant", quant,
+                  "Weight-only quantized linear layers: int8 or int4 (a model file: RTN at load time); a synthetic "
+                  "model also takes a GGUF block type: q8_0, q4_0, q4_1, q4_k, q5_k, q6_k")
+      ->check(CLI::IsMember({"int8", "int4", "q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k"}));
   app->add_option("--group", quant_group, "Values per scale for --quant int4 (32, 64 or 128; default 128)")
       ->check(CLI::IsMember({32, 64, 128}));
   app->add_flag("--json", json, "Print JSON instead of a table");
