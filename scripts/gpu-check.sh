@@ -58,6 +58,14 @@ for stage in "$@"; do
         echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
       done
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    gemvbw)  # the bf16 GEMV kernels alone on the 7B / 8B shapes (GB/s, % of copy), B = 1 and 8
+      TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    abrope)  # decode tok/s (b1, b8) with RoPE + KV write separate (0) or inside the attention kernel (1, default)
+      for r in 0 1 0 1; do
+        v=$(IGNIS_FUSED_ROPE=$r $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
+            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+        echo "IGNIS_FUSED_ROPE=$r $v" | tee -a "$LOG/abrope.txt"
+      done ;;
     abpdl)  # decode tok/s (b1, b8) with and without Programmatic Dependent Launch
       for p in 1 0 1 0; do
         v=$(IGNIS_PDL=$p $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
@@ -147,8 +155,8 @@ for stage in "$@"; do
         done
       else echo "SmolLM2 greedy: no gguf package here, float64 reference skipped"; fi ;;
     sanitize)
-      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaLlama.Stories*'
-      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*' ;;
+      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaLlama.Stories*'
+      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)

@@ -18,10 +18,15 @@
 //   With AttnArgs::counters the split kernel does this itself: each block bumps a counter of its
 //   (query, kv head) after writing its partials, and the last one combines (one launch less per
 //   layer; the order of the sum is fixed, so results do not depend on which block is last).
+//   With AttnArgs::rope_qkv (decode) the split kernel also does rope_kv's work: every block rotates
+//   the q of its G heads from the raw projection, and the block holding position p (the last
+//   non-empty split: no other block of the launch reads key p) writes the rotated k and v into the
+//   cache and patches them into its shared-memory tile, since the tile copy may have raced them.
 #include <algorithm>
 
 #include "cuda/common.h"
 #include "cuda/kernels.h"
+#include "cuda/rope_common.cuh"
 
 namespace ignis::cuda {
 namespace {
@@ -38,7 +43,7 @@ struct Smem {
   __host__ __device__ static int q_bytes(int G, int hd) { return (G * hd * 4 + 15) / 16 * 16; }
   static size_t bytes(int G, int hd, int elem, int stages) {
     return size_t(q_bytes(G, hd)) + size_t(stages) * 2 * kTile * row_bytes(hd, elem) + size_t(G) * kTile * 4 +
-           3 * 16 * 4;
+           3 * 16 * 4 + size_t(2 * hd * elem + 15) / 16 * 16;  // + the new k, v row (AttnArgs::rope_qkv)
   }
 };
 
@@ -118,6 +123,8 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
   float* st_m = ps + G * kTile;                                               // [16] running max per head
   float* st_scale = st_m + 16;                                                // [16] rescale of this tile
   float* st_l = st_scale + 16;                                                // [16] running sum per head
+  T* knew = reinterpret_cast<T*>(st_l + 16);                                  // [hd] rotated k at p (rope_qkv)
+  T* vnew = knew + hd;                                                        // [hd] v at p
 
   pdl_trigger();
   pdl_wait();
@@ -164,9 +171,43 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
   };
   issue(t0, 0);
 
-  const T* q = static_cast<const T*>(a.q) + (size_t(i) * a.nh + head0) * hd;
   const float qscale = a.scale * kLog2e;
-  for (int e = tid; e < G * hd; e += kThreads) qs[e] = to_f(q[e]) * qscale;
+  const bool holds_p = a.rope_qkv && t1 == L;  // fused RoPE: this block writes key p (the last split)
+  if (a.rope_qkv) {
+    const T* src = static_cast<const T*>(a.rope_qkv) + size_t(i) * (a.nh + 2 * a.nkv) * hd;
+    const int half = hd / 2;
+    for (int u = tid; u < G * half; u += kThreads) {  // q of the G heads, rounded to T like rope_kv's
+      const int h = u / half, base = (head0 + h) * hd;
+      int e0, e1;
+      float x0, x1;
+      rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, u % half, a.rope_dim, a.style, p, a.inv_freq,
+                true, e0, e1, x0, x1);
+      qs[h * hd + e0] = to_f(from_f<T>(x0)) * qscale;
+      qs[h * hd + e1] = to_f(from_f<T>(x1)) * qscale;
+    }
+    if (holds_p) {  // k (rotated) and v at p: into the cache for later steps, and into knew / vnew for
+                    // this step (the tile copy above may have read the cache row before this write)
+      const bool in_cache = a.pos[b] < a.ctx;
+      for (int u = tid; u < 2 * half; u += kThreads) {
+        const bool is_k = u < half;
+        const int base = (is_k ? a.nh + kh : a.nh + a.nkv + kh) * hd;
+        int e0, e1;
+        float x0, x1;
+        rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, is_k ? u : u - half, a.rope_dim, a.style, p,
+                  a.inv_freq, is_k, e0, e1, x0, x1);
+        T* nw = is_k ? knew : vnew;
+        nw[e0] = from_f<T>(x0), nw[e1] = from_f<T>(x1);
+        if (in_cache) {
+          T* dst = static_cast<T*>(const_cast<void*>(is_k ? a.k_cache : a.v_cache)) +
+                   ((slot * a.nkv + kh) * size_t(a.ctx) + p) * hd;
+          dst[e0] = nw[e0], dst[e1] = nw[e1];
+        }
+      }
+    }
+  } else {
+    const T* q = static_cast<const T*>(a.q) + (size_t(i) * a.nh + head0) * hd;
+    for (int e = tid; e < G * hd; e += kThreads) qs[e] = to_f(q[e]) * qscale;
+  }
   if (tid < G) st_m[tid] = -INFINITY, st_l[tid] = 0.f;
 
   float acc[NACC];
@@ -186,6 +227,12 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
     __syncthreads();
     const uint8_t* ks = kv + size_t(stages == 2 ? (it & 1) : 0) * 2 * kTile * rb;
     const uint8_t* vs = ks + size_t(kTile) * rb;
+    if (holds_p && p >= tt && p < tt + nt) {  // key p from this step's knew / vnew, not the stale copy
+      T* kr = reinterpret_cast<T*>(const_cast<uint8_t*>(ks) + size_t(p - tt) * rb);
+      T* vr = reinterpret_cast<T*>(const_cast<uint8_t*>(vs) + size_t(p - tt) * rb);
+      for (int d = tid; d < hd; d += kThreads) kr[d] = knew[d], vr[d] = vnew[d];
+      __syncthreads();
+    }
     // scores: thread per (head, key)
     for (int e = tid; e < G * kTile; e += kThreads) {
       const int h = e / kTile, t = e % kTile;
@@ -340,6 +387,8 @@ void attention(const AttnArgs& a, cudaStream_t stream) {
               32 * kThreads);
   IGNIS_CHECK(a.n_splits == 1 || (a.ws && a.ws_floats >= attn_ws_floats(a.n, a.nh, a.hd, a.n_splits)),
               "attention: split-K needs a workspace of ", attn_ws_floats(a.n, a.nh, a.hd, a.n_splits), " floats");
+  IGNIS_CHECK(!a.rope_qkv || (a.q_per_seq == 1 && a.impl == AttnImpl::kGeneric && a.inv_freq && a.rope_dim <= a.hd),
+              "attention: the fused RoPE is for decode (one query per sequence, the split kernel)");
   if (a.n <= 0) return;
   const bool flash = a.impl != AttnImpl::kGeneric && flash_attention_supported(a);
   if (a.impl == AttnImpl::kFlash) IGNIS_CHECK(flash, "attention: the flash kernel does not support this shape");

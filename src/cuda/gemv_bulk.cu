@@ -21,7 +21,7 @@
 //   consumers: wait for a stage (full barrier), then warp w multiplies k in [64 w, 64 w + 64) of the
 //     unit: lane (g, c) reads 16 bytes of rows g and g + 8 at k = 8c (+32) from shared memory, which
 //     are the A fragments of mma.m16n8k16 as in gemv.cu (x[b = g] at the same k is the B fragment);
-//     then releases the stage (one arrival per warp). Rows are 576 bytes apart in shared memory
+//     then releases the stage (every consumer thread arrives). Rows are 576 bytes apart in shared memory
 //     (512 + 64): lanes g and g + 1 of a phase land in different halves of the banks (no conflicts).
 //   When a block's tile changes (or its range ends), the 4 warps add their accumulators in shared
 //   memory; warp 0 stores the tile (tile_epilogue) if the block covered all of it, else writes its
@@ -112,7 +112,7 @@ __global__ void __launch_bounds__(kThreads) gemv_bulk_kernel(const bf16* __restr
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 
   if (threadIdx.x == 0) {
-    for (int s = 0; s < kStages; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], kConsumerWarps);
+    for (int s = 0; s < kStages; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], kConsumerWarps * 32);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
   }
   __syncthreads();
@@ -209,8 +209,10 @@ __global__ void __launch_bounds__(kThreads) gemv_bulk_kernel(const bf16* __restr
       mma_bf16(acc, a_lo.x, a_hi.x, a_lo.y, a_hi.y, xv.x, xv.y);
       mma_bf16(acc, a_lo.z, a_hi.z, a_lo.w, a_hi.w, xv.z, xv.w);
     }
-    __syncwarp();
-    if (lane == 0) mbar_arrive(&empty[s]);
+    // Every consumer thread arrives: an mbarrier arrive releases only its own thread's reads of the
+    // stage, so one lane's arrive after __syncwarp would not order the other lanes' reads before
+    // the producer's next bulk copy into it (compute-sanitizer racecheck flagged exactly that).
+    mbar_arrive(&empty[s]);
   }
   if (u1 > u0) flush(u1);
 #endif

@@ -875,7 +875,7 @@ void fill_random_blocks(const QWeight& W, uint64_t seed, float range, cudaStream
   switch (W.type) {
     case QType::kQ8_0: bb = 34, d = range / 127.f; break;
     case QType::kQ4_0: bb = 18, d = range / 8.f; break;
-    case QType::kQ4_1: bb = 20, o1 = 2, d = range / 8.f, m = -range; break;
+    case QType::kQ4_1: bb = 20, o1 = 2, d = range / 8.f, m = -7.5f * d; break;  // d (q - 7.5): mean 0
     case QType::kQ4_K: vals = 256, bb = 144, o1 = 2, d = range / 256.f, m = range / 1024.f; break;
     case QType::kQ5_K: vals = 256, bb = 176, o1 = 2, d = range / 512.f, m = range / 1024.f; break;
     case QType::kQ6_K: vals = 256, bb = 210, o0 = 208, d = range / 2048.f; break;

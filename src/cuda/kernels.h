@@ -123,6 +123,15 @@ struct AttnArgs {
   // head) combines the partials itself, saving the combine kernel's launch.
   unsigned* counters = nullptr;
   AttnImpl impl = AttnImpl::kAuto;
+  // Decode (q_per_seq == 1, split kernel): when rope_qkv is set, the kernel does rope_kv's work
+  // itself: q is read unrotated from rope_qkv ([n, (nh + 2 nkv) hd], + rope_bias) and rotated
+  // (then rounded to T, as rope_kv's q_out), and the block that holds position p writes the
+  // rotated k and v of its kv head into the cache. a.q is not read then.
+  const void* rope_qkv = nullptr;
+  const float* rope_bias = nullptr;
+  const float* inv_freq = nullptr;
+  int rope_dim = 0;
+  RopeStyle style = RopeStyle::kInterleaved;
 };
 size_t attn_ws_floats(int n, int nh, int hd, int n_splits);
 // A good split count for decode of B sequences of up to ctx positions on this GPU.

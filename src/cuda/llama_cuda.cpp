@@ -237,9 +237,13 @@ class CudaLlamaImpl final : public CudaLlama {
   // each block summing x^2 itself, 2 = fused, sums of squares from the previous residual GEMV's
   // epilogue. On an H200 (Llama-2-7B, batch 1, 2026-12-01) 0: 187.5 tok/s, 1: 177, 2: 176.5: the
   // normalisation in the GEMV's inner loop costs more than the 65 launches it saves. The fused
-  // modes use the register GEMV (gemv.cu), not the bulk-copy one.
+  // modes use the register GEMV (gemv.cu), not the bulk-copy one. A third variant, fused at batch
+  // 1 only into the CUDA-core GEMV (x^2 summed in its inner loop beside the product with the fp32
+  // x * norm_w), was slower again on an H200 (2026-12-02, 244 vs 253 tok/s: four times the bytes
+  // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
   FuseNorm fuse_norm_ = FuseNorm::kOff;
+  bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
   // Quantized linear layers, where a QWeight's w is set (else the bf16 copy of LayerW is used):
@@ -323,10 +327,15 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   hidden_ = cfg.hidden_dim, hp_ = (hidden_ + 7) / 8 * 8, vocab_ = cfg.vocab_size;
   {  // IGNIS_FUSED_NORM (see FuseNorm).
     const char* e = std::getenv("IGNIS_FUSED_NORM");
-    const int v = e && *e ? std::atoi(e) : 0;
+    const int v = opt.fused_norm >= 0 ? opt.fused_norm : e && *e ? std::atoi(e) : 0;
+    IGNIS_CHECK(v >= 0 && v <= 2, "IGNIS_FUSED_NORM / CudaOptions::fused_norm must be 0, 1 or 2, got ", v);
     fuse_norm_ = !gemv_fused_norm_ok(dt_, dim_) || v == 0 || qdim_ % 8 != 0 ? FuseNorm::kOff
                  : v == 1                                ? FuseNorm::kSelf
                                                          : FuseNorm::kPartials;
+  }
+  {
+    const char* e = std::getenv("IGNIS_FUSED_ROPE");
+    fused_rope_ = e && *e ? std::strcmp(e, "0") != 0 : opt.fused_rope;
   }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
@@ -909,19 +918,25 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
     qkv_decode(x, w, q, B, l == 0);
     tick("gemv");
-    RopeArgs r;
-    r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
-    r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = sd->pos, r.n = B, r.q_per_seq = 1, r.slot0 = 0;
-    r.nh = nh_, r.nkv = nkv_, r.hd = hd_, r.ctx = ctx_, r.rope_dim = rd_, r.style = cfg_.rope_style;
-    r.inv_freq = inv_freq_.as<float>();
-    rope_kv(r, stream_);
-    tick("rope+kv");
+    if (!fused_rope_) {
+      RopeArgs r;
+      r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
+      r.k_cache = layer_k(l), r.v_cache = layer_v(l), r.pos = sd->pos, r.n = B, r.q_per_seq = 1, r.slot0 = 0;
+      r.nh = nh_, r.nkv = nkv_, r.hd = hd_, r.ctx = ctx_, r.rope_dim = rd_, r.style = cfg_.rope_style;
+      r.inv_freq = inv_freq_.as<float>();
+      rope_kv(r, stream_);
+      tick("rope+kv");
+    }
     AttnArgs a;
     a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
     a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
     a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
     a.counters = attn_cnt_.as<unsigned>();
     a.impl = AttnImpl::kGeneric;
+    if (fused_rope_) {
+      a.rope_qkv = qkv_.get(), a.rope_bias = w.bqkv, a.inv_freq = inv_freq_.as<float>();
+      a.rope_dim = rd_, a.style = cfg_.rope_style;
+    }
     attention(a, stream_);
     tick("attention");
     residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);

@@ -31,7 +31,8 @@ struct CudaOptions {
   bool cuda_graphs = true;    // false: decode runs eagerly (debugging)
   // Weight-only quantization of the linear layers (q/k/v, o, gate/up, down and the output
   // head), decoded by the fused dequantize-and-multiply GEMVs of gemv_quant.cu: "" (bf16),
-  // "int8" (per output row) or "int4" (group-wise, symmetric, quant_group values per scale).
+  // "int8" (per output row) or "int4" (group-wise, symmetric, quant_group values per scale), or a
+  // GGUF block type ("q8_0", "q4_0", "q4_1", "q4_k", "q5_k", "q6_k": random blocks).
   // Synthetic models only (random packed weights on the GPU); real models are quantized at load
   // by quant::open_model_for_inference (`--quant`: Q8_0 / Q4_0 blocks, run as GGUF blocks below).
   std::string quant;
@@ -41,6 +42,14 @@ struct CudaOptions {
   // tiles + cuBLASLt) when dtype is bf16. true, or the environment variable IGNIS_GPU_DEQUANT=1:
   // dequantize them to bf16 at load instead (the previous behaviour, for comparisons).
   bool gguf_dequant = false;
+  // Decode: RoPE and the KV-cache write inside the attention kernel (AttnArgs::rope_qkv), one
+  // launch per layer less (H200, Llama-2-7B, 2026-12-02: b1 252.9 -> 255.2 tok/s, b8 1,641 ->
+  // 1,656). IGNIS_FUSED_ROPE=0 / 1 overrides it (0: the separate rope_kv kernel).
+  bool fused_rope = true;
+  // Decode: the RMSNorm before the q/k/v, gate/up and output products fused into those GEMVs
+  // (see FuseNorm in llama_cuda.cpp): 0 off, 1 every batch size (each block sums x^2), 2 sums of
+  // squares from the residual GEMVs. -1: IGNIS_FUSED_NORM, else 0.
+  int fused_norm = -1;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

@@ -11,6 +11,7 @@
 
 #include "cuda/common.h"
 #include "cuda/kernels.h"
+#include "cuda/rope_common.cuh"
 
 namespace ignis::cuda {
 namespace {
@@ -23,7 +24,7 @@ __global__ void rope_kv_kernel(RopeArgs a) {
   const int b = i / a.q_per_seq;
   const int p = a.pos[b] + i % a.q_per_seq;
   const int slot = a.slot0 + b;
-  const int hd = a.hd, half = hd / 2, rhalf = a.rope_dim / 2;
+  const int hd = a.hd, half = hd / 2;
   const int width = (a.nh + 2 * a.nkv) * hd;
   const T* src = static_cast<const T*>(a.qkv) + size_t(i) * width;
   T* q_out = static_cast<T*>(a.q_out) + size_t(i) * a.nh * hd;
@@ -33,24 +34,11 @@ __global__ void rope_kv_kernel(RopeArgs a) {
   const int n_units = (a.nh + 2 * a.nkv) * half;  // q pairs, k pairs, v pairs
   for (int u = blockIdx.y * blockDim.x + threadIdx.x; u < n_units; u += gridDim.y * blockDim.x) {
     const int head = u / half, j = u % half;  // head counts q heads, then k heads, then v heads
-    int e0, e1;
-    if (j < rhalf && a.style == RopeStyle::kHalfSplit) {
-      e0 = j, e1 = j + rhalf;
-    } else {
-      e0 = 2 * j, e1 = 2 * j + 1;
-    }
-    if (j >= rhalf && a.style == RopeStyle::kHalfSplit) {  // pass-through tail, after the rotated dims
-      e0 = a.rope_dim + 2 * (j - rhalf), e1 = e0 + 1;
-    }
     const int base = head * hd;
-    float x0 = to_f(src[base + e0]), x1 = to_f(src[base + e1]);
-    if (a.bias) x0 += a.bias[base + e0], x1 += a.bias[base + e1];
-    if (head < a.nh + a.nkv && j < rhalf) {
-      float s, c;
-      sincosf(float(p) * a.inv_freq[j], &s, &c);
-      const float r0 = x0 * c - x1 * s, r1 = x0 * s + x1 * c;
-      x0 = r0, x1 = r1;
-    }
+    int e0, e1;
+    float x0, x1;
+    rope_pair(src + base, a.bias ? a.bias + base : nullptr, j, a.rope_dim, a.style, p, a.inv_freq,
+              head < a.nh + a.nkv, e0, e1, x0, x1);
     if (head < a.nh) {
       q_out[base + e0] = from_f<T>(x0);
       q_out[base + e1] = from_f<T>(x1);

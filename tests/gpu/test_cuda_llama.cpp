@@ -272,6 +272,44 @@ TEST(CudaLlama, QuantizedDecodeMatchesPrefillPath) {
   EXPECT_THROW(make_synthetic_cuda_llama("smollm2-135m", bad, 1), Error);
 }
 
+// The decode fusions against the default kernels: CudaOptions::fused_rope (RoPE and the KV-cache
+// write inside the decode attention) and fused_norm 1, 2 (RMSNorm inside the GEMVs). The same
+// decode steps (batch 2 or 1, GQA, positions that cross key tiles), each variant's cache feeding its
+// own later steps.
+TEST(CudaLlama, DecodeFusionsMatchSeparateKernels) {
+  REQUIRE_GPU();
+  struct Variant { const char* name; bool rope; int norm; int B; };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const Variant v : {Variant{"fused rope", true, 0, 2}, Variant{"fused norm 1", false, 1, 2},
+                            Variant{"fused norm 2", false, 2, 2}, Variant{"rope + norm 2", true, 2, 1}}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " " + v.name);
+      CudaOptions base;
+      base.dtype = dt, base.max_batch = 2, base.context = 160, base.prefill_chunk = 64, base.fused_norm = 0;
+      base.fused_rope = false;
+      CudaOptions fused = base;
+      fused.fused_rope = v.rope, fused.fused_norm = v.norm;
+      auto a = make_synthetic_cuda_llama("smollm2-135m", base, 11);
+      auto f = make_synthetic_cuda_llama("smollm2-135m", fused, 11);
+      const int V = a->config().vocab_size, B = v.B, P = 60;
+      std::vector<int32_t> next(static_cast<size_t>(B));
+      for (int b = 0; b < B; ++b) {
+        std::vector<int32_t> prompt;
+        for (int i = 0; i < P; ++i) prompt.push_back((b * 7919 + i * 104729) % V);
+        next[size_t(b)] = argmax(a->forward_slot(b, prompt.data(), P, 0), V);
+        f->forward_slot(b, prompt.data(), P, 0);
+      }
+      for (int step = 0; step < 8; ++step) {  // positions 60..67: key tile 64 is crossed
+        const float* la = a->decode_batch(next.data(), B, P + step);
+        std::vector<float> ya(la, la + size_t(B) * V);
+        const float* lf = f->decode_batch(next.data(), B, P + step);
+        std::vector<float> yf(lf, lf + size_t(B) * V);
+        for (float y : yf) ASSERT_TRUE(std::isfinite(y));
+        EXPECT_LE(rel(yf.data(), ya.data(), ya.size()), dt == DType::BF16 ? 1e-2 : 1e-5) << "step " << step;
+        for (int b = 0; b < B; ++b) next[size_t(b)] = argmax(ya.data() + size_t(b) * V, V);
+      }
+    }
+}
+
 TEST(CudaLlama, GraphsMatchEagerAndSamplingWorks) {
   REQUIRE_GPU();
   CudaOptions with, without;
