@@ -36,6 +36,9 @@ run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
   echo "$name $rc $((SECONDS - t0))" >> "$LOG/summary.txt"
   [ $rc = 0 ] || status=1
 }
+decode_rows() {  # `ignis bench --json` on stdin -> "b1:253.3(80%) b8:..." (decode tok/s, % of copy per row)
+  python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))'
+}
 for stage in "$@"; do
   case "$stage" in
     prebuilt)  # binaries + the shared libraries the image lacks, built and packed by scripts/devpack.sh
@@ -48,13 +51,13 @@ for stage in "$@"; do
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "IGNIS_FUSED_NORM=$fn $v" | tee -a "$LOG/abnorm.txt"
       done ;;
     abgemv)  # decode tok/s with each GEMV kernel (bulk-copy, register tensor-core) and the GEMV shapes alone
       for impl in auto bulk tc simple auto; do
         v=$(IGNIS_GEMV=$impl $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "IGNIS_GEMV=$impl $v" | tee -a "$LOG/abgemv.txt"
       done
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
@@ -63,13 +66,13 @@ for stage in "$@"; do
     abrope)  # decode tok/s (b1, b8) with RoPE + KV write separate (0) or inside the attention kernel (1, default)
       for r in 0 1 0 1; do
         v=$(IGNIS_FUSED_ROPE=$r $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "IGNIS_FUSED_ROPE=$r $v" | tee -a "$LOG/abrope.txt"
       done ;;
     abpdl)  # decode tok/s (b1, b8) with and without Programmatic Dependent Launch
       for p in 1 0 1 0; do
         v=$(IGNIS_PDL=$p $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "IGNIS_PDL=$p $v" | tee -a "$LOG/abpdl.txt"
       done ;;
     breakdown8)  # where the kernels of a batch-8 decode step go (one by one), beside the b1 / b8 rows
@@ -88,7 +91,7 @@ for stage in "$@"; do
     ggufbench)  # issue 5's GGUF target: a synthetic 7B in Q4_0 / Q4_K / Q8_0 blocks (random) beside bf16, decode only
       for q in "" q4_0 q4_k q8_0; do
         v=$($B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${q:+--quant $q} -p 8 -n 128 -r 2 --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "${q:-bf16} $v" | tee -a "$LOG/ggufbench.txt"
       done ;;
     ncuquant)  # Nsight Compute: occupancy and warp stalls of the int4 tensor-core and the int8 GEMV on 7B shapes
@@ -163,7 +166,7 @@ for stage in "$@"; do
       echo "fused_norm blocks_per_sm l2_256B_hint decode_tok/s" > "$LOG/tune.txt"
       for fn in ${TUNE_NORM:-0}; do for bps in ${TUNE_BPS:-4 8 16}; do for u in ${TUNE_L2:-0 1}; do
         v=$(IGNIS_GEMV_L2_256=$u IGNIS_FUSED_NORM=$fn IGNIS_GEMV_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --json 2>/dev/null \
-            | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
+            | decode_rows)
         echo "$fn $bps $u $v" | tee -a "$LOG/tune.txt"
       done; done; done ;;
     peers)

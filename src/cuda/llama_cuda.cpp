@@ -335,7 +335,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   }
   {
     const char* e = std::getenv("IGNIS_FUSED_ROPE");
-    fused_rope_ = e && *e ? std::strcmp(e, "0") != 0 : opt.fused_rope;
+    fused_rope_ = opt.fused_rope >= 0 ? opt.fused_rope != 0 : !(e && std::strcmp(e, "0") == 0);
   }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);

@@ -44,8 +44,9 @@ struct CudaOptions {
   bool gguf_dequant = false;
   // Decode: RoPE and the KV-cache write inside the attention kernel (AttnArgs::rope_qkv), one
   // launch per layer less (H200, Llama-2-7B, 2026-12-02: b1 252.9 -> 255.2 tok/s, b8 1,641 ->
-  // 1,656). IGNIS_FUSED_ROPE=0 / 1 overrides it (0: the separate rope_kv kernel).
-  bool fused_rope = true;
+  // 1,656). 1 on, 0 the separate rope_kv kernel; -1: IGNIS_FUSED_ROPE (0 / 1), else on. As for
+  // fused_norm, an explicit value wins over the environment (tests compare fixed variants).
+  int fused_rope = -1;
   // Decode: the RMSNorm before the q/k/v, gate/up and output products fused into those GEMVs
   // (see FuseNorm in llama_cuda.cpp): 0 off, 1 every batch size (each block sums x^2), 2 sums of
   // squares from the residual GEMVs. -1: IGNIS_FUSED_NORM, else 0.

@@ -285,9 +285,9 @@ TEST(CudaLlama, DecodeFusionsMatchSeparateKernels) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + " " + v.name);
       CudaOptions base;
       base.dtype = dt, base.max_batch = 2, base.context = 160, base.prefill_chunk = 64, base.fused_norm = 0;
-      base.fused_rope = false;
+      base.fused_rope = 0;
       CudaOptions fused = base;
-      fused.fused_rope = v.rope, fused.fused_norm = v.norm;
+      fused.fused_rope = v.rope ? 1 : 0, fused.fused_norm = v.norm;
       auto a = make_synthetic_cuda_llama("smollm2-135m", base, 11);
       auto f = make_synthetic_cuda_llama("smollm2-135m", fused, 11);
       const int V = a->config().vocab_size, B = v.B, P = 60;
