@@ -11,6 +11,8 @@
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
+#   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
+#   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
@@ -88,6 +90,35 @@ for stage in "$@"; do
         IGNIS_BW_BATCH=$b IGNIS_BW_FORMATS=int8,int4 IGNIS_QGEMV=simple TAIL=13 run quant_gemv_bw_cudacore_b$b $BW
       done
       [ -n "${QUANT_ALL:-}" ] && TAIL=40 run quant_gemv_bw_all $BW ;;
+    abquant)  # int8 / int4 decode with each quantized GEMV (bulk-copy: the sm_90 default; tc; simple), and the 7B
+              # shapes alone (GB/s of packed bytes), B = 1 and 8
+      TAIL=8 run quant_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaKernels.Gemv*:CudaLlama.*'
+      BW="$B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter=CudaQuant.DISABLED_QuantGemvBandwidth"
+      for b in 1 8; do
+        for impl in bulk tc simple; do
+          IGNIS_BW_BATCH=$b IGNIS_BW_FORMATS=int8,int4 IGNIS_QGEMV=$impl TAIL=13 run qbw_${impl}_b$b $BW
+        done
+      done
+      for q in "int8" "int4 --group 128" "int4 --group 32"; do
+        for impl in bulk tc simple; do
+          v=$(IGNIS_QGEMV=$impl $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant $q -p 8 -n 128 -r 2 --json \
+              2>/dev/null | decode_rows)
+          echo "--quant $q IGNIS_QGEMV=$impl $v" | tee -a "$LOG/abquant.txt"
+        done
+      done ;;
+    quantsplit)  # int4 g128: the tensor-core GEMV with split-K (default, given a workspace) vs one block per tile
+      TAIL=8 run quant_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaKernels.Gemv*:CudaLlama.*'
+      BW="$B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter=CudaQuant.DISABLED_QuantGemvBandwidth"
+      for sp in 0 1; do
+        IGNIS_QGEMV_SPLITS=$sp IGNIS_BW_FORMATS=int4 TAIL=9 run qbw_split${sp}_b1 $BW
+      done
+      for q in "int4 --group 128" "int8" "int4 --group 32"; do
+        for sp in 0 1; do
+          v=$(IGNIS_QGEMV_SPLITS=$sp $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant $q -p 8 -n 128 -r 2 --json \
+              2>/dev/null | decode_rows)
+          echo "--quant $q IGNIS_QGEMV_SPLITS=$sp $v" | tee -a "$LOG/quantsplit.txt"
+        done
+      done ;;
     ggufbench)  # issue 5's GGUF target: a synthetic 7B in Q4_0 / Q4_K / Q8_0 blocks (random) beside bf16, decode only
       for q in "" q4_0 q4_k q8_0; do
         v=$($B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${q:+--quant $q} -p 8 -n 128 -r 2 --json 2>/dev/null \

@@ -204,29 +204,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
     for (int w = 1; w < kWarps; ++w) v[i] += red[w][i][lane];
   }
 
-  if (splits > 1) {
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
-      if (b < B && row < N) ws[(size_t(split) * B + b) * N + row] = v[i];
-    }
-    __threadfence();
-    __syncwarp();
-    unsigned prev = 0;
-    if (lane == 0) prev = atomicAdd(&counters[tile], 1u);
-    prev = __shfl_sync(0xffffffffu, prev, 0);
-    if (prev != unsigned(splits - 1)) return;
-    __threadfence();
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
-      float s = 0.f;
-      if (b < B && row < N)
-        for (int sp = 0; sp < splits; ++sp) s += __ldcg(ws + (size_t(sp) * B + b) * N + row);
-      v[i] = s;
-    }
-    if (lane == 0) counters[tile] = 0;
-  }
+  if (splits > 1 && !split_combine(v, tile, split, splits, B, N, ws, counters)) return;
 
   tile_epilogue<EPI>(v, tile, g, c, B, N, out, ldo, ss_out);
 }
@@ -344,15 +322,6 @@ GemvImpl env_impl() {
 }
 bool force_simple() { return env_impl() == GemvImpl::kSimple; }
 
-bool device_has_bulk_copy() {  // sm_90+ (cached for the current device at first use)
-  static const bool v = [] {
-    int dev = 0, major = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return major >= 9;
-  }();
-  return v;
-}
 
 template <bool NORM, bool U>
 void launch_tc(const GemvArgs& a, dim3 grid, dim3 block, int ldo, cudaStream_t stream) {
@@ -383,6 +352,16 @@ bool gemv_l2_hint() {
 }
 
 }  // namespace
+
+bool device_has_bulk_copy() {  // sm_90+ (cached for the current device at first use)
+  static const bool v = [] {
+    int dev = 0, major = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 9;
+  }();
+  return v;
+}
 
 bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K % 8 == 0 && !force_simple(); }
 

@@ -1,5 +1,6 @@
-// Device helpers shared by the tensor-core decode GEMVs (gemv.cu's register-streaming kernel and
-// gemv_bulk.cu's bulk-copy kernel): the bf16 mma, and the epilogue of a finished 16-row tile.
+// Device helpers shared by the tensor-core decode GEMVs (gemv.cu's register-streaming kernel,
+// gemv_bulk.cu's bulk-copy kernels, gemv_int4_tc.cu / gemv_int8_tc.cu): the bf16 / fp16 mma, the
+// exact int4 / int8 -> bf16 / fp16 unpacking, and the epilogue of a finished 16-row tile.
 //
 // Fragment layout of a tile's result (mma.m16n8k16, accumulators of lane (g = lane / 4, c = lane % 4)):
 //   v[0] = (row g, batch 2c), v[1] = (row g, batch 2c+1), v[2] = (row g+8, batch 2c), v[3] = (row g+8, batch 2c+1).
@@ -31,6 +32,52 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1
       "{%0, %1, %2, %3};"
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
+                                        uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// ---- int4: two nibbles -> an exact bf16 pair (gemv_int4_tc.cu's header explains the trick) ----
+// bf16 pair (128 + z, 128 + z) as the raw bits the subtraction uses.
+__device__ __forceinline__ uint32_t bias_pair(int z) {
+  const uint32_t b = 0x4300u | uint32_t(z);
+  return b | (b << 16);
+}
+// The nibbles at bits sh and sh + 16 of w as bf16 (q_a - z, q_b - z); zz = bias_pair(z).
+__device__ __forceinline__ uint32_t deq_pair(uint32_t w, int sh, uint32_t zz) {
+  uint32_t t;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(t) : "r"(w >> sh), "r"(0x000F000Fu), "r"(0x43004300u));  // (a & b) | c
+  __nv_bfloat162 a, b;
+  memcpy(&a, &t, 4);
+  memcpy(&b, &zz, 4);
+  const __nv_bfloat162 d = __hsub2(a, b);
+  uint32_t u;
+  memcpy(&u, &d, 4);
+  return u;
+}
+
+// ---- int8: two bytes -> an exact fp16 pair (gemv_int8_tc.cu's header explains the trick) ----
+// Bytes sel (PRMT selector of the two bytes) of the flipped word u (q + 128) as the fp16 pair of their q.
+__device__ __forceinline__ uint32_t deq_pair8(uint32_t u, uint32_t sel) {
+  const uint32_t t = __byte_perm(u, 0x64646464u, sel);  // (0x64 << 8 | byte): 1024 + byte
+  __half2 h;
+  memcpy(&h, &t, 4);
+  h = __hsub2(h, __half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480)));  // - 1152 = - (1024 + 128)
+  uint32_t r;
+  memcpy(&r, &h, 4);
+  return r;
+}
+// fp16 pair (lo, hi) from two floats, saturating at +-65504.
+__device__ __forceinline__ uint32_t f16_pair(float lo, float hi) {
+  uint32_t r;
+  asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+  return r;
 }
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
@@ -107,10 +154,44 @@ __device__ __forceinline__ float scale_at(const void* s, int sdt, size_t i) {
   return sdt == 1 ? __uint_as_float(h << 16) : __half2float(__ushort_as_half(uint16_t(h)));
 }
 
+// Split-K across blocks: block `split` of `splits` holds the partial tile v (warp 0's fragments). It
+// writes v to ws[(split * B + b) * N + row] and bumps the tile's counter; the last block to arrive adds
+// the parts in split order (deterministic) into v, resets the counter for the next launch and
+// returns true (it then runs the epilogue); the others return false. Called by the 32 lanes of one warp.
+__device__ __forceinline__ bool split_combine(float (&v)[4], int tile, int split, int splits, int B, int N,
+                                              float* __restrict__ ws, unsigned* counters) {
+  const int lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3, row0 = tile * 16;
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
+    if (b < B && row < N) ws[(size_t(split) * B + b) * N + row] = v[i];
+  }
+  __threadfence();
+  __syncwarp();
+  unsigned prev = 0;
+  if (lane == 0) prev = atomicAdd(&counters[tile], 1u);
+  prev = __shfl_sync(0xffffffffu, prev, 0);
+  if (prev != unsigned(splits - 1)) return false;
+  __threadfence();
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int b = 2 * c + (i & 1), row = row0 + g + (i >> 1) * 8;
+    float s = 0.f;
+    if (b < B && row < N)
+      for (int sp = 0; sp < splits; ++sp) s += __ldcg(ws + (size_t(sp) * B + b) * N + row);
+    v[i] = s;
+  }
+  if (lane == 0) counters[tile] = 0;
+  return true;
+}
+
 // The end of a block of WARPS warps that each hold partial fragments acc of the same 16-row tile:
-// the partials meet in shared memory and warp 0 runs tile_epilogue. Called by every thread.
+// the partials meet in shared memory and warp 0 runs tile_epilogue (with splits > 1, after
+// split_combine, in the last block of the tile). Called by every thread.
 template <int EPI, int WARPS>
-__device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int B, int N, void* out, int ldo) {
+__device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int B, int N, void* out, int ldo,
+                                            int split = 0, int splits = 1, float* __restrict__ ws = nullptr,
+                                            unsigned* counters = nullptr) {
   __shared__ float red[WARPS][4][32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
@@ -124,6 +205,7 @@ __device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int
 #pragma unroll
     for (int w = 1; w < WARPS; ++w) v[i] += red[w][i][lane];
   }
+  if (splits > 1 && !split_combine(v, tile, split, splits, B, N, ws, counters)) return;
   tile_epilogue<EPI>(v, tile, lane >> 2, lane & 3, B, N, out, ldo, nullptr);
 }
 

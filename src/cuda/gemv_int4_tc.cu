@@ -20,12 +20,15 @@
 // g) is built from the same 8 activations with 4 byte permutes: (x0, x4), (x1, x5), (x2, x6), (x3, x7).
 // Lanes with g >= B read row B - 1 of x: finite values whose results are discarded.
 //
-// Launch: grid ceil(N / 16), 128 threads. The 4 warps of a block share the tile and take steps in
-// turn (warp w: steps w, w + 4, ...), with two register buffers of U = 2 or 4 steps each (weights
-// plus their scales and zero points; see variant() for which); partial sums meet in shared
-// memory and warp 0 runs the epilogue (gemv_common.cuh). Weights and scales are loaded before the
-// PDL wait. Bytes: N K / 2 of weights + N K / group (2 or 3 bytes) of scales / zeros + B K 2 of x
-// (L1 / L2). Used when N / 16 >= the SM count (enough tiles without split-K).
+// Launch: grid (ceil(N / 16), splits), 128 threads. Block (tile, split) takes its split's range of
+// the row's 128-k steps; its 4 warps share the tile and take steps in turn (warp w: the range's
+// steps w, w + 4, ...), with two register buffers of U = 2 or 4 steps each (weights plus their
+// scales and zero points; see variant() for which); partial sums meet in shared memory and warp 0
+// runs the epilogue (gemv_common.cuh), after split_combine when the row is split (splits_for: the
+// shapes with few tiles, given a workspace). Weights and scales are loaded before the PDL wait.
+// Bytes: N K / 2 of weights + N K / group (2 or 3 bytes) of scales / zeros + B K 2 of x (L1 / L2),
+// + 2 B N splits floats of workspace when split.
+#include <algorithm>
 #include <cstdlib>
 
 #include "cuda/common.h"
@@ -38,30 +41,12 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 
-// bf16 pair (128 + z, 128 + z) as the raw bits the subtraction uses.
-__device__ __forceinline__ uint32_t bias_pair(int z) {
-  const uint32_t b = 0x4300u | uint32_t(z);
-  return b | (b << 16);
-}
-
-// The nibbles at bits sh and sh + 16 of w as bf16 (q_a - z, q_b - z); zz = bias_pair(z).
-__device__ __forceinline__ uint32_t deq_pair(uint32_t w, int sh, uint32_t zz) {
-  uint32_t t;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(t) : "r"(w >> sh), "r"(0x000F000Fu), "r"(0x43004300u));  // (a & b) | c
-  __nv_bfloat162 a, b;
-  memcpy(&a, &t, 4);
-  memcpy(&b, &zz, 4);
-  const __nv_bfloat162 d = __hsub2(a, b);
-  uint32_t u;
-  memcpy(&u, &d, 4);
-  return u;
-}
-
 // U: steps of 128 k per register buffer; HAS_Z: zero points per (row, group) (else z = 8); MINB:
 // blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound).
 template <int EPI, int U, bool HAS_Z, int MINB>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
-                                                                   int B, void* out, int ldo) {
+                                                                   int B, void* out, int ldo,
+                                                                   float* __restrict__ ws, unsigned* counters) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c = lane & 3;
   const int N = W.N, K = W.K, G = K / W.group;
@@ -70,7 +55,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const size_t rbytes = size_t(K) / 2;
   const uint8_t* wa = static_cast<const uint8_t*>(W.w) + size_t(ra) * rbytes + 16 * c;
   const uint8_t* wb = static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
-  const int nsteps = K / kStep;
+  // split-K: block (tile, split) takes steps [s_begin, s_end) of the row (gridDim.y splits)
+  const int nsteps = K / kStep, split = blockIdx.y, splits = gridDim.y;
+  const int s_begin = int(int64_t(nsteps) * split / splits), s_end = int(int64_t(nsteps) * (split + 1) / splits);
 
   struct Buf {
     uint4 lo[U], hi[U];      // rows g, g + 8
@@ -82,17 +69,17 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   auto load = [&](Buf& bf, int t0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int s = warp + kWarps * (t0 + u);
-      const bool ok = s < nsteps;
+      const int s = s_begin + warp + kWarps * (t0 + u);
+      const bool ok = s < s_end;
       const int sc = ok ? s : 0;
       const int gi = sc * kStep / W.group;
       bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
       bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
-      bf.sa[u] = ok ? scale_at(W.scales, sdt, size_t(ra) * G + gi) : 0.f;
-      bf.sb[u] = ok ? scale_at(W.scales, sdt, size_t(rb) * G + gi) : 0.f;
+      bf.sa[u] = ok ? scale_at(W.scales, sdt, qmeta_index(ra, gi, G)) : 0.f;
+      bf.sb[u] = ok ? scale_at(W.scales, sdt, qmeta_index(rb, gi, G)) : 0.f;
       if constexpr (HAS_Z) {
-        bf.za[u] = bias_pair(__ldg(W.zeros + size_t(ra) * G + gi));
-        bf.zb[u] = bias_pair(__ldg(W.zeros + size_t(rb) * G + gi));
+        bf.za[u] = bias_pair(__ldg(W.zeros + qmeta_index(ra, gi, G)));
+        bf.zb[u] = bias_pair(__ldg(W.zeros + qmeta_index(rb, gi, G)));
       }
     }
   };
@@ -103,7 +90,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     float st[U][4];  // one accumulator per step: U independent mma chains
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int s = min(warp + kWarps * (t0 + u), nsteps - 1);  // past the end: any valid x (scale 0)
+      const int s = min(s_begin + warp + kWarps * (t0 + u), s_end - 1);  // past the end: any valid x (scale 0)
       st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
       uint32_t za = bias_pair(8), zb = bias_pair(8);
       if constexpr (HAS_Z) za = bf.za[u], zb = bf.zb[u];
@@ -133,15 +120,15 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   load(b1, U);
   pdl_trigger();
   pdl_wait();
-  for (int t0 = 0; warp + kWarps * t0 < nsteps; t0 += 2 * U) {
+  for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0, t0);
     load(b0, t0 + 2 * U);
-    if (warp + kWarps * (t0 + U) >= nsteps) break;
+    if (s_begin + warp + kWarps * (t0 + U) >= s_end) break;
     compute(b1, t0 + U);
     load(b1, t0 + 3 * U);
   }
 
-  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo);
+  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters);
 }
 
 // Variants: a = 4 steps per buffer, registers free (176-204: 2-3 blocks / SM); b = 4 steps, at
@@ -149,28 +136,46 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
 // (2026-12-02, CudaQuant.DISABLED_QuantGemvBandwidth, B = 1, g128 sym) c streams the shapes with
 // many tiles best (qkv 2372 GB/s, gate/up 2220; a: 1554, 1359) and a those with 256 tiles, where the
 // grid, not the registers, bounds the warps per SM (down 1314 GB/s; c: 895). kAuto: c from 4 tiles
-// per SM, else a. IGNIS_QGEMV_VARIANT=a|b|c forces one (A/B measurements).
-char variant(int tiles) {
+// per SM, else a (counting the split-K blocks). IGNIS_QGEMV_VARIANT=a|b|c forces one (A/B measurements).
+char variant(int blocks) {
   static const char forced = [] {
     const char* e = std::getenv("IGNIS_QGEMV_VARIANT");
     return e && (*e == 'a' || *e == 'b' || *e == 'c') ? *e : 0;
   }();
   if (forced) return forced;
-  return tiles >= 4 * sm_count() ? 'c' : 'a';
+  return blocks >= 4 * sm_count() ? 'c' : 'a';
+}
+
+// Split-K: enough (tile, split) blocks for variant c's 6 per SM where the tiles alone are fewer (the
+// 7B wo / down shapes have 256 tiles for 132 SMs), at least 2 steps per warp in a split, and what the
+// workspace holds. IGNIS_QGEMV_SPLITS=n forces n (A/B measurements; 1 = no split, 0 = chosen).
+int splits_for(const QGemvArgs& a, int tiles) {
+  static const int forced = [] {
+    const char* e = std::getenv("IGNIS_QGEMV_SPLITS");
+    return e ? std::max(0, std::atoi(e)) : 0;
+  }();
+  if (!a.ws || !a.counters || a.n_counters < tiles) return 1;
+  const int nsteps = a.W.K / kStep;
+  int s = a.splits > 0 ? a.splits : forced ? forced : (6 * sm_count() + tiles / 2) / tiles;
+  s = std::min({s, 16, a.splits > 0 ? nsteps : std::max(1, nsteps / (2 * kWarps))});
+  s = std::min<int>(s, int(a.ws_floats / (size_t(a.B) * a.W.N)));
+  return std::max(1, s);
 }
 
 template <int EPI, int U, bool HAS_Z, int MINB>
-void launch_v(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
-  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB>, dim3(ceil_div(a.W.N, 16)), dim3(kWarps * 32), 0, stream, a.W, sdt,
-         static_cast<const bf16*>(a.x), a.B, a.out, ldo);
+void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
+  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+         static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
 }
 
 template <int EPI, bool HAS_Z>
 void launch_z(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
-  switch (variant(ceil_div(a.W.N, 16))) {
-    case 'a': return launch_v<EPI, 4, HAS_Z, 1>(a, sdt, ldo, stream);
-    case 'c': return launch_v<EPI, 2, HAS_Z, 6>(a, sdt, ldo, stream);
-    default: return launch_v<EPI, 4, HAS_Z, 4>(a, sdt, ldo, stream);
+  const int tiles = ceil_div(a.W.N, 16), splits = splits_for(a, tiles);
+  const dim3 grid(tiles, splits);
+  switch (variant(tiles * splits)) {
+    case 'a': return launch_v<EPI, 4, HAS_Z, 1>(a, grid, sdt, ldo, stream);
+    case 'c': return launch_v<EPI, 2, HAS_Z, 6>(a, grid, sdt, ldo, stream);
+    default: return launch_v<EPI, 4, HAS_Z, 4>(a, grid, sdt, ldo, stream);
   }
 }
 

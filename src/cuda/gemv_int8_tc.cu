@@ -35,33 +35,6 @@ constexpr int kWarps = 4;
 constexpr int kU = 4;      // steps per register buffer
 constexpr int kStep = 64;  // k per step (4 lanes x 16 bytes)
 
-__device__ __forceinline__ void mma_f16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3, uint32_t b0,
-                                        uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-// Bytes sel (PRMT selector of the two bytes) of the flipped word u as the fp16 pair of their q.
-__device__ __forceinline__ uint32_t deq_pair8(uint32_t u, uint32_t sel) {
-  const uint32_t t = __byte_perm(u, 0x64646464u, sel);  // (0x64 << 8 | byte): 1024 + byte
-  __half2 h;
-  memcpy(&h, &t, 4);
-  h = __hsub2(h, __half2(__ushort_as_half(0x6480), __ushort_as_half(0x6480)));  // - 1152 = - (1024 + 128)
-  uint32_t r;
-  memcpy(&r, &h, 4);
-  return r;
-}
-
-// fp16 pair (lo, hi) from two floats, saturating at +-65504.
-__device__ __forceinline__ uint32_t f16_pair(float lo, float hi) {
-  uint32_t r;
-  asm("cvt.rn.satfinite.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-  return r;
-}
-
 template <int EPI>
 __global__ void __launch_bounds__(kWarps * 32) gemv_int8_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo) {

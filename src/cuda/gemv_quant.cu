@@ -174,7 +174,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
       if constexpr (INT4) {
         const int g = k0 / W.group;
 #pragma unroll
-        for (int r = 0; r < 2; ++r) zf[r] = kMagic + (W.zeros ? float(__ldg(W.zeros + size_t(rows[r]) * G + g)) : 8.f);
+        for (int r = 0; r < 2; ++r) zf[r] = kMagic + (W.zeros ? float(__ldg(W.zeros + qmeta_index(rows[r], g, G))) : 8.f);
       }
       // 8 values at a time: int4 one word (8 nibbles), int8 two words (4 bytes each); both rows'
       // values are unpacked first, then each batch row's 8 activations are loaded and used.
@@ -211,7 +211,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
         const int g = k0 / W.group;
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const float s = scale_at(W.scales, sdt, size_t(rows[r]) * G + g);
+          const float s = scale_at(W.scales, sdt, qmeta_index(rows[r], g, G));
 #pragma unroll
           for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(s, part[r][b], acc[r][b]);
         }
@@ -644,8 +644,8 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
     case QType::kInt4: {
       const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
       const int G = K / W.group, g = chunk * 32 / W.group;
-      const float s = scale_at(W.scales, sdt, size_t(row) * G + g);
-      const float z = W.zeros ? float(W.zeros[size_t(row) * G + g]) : 8.f;
+      const float s = scale_at(W.scales, sdt, qmeta_index(row, g, G));
+      const float z = W.zeros ? float(W.zeros[qmeta_index(row, g, G)]) : 8.f;
       for (int i = 0; i < 16; ++i) v[2 * i] = s * (float(q[i] & 15) - z), v[2 * i + 1] = s * (float(q[i] >> 4) - z);
       break;
     }
@@ -826,27 +826,43 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   const bool swiglu = a.epi == GemvEpilogue::kSwiGLU;
   IGNIS_CHECK(!swiglu || a.W.N % 16 == 0, "quantized GEMV: SwiGLU needs N = 2 * (multiple of 8), got ", a.W.N);
   const int ldo = a.ldo ? a.ldo : (swiglu ? a.W.N / 2 : a.W.N);
-  // The tensor-core kernels (gemv_int4_tc.cu, gemv_int8_tc.cu) when there are enough 16-row tiles for
-  // every SM (they do not split K across blocks): int4 with groups of 128 at any B; int8 from B = 2
-  // (at B = 1 the CUDA-core kernel streams int8 at least as fast). IGNIS_QGEMV=simple|tc overrides.
+  // int8 / int4, kAuto: the tensor-core kernels (gemv_int4_tc.cu, gemv_int8_tc.cu) where they apply
+  // and have enough 16-row blocks for every SM (int4 splits K across blocks given a workspace; int8
+  // does not): int4 with groups of 128 at any B, int8 from B = 2 (at B = 1 the CUDA-core kernel streams
+  // int8 faster); else from B = 2 the bulk-copy kernel (gemv_bulk.cu, sm_90+: int4 groups of 32 / 64,
+  // whose B FMAs per weight bound the CUDA-core kernel); else the CUDA-core kernel. The bulk-copy
+  // kernel is not the default elsewhere: on an H200 (2026-12-02, scripts/gpu-check.sh abquant) it
+  // streamed int8 at 1.4-2.3 TB/s and int4 g128 at 0.7-1.3 at B = 1, below both register kernels
+  // (int4 g128 decode 261 vs 340 tok/s; int8 251 vs 367), but at B = 8 it runs int4 g32 at 1,741
+  // tok/s against the CUDA-core kernel's 782. IGNIS_QGEMV=simple|tc|bulk overrides kAuto.
   if (a.W.type == QType::kInt4 || a.W.type == QType::kInt8) {
     const bool int4 = a.W.type == QType::kInt4;
     const bool ok = int4 ? int4_tc_supported(a.W) : int8_tc_supported(a.W);
+    const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(a.W);
     QGemvImpl impl = a.impl;
     if (impl == QGemvImpl::kAuto) {
       static const QGemvImpl env = [] {
         const char* e = std::getenv("IGNIS_QGEMV");
         if (e && std::strcmp(e, "simple") == 0) return QGemvImpl::kCudaCore;
         if (e && std::strcmp(e, "tc") == 0) return QGemvImpl::kTensorCore;
+        if (e && std::strcmp(e, "bulk") == 0) return QGemvImpl::kBulk;
         return QGemvImpl::kAuto;
       }();
       impl = env;
     }
-    if (impl == QGemvImpl::kAuto)
-      impl = ok && ceil_div(a.W.N, 16) >= sm_count() && (int4 || a.B >= 2) ? QGemvImpl::kTensorCore
-                                                                            : QGemvImpl::kCudaCore;
+    if (impl == QGemvImpl::kAuto) {
+      if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
+        impl = QGemvImpl::kTensorCore;
+      else if (bulk_ok && a.B >= 2)
+        impl = QGemvImpl::kBulk;
+      else
+        impl = QGemvImpl::kCudaCore;
+    }
     IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
                 int4 ? "int4 groups of a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
+    IGNIS_CHECK(bulk_ok || a.impl != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
+                int4 ? "int4 groups of a power of two from 32 to 1024" : "int8 with K % 64 == 0");
+    if (impl == QGemvImpl::kBulk && bulk_ok) return gemv_quant_bulk(a, ldo, stream);
     if (impl == QGemvImpl::kTensorCore && ok) return int4 ? gemv_int4_tc(a, ldo, stream) : gemv_int8_tc(a, ldo, stream);
   }
   switch (a.epi) {
@@ -928,15 +944,26 @@ void upload_quant_linear(const quant::QuantLinear& q_in, DeviceQuantLinear& out)
     CUDA_CHECK(cudaMemcpy(b.get(), src, bytes, cudaMemcpyHostToDevice));
   };
   put(out.w, q.qdata.data(), q.qdata.size());
+  // int4: scales and zeros from row-major [N, G] to the device layout of qmeta_index (padding 0)
+  const bool int4 = q.format == quant::QFormat::kInt4;
+  const int N = int(q.N), G = int4 ? int(q.groups()) : 1;
+  auto meta_pos = [&](size_t i) { return int4 ? qmeta_index(int(i / size_t(G)), int(i % size_t(G)), G) : i; };
+  const size_t nmeta = int4 ? qmeta_count(N, G) : q.scales.size();
   if (q.scale_dtype == DType::F32) {
-    put(out.scales, q.scales.data(), q.scales.size() * 4);
+    std::vector<float> h(nmeta, 0.f);
+    for (size_t i = 0; i < q.scales.size(); ++i) h[meta_pos(i)] = q.scales[i];
+    put(out.scales, h.data(), h.size() * 4);
   } else {
-    std::vector<uint16_t> h(q.scales.size());
-    for (size_t i = 0; i < h.size(); ++i)
-      h[i] = q.scale_dtype == DType::BF16 ? f32_to_bf16(q.scales[i]) : f32_to_f16(q.scales[i]);
+    std::vector<uint16_t> h(nmeta, 0);
+    for (size_t i = 0; i < q.scales.size(); ++i)
+      h[meta_pos(i)] = q.scale_dtype == DType::BF16 ? f32_to_bf16(q.scales[i]) : f32_to_f16(q.scales[i]);
     put(out.scales, h.data(), h.size() * 2);
   }
-  if (!q.zeros.empty()) put(out.zeros, q.zeros.data(), q.zeros.size());
+  if (!q.zeros.empty()) {
+    std::vector<uint8_t> h(nmeta, 8);
+    for (size_t i = 0; i < q.zeros.size(); ++i) h[meta_pos(i)] = q.zeros[i];
+    put(out.zeros, h.data(), h.size());
+  }
   if (!perm.empty()) put(out.perm, perm.data(), perm.size() * 4);
   out.view.type = q.format == quant::QFormat::kInt8 ? QType::kInt8 : QType::kInt4;
   out.view.w = out.w.get();

@@ -68,6 +68,8 @@ struct GemvArgs {
   float* ss_out = nullptr;
 };
 void gemv(const GemvArgs& a, cudaStream_t stream);
+// Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).
+bool device_has_bulk_copy();
 // The bulk-copy kernel alone (gemv_bulk.cu; gemv() dispatches to it): ldo already resolved.
 void gemv_bulk(const GemvArgs& a, int ldo, cudaStream_t stream);
 // Whether gemv can fuse the RMSNorm for these weights (bf16, K % 8 == 0, not forced simple).

@@ -269,6 +269,8 @@ class CudaLlamaImpl final : public CudaLlama {
     if (!Wq.w) return gemv(Wb, x, B, N, K, epi, out);
     QGemvArgs a;
     a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out, a.ldo = ldo;
+    a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
+    a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
     gemv_quant(a, stream_);
   }
   // Prefill product (cuBLASLt on bf16, or dequantized tiles of the quantized weight).
@@ -487,7 +489,7 @@ void CudaLlamaImpl::carve_quant_weights() {
     q.type = int8 ? QType::kInt8 : QType::kInt4;
     q.scale_dtype = DType::BF16, q.zeros = nullptr, q.group = group, q.N = N, q.K = K;
     const size_t wb = int8 ? size_t(N) * K : size_t(N) * K / 2;
-    const size_t sb = int8 ? size_t(N) * 2 : size_t(N) * (K / group) * 2;
+    const size_t sb = int8 ? size_t(N) * 2 : qmeta_count(N, K / group) * 2;  // int4: tiled, padded to 16 rows
     pend.push_back({&q, total, total + align256(wb)});
     total += align256(wb) + align256(sb);
   };
@@ -845,7 +847,7 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
       const bool int8 = q.type == QType::kInt8;
       const size_t wbytes = int8 ? size_t(q.N) * q.K : size_t(q.N) * q.K / 2;
       fill_random(DType::F32, const_cast<void*>(q.w), wbytes / 4, ++s, 1.f, 0.f, stream_);
-      const size_t ns = int8 ? size_t(q.N) : size_t(q.N) * (q.K / q.group);
+      const size_t ns = int8 ? size_t(q.N) : qmeta_count(q.N, q.K / q.group);
       const float sc = std::sqrt(3.f / float(q.K)) / (int8 ? 127.f : 8.f);
       fill_random(DType::BF16, const_cast<void*>(q.scales), ns, ++s, 0.5f * sc, sc, stream_);
     };

@@ -8,7 +8,9 @@
 //   kInt4  w: uint8 [N, K/2], quant/formats.h's layout (value k of a row in nibble k % 8 of the
 //          row's uint32 word k / 8, low nibble first); scales [N, K/group] (bf16 or f16, f32 also
 //          accepted); zeros: uint8 [N, K/group] in 0..15, or nullptr for symmetric (zero 8);
-//          W[n,k] = s[n, k/group] * (q - z). group 32, 64 or 128; K % group == 0. Act-order layers
+//          W[n,k] = s[n, k/group] * (q - z). group 32, 64 or 128; K % group == 0. Scales and zeros
+//          are laid out by qmeta_index (tiles of 16 rows, not row-major), so that one bulk copy
+//          brings a 16-row tile's entries for a run of groups (gemv_bulk.cu). Act-order layers
 //          must be made contiguous first (quant::contiguous_groups; x then gathered by perm, see
 //          gather_columns below).
 //   kQ8_0, kQ4_0, kQ4_1, kQ4_K, kQ5_K, kQ6_K: GGUF blocks as in src/ops/quant.h, rows of K/32
@@ -37,6 +39,15 @@ enum class QType : uint8_t { kInt8, kInt4, kQ8_0, kQ4_0, kQ4_K, kQ4_1, kQ5_K, kQ
 // false for any other dtype (it must then be dequantized).
 bool gguf_qtype(DType t, QType& out);
 
+// Device index of the int4 scale / zero point of (row, group gi), G = K / group: tiles of 16 rows,
+// group-major inside a tile, and in a tile's group the rows in the order 0, 8, 1, 9, ..., 7, 15, so
+// that an mma lane's rows g and g + 8 are neighbours (one 4-byte load for both scales).
+__host__ __device__ inline size_t qmeta_index(int row, int gi, int G) {
+  return (size_t(row >> 4) * size_t(G) + size_t(gi)) * 16 + size_t((row & 7) << 1) + size_t((row >> 3) & 1);
+}
+// Entries of that layout for N rows (N rounded up to a tile; the padding rows hold scale 0).
+inline size_t qmeta_count(int N, int G) { return size_t((N + 15) / 16) * 16 * size_t(G); }
+
 struct QWeight {
   QType type = QType::kInt4;
   const void* w = nullptr;
@@ -52,7 +63,7 @@ struct QWeight {
 // order: blocks of 16 rows, 8 gate then the 8 matching up rows; out[b, j] = silu(gate j) * up j,
 // N/2 columns). ldo: row stride of out in elements (0: N, or N/2 for kSwiGLU).
 // Which int4 / int8 GEMV kernel runs (other formats have one): kAuto picks (see gemv_quant).
-enum class QGemvImpl { kAuto, kCudaCore, kTensorCore };
+enum class QGemvImpl { kAuto, kCudaCore, kTensorCore, kBulk };
 
 struct QGemvArgs {
   QWeight W;
@@ -62,8 +73,22 @@ struct QGemvArgs {
   GemvEpilogue epi = GemvEpilogue::kStore;
   void* out = nullptr;
   int ldo = 0;
+  // Optional split of 16-row tiles across blocks (the bulk-copy and int4 tensor-core kernels), as in GemvArgs: a workspace
+  // of ws_floats floats and n_counters zeroed counters (left zeroed).
+  float* ws = nullptr;
+  size_t ws_floats = 0;
+  unsigned* counters = nullptr;
+  int n_counters = 0;
+  // The int4 tensor-core kernel splits K across this many blocks per tile given the workspace
+  // (0: chosen by shape; tests force a split).
+  int splits = 0;
 };
 void gemv_quant(const QGemvArgs& a, cudaStream_t stream);
+// The bulk-copy kernels (gemv_bulk.cu, sm_90+): int4 with K % 32 == 0 (any group), int8 with
+// K % 64 == 0. ws / counters: as GemvArgs' (split of tiles across blocks); without them each block
+// takes whole tiles.
+bool quant_bulk_supported(const QWeight& W);
+void gemv_quant_bulk(const QGemvArgs& a, int ldo, cudaStream_t stream);
 // The tensor-core int4 kernel (gemv_int4_tc.cu): groups of a multiple of 128, K % 128 == 0.
 bool int4_tc_supported(const QWeight& W);
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream);

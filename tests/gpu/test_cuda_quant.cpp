@@ -192,10 +192,25 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
               }
             }
           // int8, and int4 with groups of 128: both the CUDA-core and the tensor-core kernel
+          // and, on sm_90+, the bulk-copy kernel (int8, int4 of any group)
           const bool tc_ok = int4_tc_supported(w.view) || int8_tc_supported(w.view);
-          for (QGemvImpl impl : {QGemvImpl::kCudaCore, QGemvImpl::kTensorCore}) {
+          const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(w.view);
+          // (bulk-copy: whole tiles per block, and with a workspace, where every tile is cut across blocks)
+          DeviceBuffer ws(size_t(1) << 20), counters(size_t(N) * 4);
+          CUDA_CHECK(cudaMemset(counters.get(), 0, counters.size()));
+          // (tensor-core int4 also with K split across 3 blocks per tile)
+          for (int variant = 0; variant < 5; ++variant) {
+            const QGemvImpl impl = variant == 0   ? QGemvImpl::kCudaCore
+                                   : variant <= 2 ? QGemvImpl::kTensorCore
+                                                  : QGemvImpl::kBulk;
+            const bool split = variant == 2 || variant == 4;
             if (impl == QGemvImpl::kTensorCore && !tc_ok) continue;
-            SCOPED_TRACE(impl == QGemvImpl::kTensorCore ? "tensor-core kernel" : "CUDA-core kernel");
+            if (variant == 2 && w.view.type != QType::kInt4) continue;
+            if (impl == QGemvImpl::kBulk && !bulk_ok) continue;
+            SCOPED_TRACE(std::string(impl == QGemvImpl::kTensorCore ? "tensor-core kernel"
+                                     : impl == QGemvImpl::kBulk     ? "bulk-copy kernel"
+                                                                    : "CUDA-core kernel") +
+                         (split ? ", split tiles" : ""));
             DeviceBuffer dout(size_t(B) * n_out * esize(ot));
             if (epi == GemvEpilogue::kAddF32)
               CUDA_CHECK(cudaMemcpy(dout.get(), init.data(), init.size() * 4, cudaMemcpyHostToDevice));
@@ -208,9 +223,18 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
             a.B = B;
             a.epi = epi;
             a.out = dout.get();
+            if (split) {
+              a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+              a.counters = counters.as<unsigned>(), a.n_counters = N;
+              a.splits = 3;
+            }
             gemv_quant(a, nullptr);
             const std::vector<float> got = download(ot, dout.get(), want.size());
             EXPECT_LE(rel_err(got, want), f32 ? 1e-4 : 1e-2);
+            if (split) {  // the counters are left zero for the next launch
+              const std::vector<float> cnt = download(DType::F32, counters.get(), size_t(N));
+              EXPECT_EQ(std::count(cnt.begin(), cnt.end(), 0.f), N);
+            }
           }
         }
       }
@@ -356,8 +380,13 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
       std::vector<float> x = random_vec(size_t(B) * s.K, rng);
       auto dx = upload(DType::BF16, x);
       DeviceBuffer dout(size_t(B) * s.N * 2);
+      // a workspace like the decoder's (the bulk-copy kernel splits tiles across blocks with it)
+      DeviceBuffer ws(size_t(16) * 8 * s.N * 4), counters(size_t(ceil_div(s.N, 16)) * 4);
+      CUDA_CHECK(cudaMemset(counters.get(), 0, counters.size()));
       QGemvArgs a;
       a.W = w.view, a.x = dx.get(), a.B = B, a.out = dout.get();
+      a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = counters.as<unsigned>();
+      a.n_counters = int(counters.size() / 4);
       for (int i = 0; i < 5; ++i) gemv_quant(a, nullptr);
       CUDA_CHECK(cudaEventRecord(e0));
       for (int i = 0; i < 50; ++i) gemv_quant(a, nullptr);
