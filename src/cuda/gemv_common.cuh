@@ -80,6 +80,17 @@ __device__ __forceinline__ uint32_t f16_pair(float lo, float hi) {
   return r;
 }
 
+// bf16x2 product of two packed pairs (round to nearest).
+__device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
+  __nv_bfloat162 x, y;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  const __nv_bfloat162 r = __hmul2(x, y);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
   uint32_t u;

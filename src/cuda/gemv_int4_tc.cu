@@ -1,4 +1,4 @@
-// Tensor-core GEMV for int4 group-wise weights (groups of 128 or a multiple), decode B = 1..8:
+// Tensor-core GEMV for int4 group-wise weights (groups of 32, 64, 128 or a multiple), decode B = 1..8:
 // y[B, N] = x[B, K] W^T, W = (q - z) * s per (row, group), x bf16, fp32 accumulation.
 //
 // Why: the CUDA-core int4 kernel (gemv_quant.cu) spends ~4.7 instructions per weight (unpack,
@@ -42,8 +42,11 @@ constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 
 // U: steps of 128 k per register buffer; HAS_Z: zero points per (row, group) (else z = 8); MINB:
-// blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound).
-template <int EPI, int U, bool HAS_Z, int MINB>
+// blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound);
+// SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
+// one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
+// bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
+template <int EPI, int U, bool HAS_Z, int MINB, bool SMALLG>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters) {
@@ -72,7 +75,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       const int s = s_begin + warp + kWarps * (t0 + u);
       const bool ok = s < s_end;
       const int sc = ok ? s : 0;
-      const int gi = sc * kStep / W.group;
+      const int gi = (sc * kStep + 32 * c) / W.group;  // lane c's 32 values lie in one group
       bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
       bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
       bf.sa[u] = ok ? scale_at(W.scales, sdt, qmeta_index(ra, gi, G)) : 0.f;
@@ -94,24 +97,33 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
       uint32_t za = bias_pair(8), zb = bias_pair(8);
       if constexpr (HAS_Z) za = bf.za[u], zb = bf.zb[u];
+      // SMALLG: the rows' scales as bf16 pairs, applied to the A operands
+      const uint32_t s2a = SMALLG ? pack_bf16x2(bf.sa[u], bf.sa[u]) : 0u, s2b = SMALLG ? pack_bf16x2(bf.sb[u], bf.sb[u]) : 0u;
+      auto qa = [&](uint32_t w, int sh) { return SMALLG ? mul_bf16x2(deq_pair(w, sh, za), s2a) : deq_pair(w, sh, za); };
+      auto qb = [&](uint32_t w, int sh) { return SMALLG ? mul_bf16x2(deq_pair(w, sh, zb), s2b) : deq_pair(w, sh, zb); };
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const uint4 X = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));  // x0..x7
         const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w);
         // (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
-        mma_bf16(st[u], deq_pair(la, 0, za), deq_pair(lb, 0, zb), deq_pair(la, 4, za), deq_pair(lb, 4, zb),
-                 __byte_perm(X.x, X.z, 0x5410), __byte_perm(X.x, X.z, 0x7632));
-        mma_bf16(st[u], deq_pair(la, 8, za), deq_pair(lb, 8, zb), deq_pair(la, 12, za), deq_pair(lb, 12, zb),
-                 __byte_perm(X.y, X.w, 0x5410), __byte_perm(X.y, X.w, 0x7632));
+        mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
+                 __byte_perm(X.x, X.z, 0x7632));
+        mma_bf16(st[u], qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), __byte_perm(X.y, X.w, 0x5410),
+                 __byte_perm(X.y, X.w, 0x7632));
       }
     }
     // st: (row g, batch 2c), (row g, 2c + 1), (row g + 8, 2c), (row g + 8, 2c + 1)
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      acc[0] = fmaf(bf.sa[u], st[u][0], acc[0]);
-      acc[1] = fmaf(bf.sa[u], st[u][1], acc[1]);
-      acc[2] = fmaf(bf.sb[u], st[u][2], acc[2]);
-      acc[3] = fmaf(bf.sb[u], st[u][3], acc[3]);
+      if constexpr (SMALLG) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[i] += st[u][i];
+      } else {
+        acc[0] = fmaf(bf.sa[u], st[u][0], acc[0]);
+        acc[1] = fmaf(bf.sa[u], st[u][1], acc[1]);
+        acc[2] = fmaf(bf.sb[u], st[u][2], acc[2]);
+        acc[3] = fmaf(bf.sb[u], st[u][3], acc[3]);
+      }
     }
   };
 
@@ -164,7 +176,10 @@ int splits_for(const QGemvArgs& a, int tiles) {
 
 template <int EPI, int U, bool HAS_Z, int MINB>
 void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
-  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+  if (a.W.group < kStep)
+    return launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+                  static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
          static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
 }
 
@@ -187,12 +202,12 @@ void launch_epi(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
 }  // namespace
 
 bool int4_tc_supported(const QWeight& W) {
-  return W.type == QType::kInt4 && W.group % kStep == 0 && W.K % kStep == 0;
+  return W.type == QType::kInt4 && (W.group == 32 || W.group == 64 || W.group % kStep == 0) && W.K % kStep == 0;
 }
 
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream) {
-  IGNIS_CHECK(int4_tc_supported(a.W), "int4 tensor-core GEMV: needs groups of a multiple of 128 (got ", a.W.group,
-              ") and K % 128 == 0 (K = ", a.W.K, ")");
+  IGNIS_CHECK(int4_tc_supported(a.W), "int4 tensor-core GEMV: needs groups of 32, 64 or a multiple of 128 (got ",
+              a.W.group, ") and K % 128 == 0 (K = ", a.W.K, ")");
   const int sdt = scale_code(a.W.scale_dtype);
   switch (a.epi) {
     case GemvEpilogue::kStore: return launch_epi<int(GemvEpilogue::kStore)>(a, sdt, ldo, stream);

@@ -828,9 +828,9 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   const int ldo = a.ldo ? a.ldo : (swiglu ? a.W.N / 2 : a.W.N);
   // int8 / int4, kAuto: the tensor-core kernels (gemv_int4_tc.cu, gemv_int8_tc.cu) where they apply
   // and have enough 16-row blocks for every SM (int4 splits K across blocks given a workspace; int8
-  // does not): int4 with groups of 128 at any B, int8 from B = 2 (at B = 1 the CUDA-core kernel streams
-  // int8 faster); else from B = 2 the bulk-copy kernel (gemv_bulk.cu, sm_90+: int4 groups of 32 / 64,
-  // whose B FMAs per weight bound the CUDA-core kernel); else the CUDA-core kernel. The bulk-copy
+  // does not): int4 (K % 128 == 0) at any B, int8 from B = 2 (at B = 1 the CUDA-core kernel streams
+  // int8 faster); else from B = 2 the bulk-copy kernel (gemv_bulk.cu, sm_90+, e.g. int4 with K % 128
+  // != 0, where the B FMAs per weight bound the CUDA-core kernel); else the CUDA-core kernel. The bulk-copy
   // kernel is not the default elsewhere: on an H200 (2026-12-02, scripts/gpu-check.sh abquant) it
   // streamed int8 at 1.4-2.3 TB/s and int4 g128 at 0.7-1.3 at B = 1, below both register kernels
   // (int4 g128 decode 261 vs 340 tok/s; int8 251 vs 367), but at B = 8 it runs int4 g32 at 1,741
@@ -859,7 +859,7 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
         impl = QGemvImpl::kCudaCore;
     }
     IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
-                int4 ? "int4 groups of a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
+                int4 ? "int4 groups of 32, 64 or a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
     IGNIS_CHECK(bulk_ok || a.impl != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
                 int4 ? "int4 groups of a power of two from 32 to 1024" : "int8 with K % 64 == 0");
     if (impl == QGemvImpl::kBulk && bulk_ok) return gemv_quant_bulk(a, ldo, stream);
@@ -902,6 +902,51 @@ void fill_random_blocks(const QWeight& W, uint64_t seed, float range, cudaStream
   fill_random(DType::F32, const_cast<void*>(W.w), bytes / 4, seed, 1.f, 0.f, stream);  // random values / sub-scales
   launch(set_block_halves_kernel, dim3(unsigned(std::min<size_t>(ceil_div(int64_t(n), 256), 4096))), dim3(256), 0,
          stream, static_cast<uint8_t*>(const_cast<void*>(W.w)), n, bb, o0, f32_to_f16(d), o1, f32_to_f16(m));
+}
+
+namespace {
+// Thread per Q4_0 block (source row i, block b): its 16 bytes of nibbles (value j low in byte j,
+// value j + 16 high in byte j) rewritten in the int4 order (value k in nibble k % 8 of word k / 8),
+// its f16 scale d copied to the qmeta_index slot of (dst row, b). Values d (q - 8) either way.
+__global__ void repack_q4_0_kernel(const uint8_t* __restrict__ src, int rows, int K, int64_t r0, int64_t row_offset,
+                                   bool interleave8, QWeight dst) {
+  pdl_trigger();
+  pdl_wait();
+  const int nb = K / 32;
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= int64_t(rows) * nb) return;
+  const int i = int(t / nb), b = int(t % nb);
+  const uint8_t* p = src + (size_t(i) * nb + b) * 18;
+  uint8_t qs[16];
+  for (int j = 0; j < 16; ++j) qs[j] = p[2 + j];
+  uint32_t w[4];
+  for (int q = 0; q < 4; ++q) {
+    uint32_t v = 0;
+    for (int e = 0; e < 8; ++e) {
+      const int k = 8 * q + e;
+      const uint32_t nib = k < 16 ? qs[k] & 15u : uint32_t(qs[k - 16]) >> 4;
+      v |= nib << (4 * e);
+    }
+    w[q] = v;
+  }
+  const int64_t src_row = r0 + i;
+  const int row = int(row_offset + (interleave8 ? swiglu_row_of_gate(src_row) : src_row));
+  reinterpret_cast<uint4*>(static_cast<uint8_t*>(const_cast<void*>(dst.w)) + size_t(row) * (K / 2))[b] =
+      make_uint4(w[0], w[1], w[2], w[3]);
+  static_cast<uint16_t*>(const_cast<void*>(dst.scales))[qmeta_index(row, b, nb)] = uint16_t(p[0] | (p[1] << 8));
+}
+}  // namespace
+
+void repack_q4_0(const void* blocks, int rows, int64_t r0, int64_t row_offset, bool interleave8, const QWeight& dst,
+                 cudaStream_t stream) {
+  IGNIS_CHECK(dst.type == QType::kInt4 && dst.group == 32 && dst.scale_dtype == DType::F16 && !dst.zeros && dst.w &&
+                  dst.scales && dst.K % 32 == 0,
+              "repack_q4_0: the destination must be int4, group 32, f16 scales, symmetric");
+  const int64_t last = row_offset + (interleave8 ? swiglu_row_of_gate(r0 + rows - 1) : r0 + rows - 1);
+  IGNIS_CHECK(rows > 0 && r0 >= 0 && row_offset >= 0 && last < dst.N, "repack_q4_0: rows outside the destination");
+  const int64_t n = int64_t(rows) * (dst.K / 32);
+  launch(repack_q4_0_kernel, dim3(unsigned(ceil_div(n, 256))), dim3(256), 0, stream,
+         static_cast<const uint8_t*>(blocks), rows, dst.K, r0, row_offset, interleave8, dst);
 }
 
 void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream_t stream) {

@@ -59,6 +59,29 @@ size_t qrow_bytes(QType t, int K) {
   }
 }
 
+// GGUF Q4_0 layers are repacked at load into int4 group 32 with f16 scales (repack_q4_0: the same
+// values, the same bytes), so that the int4 tensor-core GEMV runs them. IGNIS_Q4_0_NATIVE=1 keeps
+// the Q4_0 blocks and their CUDA-core kernel (A/B measurements).
+bool repack_q4_0_on() {
+  static const bool v = [] {
+    const char* e = std::getenv("IGNIS_Q4_0_NATIVE");
+    return !(e && std::strcmp(e, "1") == 0);
+  }();
+  return v;
+}
+// The device weight planned for a GGUF tensor of block type t, [N, K].
+QWeight planned_gguf(QType t, int N, int K) {
+  QWeight q;
+  q.type = t, q.N = N, q.K = K;
+  if (t == QType::kQ4_0 && repack_q4_0_on()) q.type = QType::kInt4, q.group = 32, q.scale_dtype = DType::F16;
+  return q;
+}
+// Device bytes of a planned GGUF weight: its blocks, or (repacked Q4_0) nibbles + tiled f16 scales.
+size_t planned_bytes(const QWeight& q) {
+  if (q.type == QType::kInt4) return align256(size_t(q.N) * q.K / 2) + align256(qmeta_count(q.N, q.K / 32) * 2);
+  return align256(size_t(q.N) * qrow_bytes(q.type, q.K));
+}
+
 struct LayerW {
   float* attn_norm = nullptr;
   float* ffn_norm = nullptr;
@@ -528,10 +551,7 @@ void CudaLlamaImpl::plan_gguf(const ModelSource& src) {
     if (is_quantized(it->second.dtype())) ++other_types[std::string(dtype_name(it->second.dtype()))];
     return false;
   };
-  auto set = [](QWeight& q, QType t, int N, int K) {
-    q = QWeight{};
-    q.type = t, q.N = N, q.K = K;
-  };
+  auto set = [](QWeight& q, QType t, int N, int K) { q = planned_gguf(t, N, K); };
   std::vector<LayerQ> lq(size_t(cfg_.n_layers));
   int any = 0, gu_mixed = 0;
   for (int l = 0; l < cfg_.n_layers; ++l) {
@@ -579,10 +599,7 @@ void CudaLlamaImpl::plan_synthetic_gguf(QType t) {
   const int kb = t == QType::kQ4_K || t == QType::kQ5_K || t == QType::kQ6_K ? 256 : 32;
   IGNIS_CHECK(dim_ % kb == 0 && qdim_ % kb == 0 && hp_ % kb == 0, "synthetic model in ", opt_.quant,
               " blocks: the layer input sizes (", dim_, ", ", qdim_, ", ", hp_, ") must be multiples of ", kb);
-  auto set = [t](QWeight& q, int N, int K) {
-    q = QWeight{};
-    q.type = t, q.N = N, q.K = K;
-  };
+  auto set = [t](QWeight& q, int N, int K) { q = planned_gguf(t, N, K); };
   lq_.assign(size_t(cfg_.n_layers), LayerQ{});
   for (LayerQ& q : lq_) {
     set(q.qkv, qkvdim_, dim_);
@@ -602,7 +619,7 @@ void CudaLlamaImpl::carve_gguf_weights() {
   auto plan = [&](QWeight& q) {
     if (q.N == 0) return;
     pend.emplace_back(&q, total);
-    total += align256(size_t(q.N) * qrow_bytes(q.type, q.K));
+    total += planned_bytes(q);
   };
   for (auto& q : lq_) {
     plan(q.qkv);
@@ -615,7 +632,10 @@ void CudaLlamaImpl::carve_gguf_weights() {
   gguf_w_.alloc(std::max<size_t>(total, 256));
   // zero: the padding rows of a fused gate/up (none when hidden % 8 == 0) and alignment gaps
   CUDA_CHECK(cudaMemsetAsync(gguf_w_.get(), 0, gguf_w_.size(), stream_));
-  for (auto& [q, off] : pend) q->w = gguf_w_.as<char>() + off;
+  for (auto& [q, off] : pend) {
+    q->w = gguf_w_.as<char>() + off;
+    if (q->type == QType::kInt4) q->scales = gguf_w_.as<char>() + off + align256(size_t(q->N) * q->K / 2);
+  }
   deq_scratch_.alloc(size_t(kDeqTileRows) * std::max({dim_, qdim_, hp_}) * 2);
   weight_bytes_ += total;
   step_weight_bytes_ += total;
@@ -691,10 +711,11 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
   QType tt{};
   IGNIS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == q.K, "tensor of shape ", t.shape_str(),
               ": expected [", rows, ", ", q.K, "]");
-  IGNIS_CHECK(gguf_qtype(t.dtype(), tt) && tt == q.type, "tensor of type ", dtype_name(t.dtype()),
-              ": not the block type planned for it");
+  const bool repack = q.type == QType::kInt4;  // Q4_0 repacked into int4 group 32 (planned_gguf)
+  IGNIS_CHECK(gguf_qtype(t.dtype(), tt) && (repack ? tt == QType::kQ4_0 : tt == q.type), "tensor of type ",
+              dtype_name(t.dtype()), ": not the block type planned for it");
   const size_t rb = t.row_bytes();
-  IGNIS_CHECK(rb == qrow_bytes(q.type, q.K), "GGUF block rows of ", rb, " bytes: expected ", qrow_bytes(q.type, q.K));
+  IGNIS_CHECK(rb == qrow_bytes(tt, q.K), "GGUF block rows of ", rb, " bytes: expected ", qrow_bytes(tt, q.K));
   char* dst = static_cast<char*>(const_cast<void*>(q.w));
   staged_rows(
       rows, rb,
@@ -702,6 +723,11 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
         std::memcpy(hbuf + size_t(a) * rb, t.row<uint8_t>(r0 + a), size_t(b - a) * rb);
       },
       [&](int i, const uint8_t* hbuf, int64_t r0, int64_t nr) {
+        if (repack) {
+          CUDA_CHECK(cudaMemcpyAsync(staging_->dev[i].get(), hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice, stream_));
+          repack_q4_0(staging_->dev[i].get(), int(nr), r0, row_offset, interleave8, q, stream_);
+          return;
+        }
         if (!interleave8) {
           CUDA_CHECK(cudaMemcpyAsync(dst + size_t(row_offset + r0) * rb, hbuf, size_t(nr) * rb,
                                      cudaMemcpyHostToDevice, stream_));
@@ -828,8 +854,19 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
   norm(out_norm_, d);
   if (!cfg_.tied_embeddings && !quant_ && q_out_.N == 0) mat(w_out_, size_t(vocab_), d);
   if (!quant_ && !lq_.empty()) {  // synthetic GGUF blocks: random bytes, scales of the bf16 model's size
+    DeviceBuffer q40;  // repacked Q4_0: random blocks here first, then repack_q4_0 (as a model file's)
     auto bmat = [&](const QWeight& q) {
-      if (q.N > 0) fill_random_blocks(q, ++s, std::sqrt(3.f / float(q.K)), stream_);
+      if (q.N == 0) return;
+      if (q.type != QType::kInt4) return fill_random_blocks(q, ++s, std::sqrt(3.f / float(q.K)), stream_);
+      QWeight blocks = q;
+      blocks.type = QType::kQ4_0;
+      if (q40.size() < size_t(q.N) * qrow_bytes(QType::kQ4_0, q.K)) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        q40.alloc(size_t(q.N) * qrow_bytes(QType::kQ4_0, q.K));
+      }
+      blocks.w = q40.get();
+      fill_random_blocks(blocks, ++s, std::sqrt(3.f / float(q.K)), stream_);
+      repack_q4_0(q40.get(), q.N, 0, 0, false, q, stream_);
     };
     for (const auto& q : lq_) {
       bmat(q.qkv);
@@ -839,6 +876,7 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
       bmat(q.down);
     }
     bmat(q_out_);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // q40 is freed here
   }
   if (quant_) {
     // random packed values (any byte is a valid int8 pair of nibbles) and positive scales of

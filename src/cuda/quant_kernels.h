@@ -101,6 +101,13 @@ void fill_random_blocks(const QWeight& W, uint64_t seed, float range, cudaStream
 // Scale dtype code of the kernels: 0 f32, 1 bf16, 2 f16 (throws for others).
 int scale_code(DType t);
 
+// GGUF Q4_0 rows (`rows` rows of K/32 18-byte blocks at `blocks`, device memory: source rows r0 ..
+// r0 + rows - 1) written into dst, an int4 group-32 symmetric weight with f16 scales, at row
+// row_offset + r (interleave8: row_offset + swiglu_row_of_gate(r), the fused gate/up layout). Exact:
+// both formats hold d (q - 8), so Q4_0 layers run on the int4 kernels.
+void repack_q4_0(const void* blocks, int rows, int64_t r0, int64_t row_offset, bool interleave8, const QWeight& dst,
+                 cudaStream_t stream);
+
 // Rows [row0, row0 + rows) of W dequantized to bf16: out[rows, K] (row stride K). For prefill:
 // dequantize a tile of rows into a scratch buffer, then LtGemm::matmul on it (see
 // linear_prefill_quant in gemv_quant.cu's header comment).
