@@ -127,11 +127,13 @@ for stage in "$@"; do
         done
       done ;;
     ggufbench)  # issue 5's GGUF target: a synthetic 7B in Q4_0 / Q4_K / Q8_0 blocks (random) beside bf16, decode only
-      # (q4_0 runs repacked into int4 group 32 on the tensor-core GEMV; q4_0n: IGNIS_Q4_0_NATIVE=1, its own kernel)
-      for q in "" q4_0 q4_0n q4_k q8_0; do
-        v=$(IGNIS_Q4_0_NATIVE=$([ "$q" = q4_0n ] && echo 1 || echo 0) $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" \
-            ${q:+--quant ${q%n}} -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
-        echo "${q:-bf16} $v" | tee -a "$LOG/ggufbench.txt"
+      # (q4_0 / q4_k run repacked into int4 group 32 on the tensor-core GEMV; q4_0n / q4_kn: IGNIS_Q4_0_NATIVE=1 /
+      # IGNIS_Q4_K_NATIVE=1, their own blocks and kernels)
+      for q in ${GGUF_TYPES:-bf16 q4_0 q4_0n q4_k q4_kn q8_0}; do
+        nat=$([ "${q%n}" != "$q" ] && echo 1 || echo 0); t=${q%n}; [ "$t" = bf16 ] && t=""
+        v=$(IGNIS_Q4_0_NATIVE=$nat IGNIS_Q4_K_NATIVE=$nat $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" \
+            ${t:+--quant $t} -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+        echo "$q $v" | tee -a "$LOG/ggufbench.txt"
       done ;;
     ncuquant)  # Nsight Compute: occupancy and warp stalls of the int4 tensor-core and the int8 GEMV on 7B shapes
       for k in gemv_int4_tc gemv_int_kernel; do

@@ -421,7 +421,7 @@ void gemv_bulk(const GemvArgs& a, int ldo, cudaStream_t stream) {
 
 bool quant_bulk_supported(const QWeight& W) {
   if (W.type == QType::kInt8) return W.K % 64 == 0;
-  if (W.type == QType::kInt4) {
+  if (W.type == QType::kInt4 && !W.mins) {
     const int s = log2_exact(W.group / 32);
     return W.group % 32 == 0 && s >= 0 && W.group <= Int4Fmt<false>::kChunk && W.K % W.group == 0;
   }

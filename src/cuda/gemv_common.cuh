@@ -91,6 +91,18 @@ __device__ __forceinline__ uint32_t mul_bf16x2(uint32_t a, uint32_t b) {
   return u;
 }
 
+// bf16x2 a * b + c (one rounding).
+__device__ __forceinline__ uint32_t fma_bf16x2(uint32_t a, uint32_t b, uint32_t c) {
+  __nv_bfloat162 x, y, z;
+  memcpy(&x, &a, 4);
+  memcpy(&y, &b, 4);
+  memcpy(&z, &c, 4);
+  const __nv_bfloat162 r = __hfma2(x, y, z);
+  uint32_t u;
+  memcpy(&u, &r, 4);
+  return u;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
   uint32_t u;

@@ -41,12 +41,13 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 
-// U: steps of 128 k per register buffer; HAS_Z: zero points per (row, group) (else z = 8); MINB:
+// U: steps of 128 k per register buffer; ZM: 0 symmetric (z = 8), 1 zero points per (row, group),
+// 2 mins per (row, group) (W = s q - m, groups of 32 / 64 only: from GGUF Q4_K, see repack_q4_k); MINB:
 // blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound);
 // SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
-template <int EPI, int U, bool HAS_Z, int MINB, bool SMALLG>
+template <int EPI, int U, int ZM, int MINB, bool SMALLG>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters) {
@@ -65,7 +66,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   struct Buf {
     uint4 lo[U], hi[U];      // rows g, g + 8
     float sa[U], sb[U];      // their group scales
-    uint32_t za[HAS_Z ? U : 1], zb[HAS_Z ? U : 1];  // bias_pair of their zero points
+    uint32_t za[ZM == 1 ? U : 1], zb[ZM == 1 ? U : 1];  // bias_pair of their zero points
+    float ma[ZM == 2 ? U : 1], mb[ZM == 2 ? U : 1];       // their mins
   };
   // Steps past the end load zero weights and zero scales: their (finite) products are multiplied
   // by 0, so compute() has no branch and its U mma chains can interleave.
@@ -80,9 +82,13 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
       bf.sa[u] = ok ? scale_at(W.scales, sdt, qmeta_index(ra, gi, G)) : 0.f;
       bf.sb[u] = ok ? scale_at(W.scales, sdt, qmeta_index(rb, gi, G)) : 0.f;
-      if constexpr (HAS_Z) {
+      if constexpr (ZM == 1) {
         bf.za[u] = bias_pair(__ldg(W.zeros + qmeta_index(ra, gi, G)));
         bf.zb[u] = bias_pair(__ldg(W.zeros + qmeta_index(rb, gi, G)));
+      }
+      if constexpr (ZM == 2) {
+        bf.ma[u] = ok ? scale_at(W.mins, sdt, qmeta_index(ra, gi, G)) : 0.f;
+        bf.mb[u] = ok ? scale_at(W.mins, sdt, qmeta_index(rb, gi, G)) : 0.f;
       }
     }
   };
@@ -95,12 +101,19 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     for (int u = 0; u < U; ++u) {
       const int s = min(s_begin + warp + kWarps * (t0 + u), s_end - 1);  // past the end: any valid x (scale 0)
       st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
-      uint32_t za = bias_pair(8), zb = bias_pair(8);
-      if constexpr (HAS_Z) za = bf.za[u], zb = bf.zb[u];
-      // SMALLG: the rows' scales as bf16 pairs, applied to the A operands
+      uint32_t za = bias_pair(ZM == 2 ? 0 : 8), zb = za;
+      if constexpr (ZM == 1) za = bf.za[u], zb = bf.zb[u];
+      // SMALLG: the rows' scales (and - mins) as bf16 pairs, applied to the A operands: s (q - z), or s q - m
       const uint32_t s2a = SMALLG ? pack_bf16x2(bf.sa[u], bf.sa[u]) : 0u, s2b = SMALLG ? pack_bf16x2(bf.sb[u], bf.sb[u]) : 0u;
-      auto qa = [&](uint32_t w, int sh) { return SMALLG ? mul_bf16x2(deq_pair(w, sh, za), s2a) : deq_pair(w, sh, za); };
-      auto qb = [&](uint32_t w, int sh) { return SMALLG ? mul_bf16x2(deq_pair(w, sh, zb), s2b) : deq_pair(w, sh, zb); };
+      uint32_t m2a = 0u, m2b = 0u;
+      if constexpr (ZM == 2) m2a = pack_bf16x2(-bf.ma[u], -bf.ma[u]), m2b = pack_bf16x2(-bf.mb[u], -bf.mb[u]);
+      auto scaled = [&](uint32_t q, uint32_t s2, uint32_t m2) {
+        if constexpr (!SMALLG) return q;
+        if constexpr (ZM == 2) return fma_bf16x2(q, s2, m2);
+        return mul_bf16x2(q, s2);
+      };
+      auto qa = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, za), s2a, m2a); };
+      auto qb = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, zb), s2b, m2b); };
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const uint4 X = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));  // x0..x7
@@ -174,35 +187,38 @@ int splits_for(const QGemvArgs& a, int tiles) {
   return std::max(1, s);
 }
 
-template <int EPI, int U, bool HAS_Z, int MINB>
+template <int EPI, int U, int ZM, int MINB>
 void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
   if (a.W.group < kStep)
-    return launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
                   static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
-  launch(gemv_int4_tc_kernel<EPI, U, HAS_Z, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
-         static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+  if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
+    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+           static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
 }
 
-template <int EPI, bool HAS_Z>
+template <int EPI, int ZM>
 void launch_z(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
   const int tiles = ceil_div(a.W.N, 16), splits = splits_for(a, tiles);
   const dim3 grid(tiles, splits);
   switch (variant(tiles * splits)) {
-    case 'a': return launch_v<EPI, 4, HAS_Z, 1>(a, grid, sdt, ldo, stream);
-    case 'c': return launch_v<EPI, 2, HAS_Z, 6>(a, grid, sdt, ldo, stream);
-    default: return launch_v<EPI, 4, HAS_Z, 4>(a, grid, sdt, ldo, stream);
+    case 'a': return launch_v<EPI, 4, ZM, 1>(a, grid, sdt, ldo, stream);
+    case 'c': return launch_v<EPI, 2, ZM, 6>(a, grid, sdt, ldo, stream);
+    default: return launch_v<EPI, 4, ZM, 4>(a, grid, sdt, ldo, stream);
   }
 }
 
 template <int EPI>
 void launch_epi(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
-  return a.W.zeros ? launch_z<EPI, true>(a, sdt, ldo, stream) : launch_z<EPI, false>(a, sdt, ldo, stream);
+  if (a.W.mins) return launch_z<EPI, 2>(a, sdt, ldo, stream);
+  return a.W.zeros ? launch_z<EPI, 1>(a, sdt, ldo, stream) : launch_z<EPI, 0>(a, sdt, ldo, stream);
 }
 
 }  // namespace
 
 bool int4_tc_supported(const QWeight& W) {
-  return W.type == QType::kInt4 && (W.group == 32 || W.group == 64 || W.group % kStep == 0) && W.K % kStep == 0;
+  return W.type == QType::kInt4 && (W.group == 32 || W.group == 64 || (W.group % kStep == 0 && !W.mins)) &&
+         W.K % kStep == 0;
 }
 
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream) {

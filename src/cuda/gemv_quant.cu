@@ -645,6 +645,11 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
       const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
       const int G = K / W.group, g = chunk * 32 / W.group;
       const float s = scale_at(W.scales, sdt, qmeta_index(row, g, G));
+      if (W.mins) {  // s q - m
+        const float m = scale_at(W.mins, sdt, qmeta_index(row, g, G));
+        for (int i = 0; i < 16; ++i) v[2 * i] = s * float(q[i] & 15) - m, v[2 * i + 1] = s * float(q[i] >> 4) - m;
+        break;
+      }
       const float z = W.zeros ? float(W.zeros[qmeta_index(row, g, G)]) : 8.f;
       for (int i = 0; i < 16; ++i) v[2 * i] = s * (float(q[i] & 15) - z), v[2 * i + 1] = s * (float(q[i] >> 4) - z);
       break;
@@ -788,6 +793,7 @@ void check_weight(const QWeight& W) {
       IGNIS_CHECK(W.group == 32 || W.group == 64 || W.group == 128, "int4 GEMV: group must be 32/64/128, got ", W.group);
       IGNIS_CHECK(W.K % W.group == 0 && W.scales, "int4 GEMV: K = ", W.K, " not a multiple of group ", W.group,
                   " or no scales");
+      IGNIS_CHECK(!W.mins || (!W.zeros && W.group <= 64), "int4 GEMV: mins need groups of 32 / 64 and no zero points");
       break;
     case QType::kQ8_0:
     case QType::kQ4_0:
@@ -850,6 +856,9 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
       }();
       impl = env;
     }
+    IGNIS_CHECK(!a.W.mins || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
+                "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", a.W.K, ")");
+    if (a.W.mins) return gemv_int4_tc(a, ldo, stream);
     if (impl == QGemvImpl::kAuto) {
       if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
         impl = QGemvImpl::kTensorCore;
@@ -946,6 +955,54 @@ void repack_q4_0(const void* blocks, int rows, int64_t r0, int64_t row_offset, b
   IGNIS_CHECK(rows > 0 && r0 >= 0 && row_offset >= 0 && last < dst.N, "repack_q4_0: rows outside the destination");
   const int64_t n = int64_t(rows) * (dst.K / 32);
   launch(repack_q4_0_kernel, dim3(unsigned(ceil_div(n, 256))), dim3(256), 0, stream,
+         static_cast<const uint8_t*>(blocks), rows, dst.K, r0, row_offset, interleave8, dst);
+}
+
+namespace {
+// Thread per 32-value sub-block j of a Q4_K block (source row i, block bk): value l of the sub-block is
+// nibble (j & 1) of qs[32 (j / 2) + l]; written in the int4 order with s = d sc_j, m = dmin mn_j.
+__global__ void repack_q4_k_kernel(const uint8_t* __restrict__ src, int rows, int K, int64_t r0, int64_t row_offset,
+                                   bool interleave8, QWeight dst) {
+  pdl_trigger();
+  pdl_wait();
+  const int nsub = K / 32;
+  const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= int64_t(rows) * nsub) return;
+  const int i = int(t / nsub), sb = int(t % nsub), bk = sb / 8, j = sb % 8;
+  const uint8_t* p = src + (size_t(i) * (K / 256) + bk) * 144;
+  uint32_t sw[3];
+  for (int e = 0; e < 3; ++e) sw[e] = uint32_t(p[4 + 4 * e]) | uint32_t(p[5 + 4 * e]) << 8 |
+                                      uint32_t(p[6 + 4 * e]) << 16 | uint32_t(p[7 + 4 * e]) << 24;
+  float sc, mn;
+  q4k_scale_min(sw, j, sc, mn);
+  const float d = half_bits(uint32_t(p[0] | (p[1] << 8))), dmin = half_bits(uint32_t(p[2] | (p[3] << 8)));
+  const uint8_t* qs = p + 16 + 32 * (j / 2);
+  const int sh = 4 * (j & 1);
+  uint32_t w[4];
+  for (int q = 0; q < 4; ++q) {
+    uint32_t v = 0;
+    for (int e = 0; e < 8; ++e) v |= ((uint32_t(qs[8 * q + e]) >> sh) & 15u) << (4 * e);
+    w[q] = v;
+  }
+  const int64_t src_row = r0 + i;
+  const int row = int(row_offset + (interleave8 ? swiglu_row_of_gate(src_row) : src_row));
+  reinterpret_cast<uint4*>(static_cast<uint8_t*>(const_cast<void*>(dst.w)) + size_t(row) * (K / 2))[sb] =
+      make_uint4(w[0], w[1], w[2], w[3]);
+  const size_t mi = qmeta_index(row, sb, nsub);
+  static_cast<__half*>(const_cast<void*>(dst.scales))[mi] = __float2half_rn(d * sc);
+  static_cast<__half*>(const_cast<void*>(dst.mins))[mi] = __float2half_rn(dmin * mn);
+}
+}  // namespace
+
+void repack_q4_k(const void* blocks, int rows, int64_t r0, int64_t row_offset, bool interleave8, const QWeight& dst,
+                 cudaStream_t stream) {
+  IGNIS_CHECK(dst.type == QType::kInt4 && dst.group == 32 && dst.scale_dtype == DType::F16 && !dst.zeros && dst.w &&
+                  dst.scales && dst.mins && dst.K % 256 == 0,
+              "repack_q4_k: the destination must be int4, group 32, f16 scales and mins, K % 256 == 0");
+  const int64_t last = row_offset + (interleave8 ? swiglu_row_of_gate(r0 + rows - 1) : r0 + rows - 1);
+  IGNIS_CHECK(rows > 0 && r0 >= 0 && row_offset >= 0 && last < dst.N, "repack_q4_k: rows outside the destination");
+  const int64_t n = int64_t(rows) * (dst.K / 32);
+  launch(repack_q4_k_kernel, dim3(unsigned(ceil_div(n, 256))), dim3(256), 0, stream,
          static_cast<const uint8_t*>(blocks), rows, dst.K, r0, row_offset, interleave8, dst);
 }
 

@@ -59,27 +59,38 @@ size_t qrow_bytes(QType t, int K) {
   }
 }
 
-// GGUF Q4_0 layers are repacked at load into int4 group 32 with f16 scales (repack_q4_0: the same
-// values, the same bytes), so that the int4 tensor-core GEMV runs them. IGNIS_Q4_0_NATIVE=1 keeps
-// the Q4_0 blocks and their CUDA-core kernel (A/B measurements).
-bool repack_q4_0_on() {
-  static const bool v = [] {
+// GGUF Q4_0 and Q4_K layers are repacked at load into int4 group 32 with f16 scales (repack_q4_0:
+// the same values and bytes; repack_q4_k: f16 scales and mins per 32 values, 20 bytes per 32 against
+// 18), so that the int4 tensor-core GEMV runs them. IGNIS_Q4_0_NATIVE=1 / IGNIS_Q4_K_NATIVE=1 keep
+// the blocks and their CUDA-core kernels (A/B measurements).
+bool repack_on(QType t) {
+  static const bool q40 = [] {
     const char* e = std::getenv("IGNIS_Q4_0_NATIVE");
     return !(e && std::strcmp(e, "1") == 0);
   }();
-  return v;
+  static const bool q4k = [] {
+    const char* e = std::getenv("IGNIS_Q4_K_NATIVE");
+    return !(e && std::strcmp(e, "1") == 0);
+  }();
+  return t == QType::kQ4_0 ? q40 : t == QType::kQ4_K ? q4k : false;
 }
+// Marks a planned weight whose mins carve_gguf_weights places (repacked Q4_K) until it does.
+const char kMinsPlanned = 0;
 // The device weight planned for a GGUF tensor of block type t, [N, K].
 QWeight planned_gguf(QType t, int N, int K) {
   QWeight q;
   q.type = t, q.N = N, q.K = K;
-  if (t == QType::kQ4_0 && repack_q4_0_on()) q.type = QType::kInt4, q.group = 32, q.scale_dtype = DType::F16;
+  if (repack_on(t) && (t == QType::kQ4_0 || K % 128 == 0)) {
+    q.type = QType::kInt4, q.group = 32, q.scale_dtype = DType::F16;
+    if (t == QType::kQ4_K) q.mins = &kMinsPlanned;
+  }
   return q;
 }
-// Device bytes of a planned GGUF weight: its blocks, or (repacked Q4_0) nibbles + tiled f16 scales.
+// Device bytes of a planned GGUF weight: its blocks, or (repacked) nibbles + tiled f16 scales (+ mins).
 size_t planned_bytes(const QWeight& q) {
-  if (q.type == QType::kInt4) return align256(size_t(q.N) * q.K / 2) + align256(qmeta_count(q.N, q.K / 32) * 2);
-  return align256(size_t(q.N) * qrow_bytes(q.type, q.K));
+  if (q.type != QType::kInt4) return align256(size_t(q.N) * qrow_bytes(q.type, q.K));
+  const size_t meta = align256(qmeta_count(q.N, q.K / 32) * 2);
+  return align256(size_t(q.N) * q.K / 2) + meta * (q.mins ? 2 : 1);
 }
 
 struct LayerW {
@@ -651,7 +662,11 @@ void CudaLlamaImpl::carve_gguf_weights() {
   CUDA_CHECK(cudaMemsetAsync(gguf_w_.get(), 0, gguf_w_.size(), stream_));
   for (auto& [q, off] : pend) {
     q->w = gguf_w_.as<char>() + off;
-    if (q->type == QType::kInt4) q->scales = gguf_w_.as<char>() + off + align256(size_t(q->N) * q->K / 2);
+    if (q->type == QType::kInt4) {
+      const size_t wb = align256(size_t(q->N) * q->K / 2), meta = align256(qmeta_count(q->N, q->K / 32) * 2);
+      q->scales = gguf_w_.as<char>() + off + wb;
+      if (q->mins) q->mins = gguf_w_.as<char>() + off + wb + meta;
+    }
   }
   deq_scratch_.alloc(size_t(kDeqTileRows) * std::max({dim_, qdim_, hp_}) * 2);
   weight_bytes_ += total;
@@ -728,8 +743,9 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
   QType tt{};
   IGNIS_CHECK(t.ndim() == 2 && t.dim(0) == rows && t.dim(1) == q.K, "tensor of shape ", t.shape_str(),
               ": expected [", rows, ", ", q.K, "]");
-  const bool repack = q.type == QType::kInt4;  // Q4_0 repacked into int4 group 32 (planned_gguf)
-  IGNIS_CHECK(gguf_qtype(t.dtype(), tt) && (repack ? tt == QType::kQ4_0 : tt == q.type), "tensor of type ",
+  const bool repack = q.type == QType::kInt4;  // Q4_0 / Q4_K repacked into int4 group 32 (planned_gguf)
+  const QType want = !repack ? q.type : q.mins ? QType::kQ4_K : QType::kQ4_0;
+  IGNIS_CHECK(gguf_qtype(t.dtype(), tt) && tt == want, "tensor of type ",
               dtype_name(t.dtype()), ": not the block type planned for it");
   const size_t rb = t.row_bytes();
   IGNIS_CHECK(rb == qrow_bytes(tt, q.K), "GGUF block rows of ", rb, " bytes: expected ", qrow_bytes(tt, q.K));
@@ -742,7 +758,8 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
       [&](int i, const uint8_t* hbuf, int64_t r0, int64_t nr) {
         if (repack) {
           CUDA_CHECK(cudaMemcpyAsync(staging_->dev[i].get(), hbuf, size_t(nr) * rb, cudaMemcpyHostToDevice, stream_));
-          repack_q4_0(staging_->dev[i].get(), int(nr), r0, row_offset, interleave8, q, stream_);
+          (q.mins ? repack_q4_k : repack_q4_0)(staging_->dev[i].get(), int(nr), r0, row_offset, interleave8, q,
+                                               stream_);
           return;
         }
         if (!interleave8) {
@@ -874,19 +891,20 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
   norm(out_norm_, d);
   if (!cfg_.tied_embeddings && !quant_ && q_out_.N == 0) mat(w_out_, size_t(vocab_), d);
   if (!quant_ && !lq_.empty()) {  // synthetic GGUF blocks: random bytes, scales of the bf16 model's size
-    DeviceBuffer q40;  // repacked Q4_0: random blocks here first, then repack_q4_0 (as a model file's)
+    DeviceBuffer raw;  // repacked Q4_0 / Q4_K: random blocks here first, then repacked (as a model file's)
     auto bmat = [&](const QWeight& q) {
       if (q.N == 0) return;
       if (q.type != QType::kInt4) return fill_random_blocks(q, ++s, std::sqrt(3.f / float(q.K)), stream_);
       QWeight blocks = q;
-      blocks.type = QType::kQ4_0;
-      if (q40.size() < size_t(q.N) * qrow_bytes(QType::kQ4_0, q.K)) {
+      blocks.type = q.mins ? QType::kQ4_K : QType::kQ4_0;
+      const size_t bytes = size_t(q.N) * qrow_bytes(blocks.type, q.K);
+      if (raw.size() < bytes) {
         CUDA_CHECK(cudaStreamSynchronize(stream_));
-        q40.alloc(size_t(q.N) * qrow_bytes(QType::kQ4_0, q.K));
+        raw.alloc(bytes);
       }
-      blocks.w = q40.get();
+      blocks.w = raw.get();
       fill_random_blocks(blocks, ++s, std::sqrt(3.f / float(q.K)), stream_);
-      repack_q4_0(q40.get(), q.N, 0, 0, false, q, stream_);
+      (q.mins ? repack_q4_k : repack_q4_0)(raw.get(), q.N, 0, 0, false, q, stream_);
     };
     for (const auto& q : lq_) {
       bmat(q.qkv);
@@ -896,7 +914,7 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
       bmat(q.down);
     }
     bmat(q_out_);
-    CUDA_CHECK(cudaStreamSynchronize(stream_));  // q40 is freed here
+    CUDA_CHECK(cudaStreamSynchronize(stream_));  // raw is freed here
   }
   if (quant_) {
     // random packed values (any byte is a valid int8 pair of nibbles) and positive scales of

@@ -54,6 +54,10 @@ struct QWeight {
   const void* scales = nullptr;     // kInt8 / kInt4
   DType scale_dtype = DType::F16;   // F32, BF16 or F16
   const uint8_t* zeros = nullptr;   // kInt4 asymmetric, else nullptr
+  // kInt4 with mins instead of zero points (GGUF Q4_K repacked, see repack_q4_k): W = s q - m per
+  // (row, group), m in the scale dtype and the qmeta_index layout; groups of 32 / 64, no zeros;
+  // tensor-core kernel only (K % 128 == 0).
+  const void* mins = nullptr;
   int group = 128;                  // kInt4
   int N = 0, K = 0;
 };
@@ -106,6 +110,13 @@ int scale_code(DType t);
 // row_offset + r (interleave8: row_offset + swiglu_row_of_gate(r), the fused gate/up layout). Exact:
 // both formats hold d (q - 8), so Q4_0 layers run on the int4 kernels.
 void repack_q4_0(const void* blocks, int rows, int64_t r0, int64_t row_offset, bool interleave8, const QWeight& dst,
+                 cudaStream_t stream);
+
+// GGUF Q4_K rows (256-value blocks: f16 d, f16 dmin, 12 bytes of 6-bit scales / mins, 128 bytes of
+// nibbles) written into dst, an int4 group-32 weight with f16 scales and mins (dst.mins): per 32
+// values s = d * sc, m = dmin * mn rounded to f16 (relative error <= 2^-11; the values are
+// otherwise the block's), rows placed as in repack_q4_0. 20 bytes per 32 values against Q4_K's 18.
+void repack_q4_k(const void* blocks, int rows, int64_t r0, int64_t row_offset, bool interleave8, const QWeight& dst,
                  cudaStream_t stream);
 
 // Rows [row0, row0 + rows) of W dequantized to bf16: out[rows, K] (row stride K). For prefill:

@@ -447,3 +447,55 @@ TEST(CudaQuant, RepackQ4_0IntoInt4) {
     EXPECT_LE(rel_err(download(DType::F32, dout.get(), size_t(B) * N), ref_linear(src.deq, x, B, N, K)), 1e-2);
   }
 }
+
+// GGUF Q4_K blocks repacked into int4 group 32 with f16 scales and mins (how the decoder runs Q4_K
+// layers): dequantized values within the f16 rounding of d * sc and dmin * m (and bf16 output) of
+// the CPU's, rows in both orders, and the tensor-core GEMV (the only kernel for mins) against the CPU
+// product of the Q4_K weights.
+TEST(CudaQuant, RepackQ4_KIntoInt4) {
+  REQUIRE_GPU();
+  std::mt19937 rng(23);
+  const int rows = 16, K = 512;
+  TestWeight src;
+  make_weight(QType::kQ4_K, rows, K, 0, true, DType::F16, rng, src);  // even rows quantized, odd random bytes
+  for (bool il : {false, true}) {
+    SCOPED_TRACE(il ? "fused gate/up rows" : "plain rows");
+    const int N = il ? 2 * rows : rows;
+    QWeight q;
+    q.type = QType::kInt4, q.group = 32, q.scale_dtype = DType::F16, q.N = N, q.K = K;
+    DeviceBuffer w(size_t(N) * K / 2), sc(qmeta_count(N, K / 32) * 2), mn(qmeta_count(N, K / 32) * 2);
+    for (DeviceBuffer* b : {&w, &sc, &mn}) CUDA_CHECK(cudaMemset(b->get(), 0, b->size()));
+    q.w = w.get(), q.scales = sc.get(), q.mins = mn.get();
+    const size_t rb = size_t(K) / 256 * 144;
+    repack_q4_k(src.raw.get(), 8, 0, 0, il, q, nullptr);  // in two calls, as the staged upload does
+    repack_q4_k(src.raw.as<uint8_t>() + 8 * rb, rows - 8, 8, 0, il, q, nullptr);
+    DeviceBuffer d(size_t(N) * K * 2);
+    dequantize_bf16(q, 0, N, d.get(), nullptr);
+    const std::vector<float> got = download(DType::BF16, d.get(), size_t(N) * K);
+    int bad = 0;
+    std::vector<float> deq(size_t(N) * K, 0.f);  // the CPU values in the destination order
+    for (int r = 0; r < rows; ++r) {
+      const int dr = il ? int(swiglu_row_of_gate(r)) : r;
+      float amax = 0.f;
+      for (int k = 0; k < K; ++k) amax = std::max(amax, std::fabs(src.deq[size_t(r) * K + k]));
+      for (int k = 0; k < K; ++k) {
+        const float ref = src.deq[size_t(r) * K + k], g = got[size_t(dr) * K + k];
+        deq[size_t(dr) * K + k] = ref;
+        if (!(std::fabs(g - ref) <= std::ldexp(std::fabs(ref), -8) + std::ldexp(amax, -9))) ++bad;
+      }
+    }
+    EXPECT_EQ(bad, 0);
+    for (int B : {1, 8}) {
+      std::vector<float> x = random_vec(size_t(B) * K, rng);
+      round_to(DType::BF16, x);
+      auto dx = upload(DType::BF16, x);
+      DeviceBuffer dout(size_t(B) * N * 4);
+      QGemvArgs a;
+      a.W = q, a.x = dx.get(), a.B = B, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
+      gemv_quant(a, nullptr);
+      EXPECT_LE(rel_err(download(DType::F32, dout.get(), size_t(B) * N), ref_linear(deq, x, B, N, K)), 1e-2) << B;
+      a.impl = QGemvImpl::kCudaCore;  // mins: the tensor-core kernel only, a clear error otherwise
+      EXPECT_THROW(gemv_quant(a, nullptr), Error);
+    }
+  }
+}
