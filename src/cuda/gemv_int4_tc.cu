@@ -161,7 +161,10 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
 // (2026-12-02, CudaQuant.DISABLED_QuantGemvBandwidth, B = 1, g128 sym) c streams the shapes with
 // many tiles best (qkv 2372 GB/s, gate/up 2220; a: 1554, 1359) and a those with 256 tiles, where the
 // grid, not the registers, bounds the warps per SM (down 1314 GB/s; c: 895). kAuto: c from 4 tiles
-// per SM, else a (counting the split-K blocks). IGNIS_QGEMV_VARIANT=a|b|c forces one (A/B measurements).
+// per SM, else a (counting the split-K blocks). IGNIS_QGEMV_VARIANT=a|b|c forces one (A/B measurements);
+// c spills 200-500 bytes a thread (ptxas -v) but the spills stay in L1: c with at most 96 / 128
+// registers (5 / 4 blocks per SM, 40-220 / no spill bytes) decoded slower on an H200 (2026-12-02, forced
+// for every shape: int4 g128 b1 329.3 (c) / 291.7 (96) / 302.2 (128) tok/s; Q4_K 251.8 / - / 224.0).
 char variant(int blocks) {
   static const char forced = [] {
     const char* e = std::getenv("IGNIS_QGEMV_VARIANT");
