@@ -8,7 +8,6 @@
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
-#   scripts/gpu-check.sh abtail    decode tok/s with the tail RMSNorm in the residual GEMV on / off
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
@@ -71,12 +70,6 @@ for stage in "$@"; do
         v=$(IGNIS_FUSED_ROPE=$r $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
             | decode_rows)
         echo "IGNIS_FUSED_ROPE=$r $v" | tee -a "$LOG/abrope.txt"
-      done ;;
-    abtail)  # decode tok/s (b1, b8) with the RMSNorm after wo / down in the residual GEMV's last block (1) or not (0, default)
-      for t in 0 1 0 1; do
-        v=$(IGNIS_TAIL_NORM=$t $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
-            | decode_rows)
-        echo "IGNIS_TAIL_NORM=$t $v" | tee -a "$LOG/abtail.txt"
       done ;;
     abpdl)  # decode tok/s (b1, b8) with and without Programmatic Dependent Launch
       for p in 1 0 1 0; do

@@ -223,8 +223,8 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
 }
 
 template <typename T, int VEC, int BMAX, int EPI>
-__device__ __forceinline__ void simple_body(const T* __restrict__ W, const T* __restrict__ x, int B, int N, int K,
-                                            void* out, int ldo) {
+__global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
+                                                           int N, int K, void* out, int ldo) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
@@ -271,89 +271,18 @@ __device__ __forceinline__ void simple_body(const T* __restrict__ W, const T* __
   }
 }
 
-// Whether the CUDA-core kernel runs the tail RMSNorm itself (batch 1, a counter, x rows contiguous).
-bool tail_in_kernel(const GemvArgs& a) {
-  return a.tail_norm_w && a.epi == GemvEpilogue::kAddF32 && a.B == 1 && a.counters && a.n_counters >= 1;
-}
-
-// The tail RMSNorm (GemvArgs::tail_norm_w): every block, once its rows of x (= out, fp32 [B, ldo])
-// are stored, counts itself done; the last one (its stores and everyone's ordered by the fences)
-// normalises x into h ([B, N] of T) as rmsnorm() does, and resets the counter for the next launch.
-// Called by every thread of the block.
-template <typename T>
-__device__ __forceinline__ void tail_rmsnorm(const float* x, int B, int N, int ldo, const float* __restrict__ w,
-                                             float eps, T* __restrict__ h, unsigned* counter) {
-  __shared__ unsigned last;
-  __shared__ float red[32];
-  if ((threadIdx.x & 31) == 0) __threadfence();  // lane 0 of each warp stored its row of x: before the count
-  __syncthreads();
-  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == gridDim.x - 1;
-  __syncthreads();
-  if (!last) return;
-  __threadfence();
-  // One block does it all: the loads are 16-byte and unrolled so that a thread has 8 in flight (a
-  // loop of dependent 4-byte L2 reads, 32 per thread for a 4096-wide row, cost ~16 us a call).
-  const bool vec = N % 4 == 0 && ldo % 4 == 0 && (reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w)) % 16 == 0;
-  for (int b = 0; b < B; ++b) {
-    const float* xr = x + size_t(b) * ldo;
-    float ss = 0.f;
-    if (vec) {
-#pragma unroll 8
-      for (int i = threadIdx.x; i < N / 4; i += blockDim.x) {
-        const float4 v = __ldcg(reinterpret_cast<const float4*>(xr) + i);
-        ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-      }
-    } else {
-      for (int i = threadIdx.x; i < N; i += blockDim.x) ss = fmaf(__ldcg(xr + i), __ldcg(xr + i), ss);
-    }
-    ss = block_sum(ss, red);
-    const float r = rsqrtf(ss / float(N) + eps);
-    if (vec) {
-#pragma unroll 8
-      for (int i = threadIdx.x; i < N / 4; i += blockDim.x) {
-        const float4 v = __ldcg(reinterpret_cast<const float4*>(xr) + i);
-        const float4 g = __ldg(reinterpret_cast<const float4*>(w) + i);
-        T* o = h + size_t(b) * N + 4 * i;
-        o[0] = from_f<T>(v.x * r * g.x), o[1] = from_f<T>(v.y * r * g.y);
-        o[2] = from_f<T>(v.z * r * g.z), o[3] = from_f<T>(v.w * r * g.w);
-      }
-    } else {
-      for (int i = threadIdx.x; i < N; i += blockDim.x) h[size_t(b) * N + i] = from_f<T>(__ldcg(xr + i) * r * w[i]);
-    }
-  }
-  if (threadIdx.x == 0) *counter = 0;
-}
-
-template <typename T, int VEC, int BMAX, int EPI, bool TAIL>
-__global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo,
-                                                           const float* __restrict__ tail_w, float eps,
-                                                           T* __restrict__ tail_h, unsigned* counter) {
-  simple_body<T, VEC, BMAX, EPI>(W, x, B, N, K, out, ldo);
-  if constexpr (TAIL) tail_rmsnorm<T>(static_cast<const float*>(out), B, N, ldo, tail_w, eps, tail_h, counter);
-}
-
 template <typename T, int VEC, int EPI>
 void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const int n_out = a.epi == GemvEpilogue::kSwiGLU ? a.N / 2 : a.N;
   const dim3 grid(ceil_div(n_out, 4));
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
-  T* th = static_cast<T*>(a.tail_h);
-  if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
-    if (tail_in_kernel(a))
-      return launch(gemv_simple_kernel<T, VEC, 1, EPI, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out,
-                    ldo, a.tail_norm_w, a.norm_eps, th, a.counters);
-  }
   if (a.B <= 1)
-    launch(gemv_simple_kernel<T, VEC, 1, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           nullptr, 0.f, th, nullptr);
+    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else if (a.B <= 4)
-    launch(gemv_simple_kernel<T, VEC, 4, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           nullptr, 0.f, th, nullptr);
+    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else
-    launch(gemv_simple_kernel<T, VEC, 8, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           nullptr, 0.f, th, nullptr);
+    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
 }
 
 template <typename T, int EPI>
@@ -471,23 +400,16 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
   if (want == GemvImpl::kAuto) want = a.B == 1 && !a.norm_w && !a.ss_out ? GemvImpl::kSimple : GemvImpl::kTensorCore;
   const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && (want != GemvImpl::kSimple || a.norm_w || a.ss_out);
-  auto tail_after = [&] {  // the tail RMSNorm as its own kernel (the paths other than tail_in_kernel's)
-    if (a.tail_norm_w)
-      rmsnorm(a.dtype, static_cast<float*>(a.out), nullptr, a.tail_norm_w, a.tail_h, a.B, a.N, a.norm_eps, stream);
-  };
-  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) return gemv_bulk(a, ldo, stream), tail_after();
+  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) return gemv_bulk(a, ldo, stream);
   IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
   IGNIS_CHECK(!a.ss_in || a.norm_w, "gemv: ss_in is the input of the fused RMSNorm (norm_w)");
   IGNIS_CHECK(!a.ss_out || (tc && a.epi == GemvEpilogue::kAddF32),
               "gemv: ss_out needs the tensor-core path and the kAddF32 epilogue");
-  IGNIS_CHECK(!a.tail_norm_w || (a.epi == GemvEpilogue::kAddF32 && a.tail_h), "gemv: the tail RMSNorm needs the kAddF32 "
-              "epilogue and tail_h");
   if (!tc) {
     if (a.dtype == DType::F32)
       dispatch_simple<float>(a, ldo, stream);
     else
       dispatch_simple<bf16>(a, ldo, stream);
-    if (!tail_in_kernel(a)) tail_after();
     return;
   }
   const int tiles = ceil_div(a.N, 16);
@@ -501,7 +423,6 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     hint ? launch_tc<true, true>(a, grid, block, ldo, stream) : launch_tc<true, false>(a, grid, block, ldo, stream);
   else
     hint ? launch_tc<false, true>(a, grid, block, ldo, stream) : launch_tc<false, false>(a, grid, block, ldo, stream);
-  tail_after();
 }
 
 }  // namespace ignis::cuda

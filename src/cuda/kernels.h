@@ -66,12 +66,6 @@ struct GemvArgs {
   // kAddF32 (tensor-core path): after out += y, ss_out[t * B + b] = sum of out[b, r]^2 over the 16
   // rows r of tile t (t < ceil(N / 16)): what the next fused-norm GEMV needs as ss_in.
   float* ss_out = nullptr;
-  // kAddF32: after out += y, also h = rmsnorm(out) * tail_norm_w (the dtype's [B, N], what rmsnorm()
-  // would write; eps norm_eps) for the next layer's product. The batch-1 CUDA-core kernel does it
-  // in its last block to finish (a counter: needs `counters`), saving the separate norm kernel's
-  // launch; every other path runs rmsnorm() after the product.
-  const float* tail_norm_w = nullptr;
-  void* tail_h = nullptr;
 };
 void gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).

@@ -247,10 +247,8 @@ class CudaLlamaImpl final : public CudaLlama {
   // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
   // rmsnorm kernel into h_ and then the GEMV. x_is_fresh: x was not written by a residual GEMV
   // (the embedding), so there are no partial sums of squares in ss_ to use.
-  // h_ready: h_ already holds rmsnorm(x) * norm_w (the previous residual_lin's tail norm).
   void norm_gemv(float* x, const float* norm_w, const void* W, const QWeight& Wq, int B, int N, GemvEpilogue epi,
-                 void* out, bool x_is_fresh = false, bool h_ready = false) {
-    if (h_ready) return lin(W, Wq, h_.get(), B, N, dim_, epi, out);
+                 void* out, bool x_is_fresh = false) {
     if (fuse_norm_ != FuseNorm::kOff && !Wq.w) {
       const bool partials = fuse_norm_ == FuseNorm::kPartials && !x_is_fresh && all_bf16();
       gemv(W, x, B, N, dim_, epi, out, norm_w, partials ? ss_.as<float>() : nullptr);
@@ -263,23 +261,11 @@ class CudaLlamaImpl final : public CudaLlama {
   // No linear layer is quantized (the partial sums of squares need every residual GEMV to be bf16).
   bool all_bf16() const { return !quant_ && lq_.empty(); }
   // The residual-add products (Wo, down): x += W . in, leaving the partial sums of squares of the
-  // new x in ss_ for the next norm_gemv (FuseNorm::kPartials), or with tail_norm_ and a bf16 W,
-  // h_ = rmsnorm(x) * next_norm (then it returns true: the next norm_gemv has h_ready).
-  bool residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x,
-                    const float* next_norm = nullptr) {
+  // new x in ss_ for the next norm_gemv.
+  void residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x) {
     if (fuse_norm_ == FuseNorm::kPartials && all_bf16())
-      return gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, ss_.as<float>()), false;
-    if (tail_norm_ && next_norm && !Wq.w) {
-      GemvArgs a;
-      a.dtype = dt_, a.W = Wb, a.x = in, a.B = B, a.N = dim_, a.K = K, a.epi = GemvEpilogue::kAddF32, a.out = x;
-      a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
-      a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-      a.norm_eps = cfg_.norm_eps, a.tail_norm_w = next_norm, a.tail_h = h_.get();
-      cuda::gemv(a, stream_);
-      return true;
-    }
+      return gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, ss_.as<float>());
     lin(Wb, Wq, in, B, dim_, K, GemvEpilogue::kAddF32, x);
-    return false;
   }
   // IGNIS_FUSED_NORM: 0 (default) = separate rmsnorm kernels, 1 = fused into the register GEMV,
   // each block summing x^2 itself, 2 = fused, sums of squares from the previous residual GEMV's
@@ -292,7 +278,6 @@ class CudaLlamaImpl final : public CudaLlama {
   enum class FuseNorm { kOff, kSelf, kPartials };
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
-  bool tail_norm_ = false;  // CudaOptions::tail_norm / IGNIS_TAIL_NORM: the next RMSNorm in the residual GEMV
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
   // Quantized linear layers, where a QWeight's w is set (else the bf16 copy of LayerW is used):
@@ -310,7 +295,7 @@ class CudaLlamaImpl final : public CudaLlama {
   int n_quant_weights_ = 0;
   static constexpr int kDeqTileRows = 1024;
   // q/k/v products of a layer (decode: from x through the attention RMSNorm; prefill: from h_).
-  void qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh, bool h_ready);
+  void qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh);
   void qkv_prefill(const LayerW& w, const LayerQ& q, int n);
   // Decode product through the bf16 GEMV or the quantized one.
   void lin(const void* Wb, const QWeight& Wq, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
@@ -387,8 +372,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   {
     const char* e = std::getenv("IGNIS_FUSED_ROPE");
     fused_rope_ = opt.fused_rope >= 0 ? opt.fused_rope != 0 : !(e && std::strcmp(e, "0") == 0);
-    const char* t = std::getenv("IGNIS_TAIL_NORM");
-    tail_norm_ = fuse_norm_ == FuseNorm::kOff && (opt.tail_norm >= 0 ? opt.tail_norm != 0 : t && std::strcmp(t, "1") == 0);
   }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
@@ -781,14 +764,11 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
       });
 }
 
-void CudaLlamaImpl::qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh, bool h_ready) {
+void CudaLlamaImpl::qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh) {
   if (!q.qkv_part[0].w)
-    return norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), x_is_fresh,
-                     h_ready);
-  if (!h_ready) {
-    rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
-    tick("rmsnorm");
-  }
+    return norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), x_is_fresh);
+  rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+  tick("rmsnorm");
   const int col[3] = {0, qdim_, qdim_ + kvdim_};
   for (int i = 0; i < 3; ++i) {
     if (i) tick("gemv");
@@ -991,11 +971,10 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   embed(dt_, tok_embd_, sd->tokens, B, dim_, vocab_, x, stream_);
   tick("embed");
   const int splits = attn_decode_splits(B, nkv_, ctx_);
-  bool h_ready = false;  // h_ = the next RMSNorm of x, written by the residual GEMV (tail_norm_)
   for (int l = 0; l < cfg_.n_layers; ++l) {
     const LayerW& w = layers_[size_t(l)];
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
-    qkv_decode(x, w, q, B, l == 0, h_ready);
+    qkv_decode(x, w, q, B, l == 0);
     tick("gemv");
     if (!fused_rope_) {
       RopeArgs r;
@@ -1018,15 +997,14 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     }
     attention(a, stream_);
     tick("attention");
-    h_ready = residual_lin(w.wo, q.o, att_.get(), B, qdim_, x, w.ffn_norm);
+    residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);
     tick("gemv");
-    norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get(), false, h_ready);
+    norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
     tick("gemv");
-    const float* next_norm = l + 1 < cfg_.n_layers ? layers_[size_t(l) + 1].attn_norm : out_norm_;
-    h_ready = residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x, next_norm);
+    residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x);
     tick("gemv");
   }
-  norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get(), false, h_ready);
+  norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
   tick("gemv");
   if (sample)
     cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),

@@ -51,13 +51,6 @@ struct CudaOptions {
   // (see FuseNorm in llama_cuda.cpp): 0 off, 1 every batch size (each block sums x^2), 2 sums of
   // squares from the residual GEMVs. -1: IGNIS_FUSED_NORM, else 0.
   int fused_norm = -1;
-  // Decode (fused_norm 0): the RMSNorm after each bf16 residual product (wo, down) computed by the
-  // last block of that GEMV (GemvArgs::tail_norm_w, batch 1) instead of a separate kernel. 1 on,
-  // 0 off; -1: IGNIS_TAIL_NORM (0 / 1), else off: on an H200 (Llama-2-7B, 2026-12-02) it is slower
-  // at batch 1, 258 -> 244 tok/s (first version 255 -> 201, its single block reading x with 32
-  // dependent 4-byte L2 loads a thread): the serial tail after the last block costs more than the
-  // separate kernel's launch saves (docs/results/abtail-H200-20261202.txt).
-  int tail_norm = -1;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

@@ -278,19 +278,16 @@ TEST(CudaLlama, QuantizedDecodeMatchesPrefillPath) {
 // own later steps.
 TEST(CudaLlama, DecodeFusionsMatchSeparateKernels) {
   REQUIRE_GPU();
-  struct Variant { const char* name; bool rope; int norm; int B; int tail; };
+  struct Variant { const char* name; bool rope; int norm; int B; };
   for (DType dt : {DType::F32, DType::BF16})
-    for (const Variant v : {Variant{"fused rope", true, 0, 2, 0}, Variant{"fused norm 1", false, 1, 2, 0},
-                            Variant{"fused norm 2", false, 2, 2, 0}, Variant{"rope + norm 2", true, 2, 1, 0},
-                            Variant{"tail norm (in the GEMV)", false, 0, 1, 1},
-                            Variant{"tail norm (batch 2: its own kernel)", false, 0, 2, 1},
-                            Variant{"rope + tail norm", true, 0, 1, 1}}) {
+    for (const Variant v : {Variant{"fused rope", true, 0, 2}, Variant{"fused norm 1", false, 1, 2},
+                            Variant{"fused norm 2", false, 2, 2}, Variant{"rope + norm 2", true, 2, 1}}) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + " " + v.name);
       CudaOptions base;
       base.dtype = dt, base.max_batch = 2, base.context = 160, base.prefill_chunk = 64, base.fused_norm = 0;
-      base.fused_rope = 0, base.tail_norm = 0;
+      base.fused_rope = 0;
       CudaOptions fused = base;
-      fused.fused_rope = v.rope ? 1 : 0, fused.fused_norm = v.norm, fused.tail_norm = v.tail;
+      fused.fused_rope = v.rope ? 1 : 0, fused.fused_norm = v.norm;
       auto a = make_synthetic_cuda_llama("smollm2-135m", base, 11);
       auto f = make_synthetic_cuda_llama("smollm2-135m", fused, 11);
       const int V = a->config().vocab_size, B = v.B, P = 60;
