@@ -64,14 +64,11 @@ size_t qrow_bytes(QType t, int K) {
 // 18), so that the int4 tensor-core GEMV runs them. IGNIS_Q4_0_NATIVE=1 / IGNIS_Q4_K_NATIVE=1 keep
 // the blocks and their CUDA-core kernels (A/B measurements).
 bool repack_on(QType t) {
-  static const bool q40 = [] {
-    const char* e = std::getenv("IGNIS_Q4_0_NATIVE");
-    return !(e && std::strcmp(e, "1") == 0);
-  }();
-  static const bool q4k = [] {
-    const char* e = std::getenv("IGNIS_Q4_K_NATIVE");
-    return !(e && std::strcmp(e, "1") == 0);
-  }();
+  auto native = [](const char* var) {
+    const char* e = std::getenv(var);
+    return e && std::strcmp(e, "1") == 0;
+  };
+  static const bool q40 = !native("IGNIS_Q4_0_NATIVE"), q4k = !native("IGNIS_Q4_K_NATIVE");
   return t == QType::kQ4_0 ? q40 : t == QType::kQ4_K ? q4k : false;
 }
 // Marks a planned weight whose mins carve_gguf_weights places (repacked Q4_K) until it does.
