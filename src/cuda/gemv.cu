@@ -115,7 +115,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
   // weights are constant: safe to load before the PDL wait
   if (sb < sb_end) load_w(a0_lo, a0_hi, sb);
   if (sb + kWarps < sb_end) load_w(a1_lo, a1_hi, sb + kWarps);
-  pdl_trigger();
   pdl_wait();
   float inv_rms = 0.f;  // 1 / rms of this lane's batch row (NORM)
   if constexpr (NORM) {
@@ -189,6 +188,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_tc_kernel(const bf16* __rest
     if (sb + 2 * kWarps < sb_end) load_w(a1_lo, a1_hi, sb + 2 * kWarps);
     sb += kWarps;
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 
   // acc: [0] = (row g, b 2c), [1] = (row g, b 2c+1), [2] = (row g+8, b 2c), [3] = (row g+8, b 2c+1)
   __shared__ float red[kWarps][4][32];
@@ -224,26 +224,31 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
 
 template <typename T, int VEC, int BMAX, int EPI>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo) {
+                                                           int N, int K, void* out, int ldo, bool preload) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
   const int n_out = R == 2 ? N / 2 : N;
-  pdl_trigger();
-  pdl_wait();
-  if (j >= n_out) return;
+  const bool live = j < n_out;
   int rows[R];
-  rows[0] = R == 2 ? int(swiglu_row_of_gate(j)) : j;
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(live ? j : 0)) : (live ? j : 0);
   if constexpr (R == 2) rows[1] = rows[0] + 8;
+  // the first weights of the row(s) are constant: loaded before the PDL wait
+  const int k0 = lane * VEC;
+  float w0[R][VEC];
+  if (preload && live && k0 < K) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k0, w0[r]);
+  }
+  pdl_wait();
+  if (!live) return;
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  for (int k = lane * VEC; k < K; k += 32 * VEC) {
-    float w[R][VEC];
-#pragma unroll
-    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
+  // acc += w . x[b] over the VEC values at k
+  auto fma_x = [&](const float (&w)[R][VEC], int k) {
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) {
       if (b < B) {
@@ -255,7 +260,15 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
           for (int e = 0; e < VEC; ++e) acc[r][b] = fmaf(w[r][e], xv[e], acc[r][b]);
       }
     }
+  };
+  if (preload && k0 < K) fma_x(w0, k0);
+  for (int k = preload ? k0 + 32 * VEC : k0; k < K; k += 32 * VEC) {
+    float w[R][VEC];
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
+    fma_x(w, k);
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
     if (b >= B) break;
@@ -271,6 +284,16 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   }
 }
 
+// Whether the CUDA-core kernel loads its first weights before the PDL wait (IGNIS_GEMV_PRELOAD=0:
+// not, for A/B measurements; without PDL it makes no difference but one more branch).
+bool simple_preload() {
+  static const bool on = [] {
+    const char* e = std::getenv("IGNIS_GEMV_PRELOAD");
+    return !(e && e[0] == '0');
+  }();
+  return on;
+}
+
 template <typename T, int VEC, int EPI>
 void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const int n_out = a.epi == GemvEpilogue::kSwiGLU ? a.N / 2 : a.N;
@@ -278,11 +301,14 @@ void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
   if (a.B <= 1)
-    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
+           simple_preload());
   else if (a.B <= 4)
-    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
+           simple_preload());
   else
-    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
+           simple_preload());
 }
 
 template <typename T, int EPI>

@@ -143,7 +143,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   Buf b0, b1;
   load(b0, 0);
   load(b1, U);
-  pdl_trigger();
   pdl_wait();
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0, t0);
@@ -152,6 +151,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     compute(b1, t0 + U);
     load(b1, t0 + 3 * U);
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 
   finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters);
 }

@@ -88,7 +88,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_tc_kernel(QWeight W, in
   Buf b0, b1;
   load(b0, 0);
   load(b1, kU);
-  pdl_trigger();
   pdl_wait();
   for (int t0 = 0; warp + kWarps * t0 < nsteps; t0 += 2 * kU) {
     compute(b0, t0);
@@ -97,6 +96,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int8_tc_kernel(QWeight W, in
     compute(b1, t0 + kU);
     load(b1, t0 + 3 * kU);
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   // acc[u]: (row g, batch 2c), (row g, 2c + 1), (row g + 8, 2c), (row g + 8, 2c + 1)
   const float sa = scale_at(W.scales, sdt, size_t(ra)), sb = scale_at(W.scales, sdt, size_t(rb));
   float v[4] = {0.f, 0.f, 0.f, 0.f};

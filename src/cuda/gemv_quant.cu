@@ -134,7 +134,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
   const int K = W.K, G = INT4 ? K / W.group : 1;
   int rows[2];
   bool second_valid = false;
-  pdl_trigger();
   if (!row_pair<EPI>(W.N, rows, second_valid)) return;
   const size_t row_bytes = INT4 ? size_t(K) / 2 : size_t(K);
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + rows[0] * row_bytes,
@@ -232,6 +231,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
       for (int b = 0; b < BMAX; ++b) acc[r][b] *= s;
     }
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
@@ -254,7 +254,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
   const int K = W.K, nblocks = K / 32;
   int rows[2];
   bool second_valid = false;
-  pdl_trigger();
   if (!row_pair<EPI>(W.N, rows, second_valid)) return;
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * kBytes,
                           static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * kBytes};
@@ -357,6 +356,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_gguf32_kernel(QWeight W, con
     }
     if (base + 32 * U < nblocks) load(base + 32 * U);
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
@@ -427,7 +427,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
   const int K = W.K, nblocks = K / 256;
   int rows[2];
   bool second_valid = false;
-  pdl_trigger();
   if (!row_pair<EPI>(W.N, rows, second_valid)) return;
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 144,
                           static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 144};
@@ -469,6 +468,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q4k_kernel(QWeight W, const 
     km_accumulate<BMAX>(ql, qh, dl, dh, ml, mh, x, K, klo, B, acc);
   }
   if (!waited) pdl_wait();
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
@@ -489,7 +489,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
   const int K = W.K, nblocks = K / 256;
   int rows[2];
   bool second_valid = false;
-  pdl_trigger();
   if (!row_pair<EPI>(W.N, rows, second_valid)) return;
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 176,
                           static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 176};
@@ -538,6 +537,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q5k_kernel(QWeight W, const 
 #pragma unroll
       for (int i = 0; i < 3; ++i) cur[r][i] = nxt[r][i];
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
@@ -558,7 +558,6 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q6k_kernel(QWeight W, const 
   const int K = W.K, nblocks = K / 256;
   int rows[2];
   bool second_valid = false;
-  pdl_trigger();
   if (!row_pair<EPI>(W.N, rows, second_valid)) return;
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + size_t(rows[0]) * nblocks * 210,
                           static_cast<const uint8_t*>(W.w) + size_t(rows[1]) * nblocks * 210};
@@ -625,6 +624,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_q6k_kernel(QWeight W, const 
 #pragma unroll
       for (int i = 0; i < 11; ++i) cur[r][i] = nxt[r][i];
   }
+  pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
 }
 
