@@ -5,7 +5,8 @@
 # the shared libraries they need that such an image lacks (OpenBLAS, utf8proc, libzip, ...) go,
 # xz-compressed, to .devcarry/x/prebuilt.tar.xz, with stories260K / tok512 in .devcarry/data.
 # There: scripts/gpu-check.sh prebuilt test ... (IGNIS_DATA=$PWD/.devcarry/data).
-# The image must have a CUDA 13 driver and cuBLAS 13 (libcublas.so.13) of its own.
+# The image must have a CUDA 13 driver, cuBLAS 13 (libcublas.so.13) and cuSOLVER 12 (libcusolver.so.12, with
+# the libcusparse / libnvJitLink it needs; ignis_gpu_tests links them for GPTQ) of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B="${1:-build-gpu}"
@@ -17,7 +18,7 @@ done
 # every non-system library the CLI links, except the CUDA ones (the image has those)
 ldd "$B/ignis" | awk '$3 ~ /^\// {print $3}' | while read -r l; do
   case "$(basename "$l")" in
-    libc.so*|libm.so*|libstdc++*|libgcc_s*|libpthread*|libdl*|librt*|libcrypto*|libz.so*|libcuda*|libcublas*) ;;
+    libc.so*|libm.so*|libstdc++*|libgcc_s*|libpthread*|libdl*|librt*|libcrypto*|libz.so*|libcuda*|libcublas*|libcusolver*|libcusparse*|libnvJitLink*) ;;
     *) cp -L "$l" "$S/lib/" ;;
   esac
 done
