@@ -14,7 +14,7 @@
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
-#   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies, GEMM algorithms timed at first use or not
+#   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
@@ -73,13 +73,10 @@ for stage in "$@"; do
         echo "IGNIS_FUSED_ROPE=$r $v" | tee -a "$LOG/abrope.txt"
       done ;;
     abpdl)  # decode tok/s (b1, b8) with and without Programmatic Dependent Launch
-      # (IGNIS_GEMV_PRELOAD=0: the batch-1 GEMV does not load its first weights before the PDL wait)
       for p in 1 0 1 0; do
-        for pre in 1 0; do
-          v=$(IGNIS_PDL=$p IGNIS_GEMV_PRELOAD=$pre $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 \
-              --json 2>/dev/null | decode_rows)
-          echo "IGNIS_PDL=$p IGNIS_GEMV_PRELOAD=$pre $v" | tee -a "$LOG/abpdl.txt"
-        done
+        v=$(IGNIS_PDL=$p $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
+            | decode_rows)
+        echo "IGNIS_PDL=$p $v" | tee -a "$LOG/abpdl.txt"
       done ;;
     breakdown8)  # where the kernels of a batch-8 decode step go (one by one), beside the b1 / b8 rows
       TAIL=4 run breakdown_b8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --batch 8 -p 8 -n 128 -r 1 ;;
@@ -150,12 +147,12 @@ for stage in "$@"; do
         $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
       echo "ncu exit $?"
       python3 scripts/ncu_summary.py "$LOG/ncu.csv" | tee "$LOG/ncu_summary.txt" ;;
-    abbert)  # ignis encoder latencies with the GEMM algorithms timed at first use (default) or cuBLASLt's first choice
-      # (IGNIS_ENC_GEMM_TUNE=2 also lists each candidate's time; IGNIS_ENC_LN=block: a block per LayerNorm row)
-      for t in 0 2; do
-        IGNIS_ENC_GEMM_TUNE=$t TAIL=14 run bert_bench_tune$t $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
-      done
-      IGNIS_ENC_LN=block TAIL=14 run bert_bench_lnblock $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
+    abbert)  # ignis encoder latencies: default, and with a block per LayerNorm row at every size (IGNIS_ENC_LN=block)
+      i=0
+      for v in "X=0" IGNIS_ENC_LN=block "X=0" IGNIS_ENC_LN=block; do
+        i=$((i + 1))
+        ( export "$v"; TAIL=14 run "bert_bench_${i}_${v%%=*}" $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 )
+      done ;;
     bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the shapes (PDLQ=1: also with PDL)
       TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
       [ -n "${PDLQ:-}" ] && IGNIS_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;

@@ -1,5 +1,5 @@
 // CudaEncoder (see bert_cuda.h): weights, activations, the per-bucket CUDA graphs, the heads.
-// Host code only; the kernels are in encoder_*.cu, the GEMMs in encoder_gemm.cpp.
+// Host code only; the kernels are in encoder_*.cu, the GEMMs in encoder_gemm.cu.
 #include "cuda/bert_cuda.h"
 
 #include <algorithm>

@@ -12,9 +12,9 @@ namespace ignis::cuda {
 bool pdl_enabled() {
   static const bool on = [] {
     // Off unless IGNIS_PDL=1: on an H200 (2026-12-02, Llama-2-7B bf16 decode, gpu-check.sh abpdl)
-    // PDL cost 12% at batch 1 (223 vs 254 tok/s) and 27% at batch 8 (1202 vs 1640): blocks of the
-    // next kernel launched early and parked in griddepcontrol.wait hold SM slots the running
-    // kernel's blocks would use.
+    // PDL cost 12% at batch 1 (223 vs 254 tok/s) and 27% at batch 8 (1202 vs 1640) with every
+    // kernel triggering at its start. With the GEMVs triggering after their main loop (as now) it
+    // is even at batch 1 (248.4 vs 249.5, same call) and still 13% slower at batch 8 (1442 vs 1654).
     const char* e = std::getenv("IGNIS_PDL");
     return e && std::strcmp(e, "1") == 0;
   }();

@@ -114,6 +114,8 @@ namespace ignis::cuda {
 
 // PDL: wait until the previous kernel in the stream has completed and its writes are visible;
 // let the next kernel start launching. Both are no-ops when the launch had no PDL attribute.
+// Small kernels trigger at their start; the GEMVs after their main loop ("late"), so the next
+// kernel's blocks only take SM slots while this one drains.
 __device__ __forceinline__ void pdl_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");

@@ -3,9 +3,8 @@
 // x, W, bias and y all of one dtype: F16, BF16, or F32 (pure fp32, no TF32: the parity mode).
 // kBiasGelu is cuBLASLt's GELU, the tanh approximation (gelu_new / gelu_pytorch_tanh); the exact
 // erf GELU of BERT is kBias followed by encoder_bias_act(kGeluErf) (see bert_cuda.cpp).
-// One handle and one workspace per object; each shape's algorithm is chosen once and cached (so a
-// CUDA graph capture after one eager call makes no heuristic query): the fastest, timed on the
-// first eager call, of the heuristic's top candidates (encoder_gemm.cpp).
+// One handle and one workspace per object; each shape's algorithm is chosen once by cuBLASLt's
+// heuristic and cached (so a CUDA graph capture after one eager call makes no heuristic query).
 // If cuBLASLt offers no algorithm with the epilogue, the plain product runs and the bias /
 // activation follow as a separate kernel (fused() tells which).
 #pragma once
@@ -35,9 +34,8 @@ class EncoderGemm {
   // Whether (t, M, N, K, epi) runs with the epilogue inside cuBLASLt (after a matmul of that shape).
   bool fused(DType t, int M, int N, int K, GemmEpilogue epi) const;
 
-  struct Plan;  // one shape's descriptors and algorithms (encoder_gemm.cpp)
-
  private:
+  struct Plan;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

@@ -8,12 +8,12 @@
 // (two-pass variance: exact, no cancellation), then y = (v - mean) * rstd * gamma + beta.
 // Traffic per row: embeddings 3 reads of H values + 1 write; add+LN 2 reads + 1 write.
 // Two launch shapes:
-//  - warp per row (H <= 4 * kMaxG * 32 = 1024, every BERT-base / MiniLM / large size): 8 rows per
-//    256-thread block, reductions by shuffles only. A block per row (the first version) measured
-//    ~41 us per LayerNorm at 16384 x 768 on an H100, about half the bandwidth: 16384 tiny blocks with
-//    two __syncthreads each; one warp per row keeps many rows in flight per SM.
-//  - block per row (larger H): grid = rows of the bucket, block = 32..1024 threads (about 2 groups
-//    of 4 per thread), block reductions through shared memory.
+//  - warp per row (H <= 4 * kMaxG * 32 = 1024, every BERT-base / MiniLM / large size) when the
+//    bucket has 12 rows per SM or more (warp_mode): 8 rows per 256-thread block, reductions by
+//    shuffles only. A block per row measured ~41 us per LayerNorm at 16384 x 768 on an H100, about
+//    half the bandwidth: 16384 tiny blocks with two __syncthreads each.
+//  - block per row (larger H, or fewer rows): grid = rows of the bucket, block = 32..1024 threads
+//    (about 2 groups of 4 per thread), block reductions through shared memory.
 // Rows at or past n (device count of the bucket's valid rows) exit at once.
 #include <algorithm>
 #include <cstdlib>
@@ -50,10 +50,13 @@ void check_hidden(int hidden, const char* what) {
               " must be a positive multiple of 4 and at most ", 4 * kMaxG * 1024);
 }
 
-constexpr int kRowsPerBlock = 8;  // warp-per-row mode: rows (warps) of a 256-thread block
+// Warp per row (8 rows per 256-thread block) from 12 rows per SM up; below, a block per row. On an
+// H200 (2026-12-02, BERT-base fp16, whole passes) the warp form was faster from 2048 rows (32x512
+// 7.10 vs 7.42 ms, 32x128 1.61 vs 1.72) and slower below (1x128 0.51 vs 0.47 ms, 8x128 0.69 vs 0.66),
+// also with fewer rows per block.
+constexpr int kRowsPerBlock = 8;
+bool warp_mode(int rows, int hidden) { return warp_rows(hidden) && rows >= 12 * sm_count(); }
 
-// The threads sharing one row: a warp (WARP) or the whole block. A thread's groups of 4 values are
-// g = first + i * stride, i < kMaxG, valid while g < G.
 template <bool WARP>
 struct RowThreads {
   int row, first, stride;
@@ -211,7 +214,7 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.vocab > 0 && a.max_positions > 0 && a.type_vocab > 0, "encoder_embed_layernorm: empty table");
   if (a.rows <= 0) return;
   IGNIS_ENC_DISPATCH(a.dtype, T, {
-    if (warp_rows(a.hidden))
+    if (warp_mode(a.rows, a.hidden))
       launch(embed_ln_kernel<T, true>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, a);
     else
       launch(embed_ln_kernel<T, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
@@ -223,7 +226,7 @@ void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, 
   check_hidden(hidden, "encoder_add_layernorm");
   if (rows <= 0) return;
   IGNIS_ENC_DISPATCH(t, T, {
-    if (warp_rows(hidden))
+    if (warp_mode(rows, hidden))
       launch(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream,
              static_cast<const T*>(a), static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
     else

@@ -224,31 +224,25 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
 
 template <typename T, int VEC, int BMAX, int EPI>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo, bool preload) {
+                                                           int N, int K, void* out, int ldo) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
   const int n_out = R == 2 ? N / 2 : N;
-  const bool live = j < n_out;
-  int rows[R];
-  rows[0] = R == 2 ? int(swiglu_row_of_gate(live ? j : 0)) : (live ? j : 0);
-  if constexpr (R == 2) rows[1] = rows[0] + 8;
-  // the first weights of the row(s) are constant: loaded before the PDL wait
-  const int k0 = lane * VEC;
-  float w0[R][VEC];
-  if (preload && live && k0 < K) {
-#pragma unroll
-    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k0, w0[r]);
-  }
   pdl_wait();
-  if (!live) return;
+  if (j >= n_out) return;
+  int rows[R];
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(j)) : j;
+  if constexpr (R == 2) rows[1] = rows[0] + 8;
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  // acc += w . x[b] over the VEC values at k
-  auto fma_x = [&](const float (&w)[R][VEC], int k) {
+  for (int k = lane * VEC; k < K; k += 32 * VEC) {
+    float w[R][VEC];
+#pragma unroll
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) {
       if (b < B) {
@@ -260,13 +254,6 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
           for (int e = 0; e < VEC; ++e) acc[r][b] = fmaf(w[r][e], xv[e], acc[r][b]);
       }
     }
-  };
-  if (preload && k0 < K) fma_x(w0, k0);
-  for (int k = preload ? k0 + 32 * VEC : k0; k < K; k += 32 * VEC) {
-    float w[R][VEC];
-#pragma unroll
-    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
-    fma_x(w, k);
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 #pragma unroll
@@ -284,16 +271,6 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   }
 }
 
-// Whether the CUDA-core kernel loads its first weights before the PDL wait (IGNIS_GEMV_PRELOAD=0:
-// not, for A/B measurements; without PDL it makes no difference but one more branch).
-bool simple_preload() {
-  static const bool on = [] {
-    const char* e = std::getenv("IGNIS_GEMV_PRELOAD");
-    return !(e && e[0] == '0');
-  }();
-  return on;
-}
-
 template <typename T, int VEC, int EPI>
 void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const int n_out = a.epi == GemvEpilogue::kSwiGLU ? a.N / 2 : a.N;
@@ -301,14 +278,11 @@ void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
   if (a.B <= 1)
-    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           simple_preload());
+    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else if (a.B <= 4)
-    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           simple_preload());
+    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else
-    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo,
-           simple_preload());
+    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
 }
 
 template <typename T, int EPI>

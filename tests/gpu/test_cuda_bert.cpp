@@ -175,15 +175,18 @@ TEST(CudaEncoderKernels, AttentionRagged) {
 TEST(CudaEncoderKernels, EmbedLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(12);
-  for (int H : {64, 384, 768, 1028}) {
-    const int V = 53, P = 40, TV = 2, n = 37, rows = 64;
+  // 64 rows: a block per row; 12 per SM + 13: a warp per row (encoder_norm.cu, warp_mode), H <= 1024
+  const int big = 12 * sm_count() + 13;
+  for (auto [H, rows, n] : {std::tuple{64, 64, 37}, {384, 64, 37}, {768, 64, 37}, {1028, 64, 37}, {384, big, big - 5},
+                            {768, big, big - 5}}) {
+    const int V = 53, P = 40, TV = 2;
     std::vector<float> word = random_vec(size_t(V) * H, rng), pos = random_vec(size_t(P) * H, rng),
                        typ = random_vec(size_t(TV) * H, rng);
     std::vector<float> g = random_vec(size_t(H), rng, 0.5f, 1.5f), be = random_vec(size_t(H), rng, -0.5f, 0.5f);
     std::vector<int> ids(rows), types(rows), ps(rows);
     for (int r = 0; r < rows; ++r) ids[size_t(r)] = int(rng() % V), types[size_t(r)] = int(rng() % TV), ps[size_t(r)] = int(rng() % P);
     for (DType dt : {DType::F16, DType::BF16, DType::F32}) {
-      SCOPED_TRACE(std::string(dname(dt)) + " H=" + std::to_string(H));
+      SCOPED_TRACE(std::string(dname(dt)) + " H=" + std::to_string(H) + " rows=" + std::to_string(rows));
       std::vector<float> w = word, p = pos, t = typ;
       round_dt(dt, w), round_dt(dt, p), round_dt(dt, t);
       DeviceBuffer dw = up(dt, w), dp = up(dt, p), dt_ = up(dt, t), dg = up_f32(g), db = up_f32(be);
@@ -208,13 +211,16 @@ TEST(CudaEncoderKernels, EmbedLayerNorm) {
 TEST(CudaEncoderKernels, AddLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(13);
-  for (int H : {32, 384, 768, 4096}) {
-    const int rows = 70, n = 61;
+  // 70 rows: a block per row; 12 per SM + 13: a warp per row (encoder_norm.cu, warp_mode), H <= 1024
+  const int big = 12 * sm_count() + 13;
+  for (auto [H, rows, n] : {std::tuple{32, 70, 61}, {384, 70, 61}, {768, 70, 61}, {4096, 70, 61}, {32, big, big - 9},
+                            {768, big, big - 9}}) {
     std::vector<float> a0 = random_vec(size_t(rows) * H, rng, -2.f, 2.f), x0 = random_vec(size_t(rows) * H, rng, 1.f, 3.f);
     std::vector<float> g = random_vec(size_t(H), rng, 0.5f, 1.5f), be = random_vec(size_t(H), rng, -0.5f, 0.5f);
     for (DType dt : {DType::F16, DType::BF16, DType::F32})
       for (bool with_a : {true, false}) {
-        SCOPED_TRACE(std::string(dname(dt)) + " H=" + std::to_string(H) + (with_a ? " a+x" : " x"));
+        SCOPED_TRACE(std::string(dname(dt)) + " H=" + std::to_string(H) + " rows=" + std::to_string(rows) +
+                     (with_a ? " a+x" : " x"));
         std::vector<float> a = a0, x = x0;
         round_dt(dt, a), round_dt(dt, x);
         DeviceBuffer da = up(dt, a), dx = up(dt, x), dg = up_f32(g), db = up_f32(be), dn = up_int({n});

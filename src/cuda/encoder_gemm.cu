@@ -4,9 +4,7 @@
 #include "cuda/encoder_gemm.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
-#include <vector>
 
 #include "cuda/common.h"
 #include "cuda/encoder_kernels.h"
@@ -16,9 +14,7 @@ namespace ignis::cuda {
 struct EncoderGemm::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  std::vector<cublasLtMatmulAlgo_t> algos;  // candidates, the heuristic's best first
-  int chosen = 0;                           // the one that runs
-  bool tuned = false;                       // candidates timed (or only one)
+  cublasLtMatmulAlgo_t algo{};
   bool fused = true;  // false: plain product, bias/activation by encoder_bias_act
   void destroy() {
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -65,33 +61,22 @@ cublasLtEpilogue_t lt_epilogue(GemmEpilogue e) {
   return CUBLASLT_EPILOGUE_DEFAULT;
 }
 
-// Up to kMaxAlgos of the heuristic's algorithms are kept per shape. The first time a shape runs
-// outside a graph capture they are timed on the real operands (one warm-up and two timed runs
-// each, the faster of the two counts) and the fastest is kept: cuBLASLt's first choice is not
-// always its fastest for the encoder's short-K shapes (K = 768). A few ms once per shape and bucket
-// (the bucket's eager first pass); IGNIS_ENC_GEMM_TUNE=0 keeps the heuristic's first choice, and
-// IGNIS_ENC_GEMM_ALGO=k forces the k-th (clamped to those offered), knobs for measurements.
+// Which of the heuristic's algorithms to take (its first, the one it ranks best, by default):
+// IGNIS_ENC_GEMM_ALGO=k takes the k-th (clamped to those offered), a knob for measurements.
 constexpr int kMaxAlgos = 8;
 int algo_choice() {
   static const int k = [] {
     const char* e = std::getenv("IGNIS_ENC_GEMM_ALGO");
-    return e ? std::max(0, std::min(kMaxAlgos - 1, std::atoi(e))) : -1;
+    return e ? std::max(0, std::min(kMaxAlgos - 1, std::atoi(e))) : 0;
   }();
   return k;
 }
-int tune_mode() {  // 0 off, 1 on, 2 on and the candidates' times on stderr
-  static const int m = [] {
-    const char* e = std::getenv("IGNIS_ENC_GEMM_TUNE");
-    return e ? std::max(0, std::min(2, std::atoi(e))) : 1;
-  }();
-  return m;
-}
 
-// Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for algorithms
-// (best ranked first); false when it has none.
+// Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
+// false when it has none.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
                cublasLtMatmulDesc_t* desc, cublasLtMatrixLayout_t* la, cublasLtMatrixLayout_t* lb,
-               cublasLtMatrixLayout_t* lc, std::vector<cublasLtMatmulAlgo_t>* algos) {
+               cublasLtMatrixLayout_t* lc, cublasLtMatmulAlgo_t* algo) {
   const cudaDataType_t ty = lt_type(t);
   CUBLAS_CHECK(cublasLtMatmulDescCreate(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -117,32 +102,11 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
       cublasLtMatmulAlgoGetHeuristic(handle, *desc, *la, *lb, *lc, *lc, pref, kMaxAlgos, res, &count);
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || count == 0) return false;
-  algos->clear();
-  const int forced = algo_choice();
-  if (forced >= 0) {
-    algos->push_back(res[std::min(forced, count - 1)].algo);
-  } else {
-    for (int i = 0; i < count; ++i)
-      if (res[i].state == CUBLAS_STATUS_SUCCESS) algos->push_back(res[i].algo);
-  }
-  return !algos->empty();
-}
-
-bool capturing(cudaStream_t stream) {
-  cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
-  CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
-  return cs != cudaStreamCaptureStatusNone;
+  *algo = res[std::min(algo_choice(), count - 1)].algo;
+  return true;
 }
 
 }  // namespace
-
-// One product with candidate i of plan p (alpha 1, beta 0).
-static cublasStatus_t run_algo(cublasLtHandle_t handle, const EncoderGemm::Plan& p, int i, const void* W,
-                               const void* x, void* y, DeviceBuffer& ws, cudaStream_t stream) {
-  const float alpha = 1.f, beta = 0.f;
-  return cublasLtMatmul(handle, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algos[size_t(i)], ws.get(),
-                        ws.size(), stream);
-}
 
 int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias,
                         GemmEpilogue epi, cudaStream_t stream) {
@@ -154,13 +118,13 @@ int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, i
   if (!slot) {
     auto plan = std::make_unique<Plan>();
     if (!make_plan(impl_->handle, impl_->ws.size(), t, M, N, K, epi, &plan->desc, &plan->a, &plan->b, &plan->c,
-                   &plan->algos)) {
+                   &plan->algo)) {
       IGNIS_CHECK(epi != GemmEpilogue::kNone, "cuBLASLt has no algorithm for ", M, "x", N, "x", K, " (",
                   dtype_name(t), ")");
       plan->destroy();
       plan->fused = false;
       IGNIS_CHECK(make_plan(impl_->handle, impl_->ws.size(), t, M, N, K, GemmEpilogue::kNone, &plan->desc, &plan->a,
-                            &plan->b, &plan->c, &plan->algos),
+                            &plan->b, &plan->c, &plan->algo),
                   "cuBLASLt has no algorithm for ", M, "x", N, "x", K, " (", dtype_name(t), ")");
     }
     slot = std::move(plan);
@@ -168,40 +132,9 @@ int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, i
   Plan& p = *slot;
   if (p.fused && epi != GemmEpilogue::kNone)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  if (!p.tuned && tune_mode() == 2 && p.algos.size() < 2)
-    std::fprintf(stderr, "encoder gemm %dx%dx%d epi %d: one candidate\n", M, N, K, int(epi));
-  if (!p.tuned && (p.algos.size() < 2 || tune_mode() == 0)) p.tuned = true;
-  if (!p.tuned && !capturing(stream)) {
-    // time every candidate on these operands (y is overwritten with the same product each run)
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    float best = 0.f;
-    int best_i = -1;
-    for (int i = 0; i < int(p.algos.size()); ++i) {
-      if (run_algo(impl_->handle, p, i, W, x, y, impl_->ws, stream) != CUBLAS_STATUS_SUCCESS) continue;  // this algorithm cannot run here: skip it
-      float ms_min = 0.f;
-      for (int rep = 0; rep < 2; ++rep) {
-        CUDA_CHECK(cudaEventRecord(e0, stream));
-        CUBLAS_CHECK(run_algo(impl_->handle, p, i, W, x, y, impl_->ws, stream));
-        CUDA_CHECK(cudaEventRecord(e1, stream));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0.f;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        ms_min = rep == 0 ? ms : std::min(ms_min, ms);
-      }
-      if (best_i < 0 || ms_min < best) best = ms_min, best_i = i;
-      if (tune_mode() == 2)
-        std::fprintf(stderr, "encoder gemm %dx%dx%d epi %d: candidate %d of %zu: %.4f ms\n", M, N, K, int(epi), i,
-                     p.algos.size(), double(ms_min));
-    }
-    CUDA_CHECK(cudaEventDestroy(e0));
-    CUDA_CHECK(cudaEventDestroy(e1));
-    IGNIS_CHECK(best_i >= 0, "cuBLASLt: no algorithm could run ", M, "x", N, "x", K, " (", dtype_name(t), ")");
-    p.chosen = best_i;
-    p.tuned = true;
-  }
-  CUBLAS_CHECK(run_algo(impl_->handle, p, p.chosen, W, x, y, impl_->ws, stream));
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasLtMatmul(impl_->handle, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
+                              impl_->ws.get(), impl_->ws.size(), stream));
   if (p.fused || epi == GemmEpilogue::kNone) return 1;
   encoder_bias_act(t, y, bias, M, N, epi == GemmEpilogue::kBiasGelu ? EncAct::kGeluTanh : EncAct::kNone, nullptr,
                    stream);
