@@ -23,5 +23,7 @@ ldd "$B/ignis" | awk '$3 ~ /^\// {print $3}' | while read -r l; do
   esac
 done
 cp ../shared/data/stories260K.bin ../shared/data/tok512.bin .devcarry/data/
+# wikitext-2 text for the GPTQ model-path test (its first 400 KB is all it reads)
+head -c 400000 ../shared/data/wikitext2_valid.txt > .devcarry/data/wikitext2_valid.txt
 tar -C "$S" -cf - build-gpu lib | xz -T2 -6 > .devcarry/x/prebuilt.tar.xz
 ls -la .devcarry/x/prebuilt.tar.xz

@@ -15,6 +15,7 @@
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
+#   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
@@ -153,6 +154,9 @@ for stage in "$@"; do
         i=$((i + 1))
         ( export "$v"; TAIL=14 run "bert_bench_${i}_${v%%=*}" $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 )
       done ;;
+    gptqtime)  # GPTQ on the GPU: the tests, then the solve time of Llama-2-7B-sized layers
+      TAIL=12 run gptq_tests $B/ignis_gpu_tests --gtest_filter='CudaGptq.*'
+      TAIL=6 run gptq_time $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaGptq.DISABLED_SolveTime7BLayers' ;;
     bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the shapes (PDLQ=1: also with PDL)
       TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
       [ -n "${PDLQ:-}" ] && IGNIS_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;

@@ -82,6 +82,14 @@ expect "[1-9][0-9]*" "group" -- quantize -m "$S" --tokenizer "$T" --to int4 --gr
 expect 1 "calib" -- quantize -m "$S" --tokenizer "$T" --to int4 --method gptq -o "$tmp/q0"
 expect 1 "asym" -- quantize -m "$S" --tokenizer "$T" --to int8 --asym -o "$tmp/q0"
 expect 0 "wrote" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 32 -o "$tmp/q4"
+# GPTQ with the solve forced onto a GPU this machine lacks (CI): a clear error; auto falls back to the CPU
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect 1 "no CUDA GPU|no CUDA backend" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 32 --method gptq \
+    --calib "$DATA/wikitext2_valid.txt" --calib-tokens 512 --device cuda -o "$tmp/qg"
+  expect 0 "solve on the CPU" -- quantize -m "$S" --tokenizer "$T" --to int4 --group 32 --method gptq \
+    --calib "$DATA/wikitext2_valid.txt" --calib-tokens 512 -o "$tmp/qg"
+fi
+expect "[1-9][0-9]*" "device" -- quantize -m "$S" --tokenizer "$T" --to int4 --method gptq --device tpu -o "$tmp/qg"
 expect 0 "perplexity" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --ctx 128 --stride 64 --max-tokens 300
 expect 1 "already quantized" -- perplexity -m "$tmp/q4" -f "$DATA/wikitext2_valid.txt" --quant int8
 # the folder runs with generate (its layers as Q4_0 blocks); --quant on it is refused

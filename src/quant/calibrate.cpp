@@ -57,7 +57,7 @@ Tensor deq_tensor(const QuantLinear& q) {
 std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const ModelSource& src,
                                                        const std::vector<int32_t>& tokens, int seq_len,
                                                        const QuantSpec& spec, const GptqOptions& gopt,
-                                                       const Progress& progress) {
+                                                       const Progress& progress, const GptqSolver& solver) {
   const LlamaConfig& c = src.config;
   if (c.rope_style != RopeStyle::kHalfSplit) fail("GPTQ calibration: the model must be in HF convention");
   IGNIS_CHECK(seq_len >= 2, "GPTQ calibration: samples need at least 2 tokens");
@@ -96,7 +96,8 @@ std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const M
       std::memcpy(t.data(), wf.data(), wf.size() * 4);
       return t;
     }
-    out[name] = quantize_gptq(pool, wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt);
+    out[name] = solver ? solver(wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt, name)
+                       : quantize_gptq(pool, wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt);
     return deq_tensor(out[name]);
   };
 

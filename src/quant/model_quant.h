@@ -40,12 +40,18 @@ void to_hf_convention(ModelSource& src);
 
 using Progress = std::function<void(double fraction, const std::string& what)>;
 
+// The GPTQ solve of one layer (W [N, K] row-major, H [K, K] its Hessian), named `what` in errors.
+// Empty: quantize_gptq on the CPU (float64). The CLI passes the GPU one (cuda/gptq_cuda.h, float32).
+using GptqSolver = std::function<QuantLinear(const float* W, int64_t N, int64_t K, const std::vector<double>& H,
+                                             const QuantSpec& spec, const GptqOptions& opt, const std::string& what)>;
+
 struct ModelQuantOptions {
   QuantSpec spec;
   std::string method = "rtn";         // rtn | gptq
   GptqOptions gptq;
   std::vector<int32_t> calib_tokens;  // gptq: the calibration text, tokenized
   int calib_seq_len = 512;            // gptq: tokens per calibration sample
+  GptqSolver gptq_solver;             // gptq: the per-layer solve (empty: the CPU's)
   Progress progress;                  // optional
 };
 
@@ -60,7 +66,7 @@ std::map<std::string, QuantLinear> quantize_model(ThreadPool& pool, const ModelS
 std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const ModelSource& src,
                                                        const std::vector<int32_t>& tokens, int seq_len,
                                                        const QuantSpec& spec, const GptqOptions& gopt,
-                                                       const Progress& progress);
+                                                       const Progress& progress, const GptqSolver& solver = {});
 
 // Load-time quantization for the CPU model (`--quant int8|int4`): each linear weight is replaced
 // by the f32 dequantization of its RTN quantization ("simulated" quantization: the logits are

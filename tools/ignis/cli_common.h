@@ -7,6 +7,7 @@
 
 #include "io/model_source.h"
 #include "models/llama.h"
+#include "quant/model_quant.h"
 
 namespace ignis::cli {
 
@@ -38,5 +39,9 @@ void add_quant_commands(CLI::App& app);
 
 // The CUDA backend, or a clear error when this build or machine has none.
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);
+// Whether this build has the CUDA backend and the machine a GPU.
+bool cuda_usable();
+// The GPTQ per-layer solve on the GPU (cuda/gptq_cuda.h), or a clear error without one.
+quant::GptqSolver make_cuda_gptq_solver();
 
 }  // namespace ignis::cli

@@ -9,6 +9,7 @@
 #ifdef IGNIS_WITH_CUDA
 #include "cuda/bench.h"
 #include "cuda/device.h"
+#include "cuda/gptq_cuda.h"
 #include "cuda/llama_cuda.h"
 #endif
 
@@ -21,6 +22,17 @@ void need_gpu() {
   if (cuda::device_count() == 0) fail("--device cuda: no CUDA GPU is visible on this machine");
 }
 }  // namespace
+
+bool cuda_usable() { return cuda::device_count() > 0; }
+
+quant::GptqSolver make_cuda_gptq_solver() {
+  need_gpu();
+  auto solver = std::make_shared<cuda::GptqSolverCuda>();  // handles kept for every layer
+  return [solver](const float* W, int64_t N, int64_t K, const std::vector<double>& H, const quant::QuantSpec& spec,
+                  const quant::GptqOptions& opt, const std::string& what) {
+    return solver->quantize(W, N, K, H, spec, opt, what);
+  };
+}
 
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32) {
   need_gpu();
@@ -75,6 +87,12 @@ int bench_synthetic(const BenchArgs& a) {
 }
 
 #else
+
+bool cuda_usable() { return false; }
+
+quant::GptqSolver make_cuda_gptq_solver() {
+  fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
+}
 
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource&, int, bool) {
   fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");

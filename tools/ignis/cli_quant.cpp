@@ -1,7 +1,7 @@
 // `ignis quantize` and `ignis perplexity` (weight-only int8 / int4 quantization, src/quant).
 //
 //   ignis quantize -m MODEL --to int8|int4 [--group 128] [--method rtn|gptq] [--calib FILE]
-//                  [--calib-tokens N] -o OUT
+//                  [--calib-tokens N] [--device auto|cpu|cuda] -o OUT
 //     writes OUT/ as a Hugging Face GPTQ folder (config.json with quantization_config,
 //     model.safetensors, tokenizer files); progress on stderr.
 //   ignis perplexity -m MODEL -f TEXT [--ctx 512] [--stride 256] [--device cpu|cuda] [--quant int8|int4]
@@ -63,7 +63,7 @@ class Bar {
 };
 
 struct QuantizeArgs {
-  std::string model, tokenizer, to, method = "rtn", calib, out;
+  std::string model, tokenizer, to, method = "rtn", calib, out, device = "auto";
   int group = 128, calib_tokens = 65536, seq_len = 512, threads = 0;
   double damp = 0.01;
   bool act_order = false, asym = false;
@@ -113,6 +113,9 @@ void cmd_quantize(const QuantizeArgs& a) {
   opt.gptq.percdamp = a.damp;
   opt.gptq.act_order = a.act_order;
   opt.calib_seq_len = std::min(a.seq_len, src.config.max_seq_len);
+  // the per-layer GPTQ solve: on the GPU when asked, or by default when there is one
+  const bool gpu_solve = a.method == "gptq" && (a.device == "cuda" || (a.device == "auto" && cuda_usable()));
+  if (gpu_solve) opt.gptq_solver = make_cuda_gptq_solver();
   if (a.method == "gptq") {
     if (!src.tokenizer) fail(src.path, ": no tokenizer to read the calibration text with (pass --tokenizer)");
     const std::string text = read_text_file(a.calib);
@@ -127,7 +130,8 @@ void cmd_quantize(const QuantizeArgs& a) {
                spec.format == quant::QFormat::kInt4 ? ("group " + std::to_string(a.group)).c_str() : "per channel",
                a.asym ? " asym" : "", a.act_order ? " act-order" : "", a.method.c_str());
   if (a.method == "gptq")
-    std::fprintf(stderr, " (%zu calibration tokens, samples of %d)", opt.calib_tokens.size(), opt.calib_seq_len);
+    std::fprintf(stderr, " (%zu calibration tokens, samples of %d; solve on the %s)", opt.calib_tokens.size(),
+                 opt.calib_seq_len, gpu_solve ? "GPU, float32" : "CPU, float64");
   std::fputc('\n', stderr);
 
   quant::to_hf_convention(src);
@@ -225,6 +229,9 @@ void add_quant_commands(CLI::App& app) {
   q->add_flag("--act-order", qa->act_order, "GPTQ: quantize columns by decreasing activation magnitude (desc_act)");
   q->add_flag("--asym", qa->asym, "int4 with zero points (asymmetric)");
   q->add_option("-t,--threads", qa->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
+  q->add_option("--device", qa->device,
+                "GPTQ: where each layer's solve runs: auto (the GPU when there is one, default), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   q->add_option("-o,--output", qa->out, "Output folder")->required();
   q->callback([qa] { cmd_quantize(*qa); });
 
