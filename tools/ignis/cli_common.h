@@ -2,6 +2,7 @@
 #pragma once
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -43,5 +44,12 @@ std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, boo
 bool cuda_usable();
 // The GPTQ per-layer solve on the GPU (cuda/gptq_cuda.h), or a clear error without one.
 quant::GptqSolver make_cuda_gptq_solver();
+// A clear error (as for --device cuda) unless this build has the CUDA backend and the machine a GPU.
+void require_cuda_gpu();
+// GPTQ of the whole model with the calibration forward, the Hessians and the solves on the GPU in
+// float32 (cuda/gptq_calib_cuda.h; opt.method must be "gptq", opt.gptq_solver is not used), or a
+// clear error without a GPU. src must be in HF convention, as for quant::quantize_model.
+std::map<std::string, quant::QuantLinear> cuda_gptq_quantize_model(const ModelSource& src,
+                                                                   const quant::ModelQuantOptions& opt);
 
 }  // namespace ignis::cli

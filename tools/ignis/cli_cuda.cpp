@@ -9,6 +9,7 @@
 #ifdef IGNIS_WITH_CUDA
 #include "cuda/bench.h"
 #include "cuda/device.h"
+#include "cuda/gptq_calib_cuda.h"
 #include "cuda/gptq_cuda.h"
 #include "cuda/llama_cuda.h"
 #endif
@@ -32,6 +33,15 @@ quant::GptqSolver make_cuda_gptq_solver() {
                   const quant::GptqOptions& opt, const std::string& what) {
     return solver->quantize(W, N, K, H, spec, opt, what);
   };
+}
+
+void require_cuda_gpu() { need_gpu(); }
+
+std::map<std::string, quant::QuantLinear> cuda_gptq_quantize_model(const ModelSource& src,
+                                                                   const quant::ModelQuantOptions& opt) {
+  need_gpu();
+  if (opt.method != "gptq") fail("the GPU calibration runs GPTQ only (method '", opt.method, "')");
+  return cuda::gptq_quantize_model_cuda(src, opt.calib_tokens, opt.calib_seq_len, opt.spec, opt.gptq, opt.progress);
 }
 
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32) {
@@ -92,6 +102,14 @@ bool cuda_usable() { return false; }
 
 quant::GptqSolver make_cuda_gptq_solver() {
   fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
+}
+
+void require_cuda_gpu() {
+  fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
+}
+
+std::map<std::string, quant::QuantLinear> cuda_gptq_quantize_model(const ModelSource&, const quant::ModelQuantOptions&) {
+  fail("GPTQ calibration on the GPU: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
 }
 
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource&, int, bool) {

@@ -2,6 +2,7 @@
 //
 //   ignis quantize -m MODEL --to int8|int4 [--group 128] [--method rtn|gptq] [--calib FILE]
 //                  [--calib-tokens N] [--device auto|cpu|cuda] -o OUT
+//     (GPTQ with --device cuda, or auto on a machine with a GPU: the whole calibration on the GPU)
 //     writes OUT/ as a Hugging Face GPTQ folder (config.json with quantization_config,
 //     model.safetensors, tokenizer files); progress on stderr.
 //   ignis perplexity -m MODEL -f TEXT [--ctx 512] [--stride 256] [--device cpu|cuda] [--quant int8|int4]
@@ -113,9 +114,10 @@ void cmd_quantize(const QuantizeArgs& a) {
   opt.gptq.percdamp = a.damp;
   opt.gptq.act_order = a.act_order;
   opt.calib_seq_len = std::min(a.seq_len, src.config.max_seq_len);
-  // the per-layer GPTQ solve: on the GPU when asked, or by default when there is one
+  // GPTQ on the GPU (calibration forward, Hessians and per-layer solves) when asked, or by default
+  // when there is one; on the CPU the solve runs in float64 (calibrate.cpp)
   const bool gpu_solve = a.method == "gptq" && (a.device == "cuda" || (a.device == "auto" && cuda_usable()));
-  if (gpu_solve) opt.gptq_solver = make_cuda_gptq_solver();
+  if (gpu_solve) require_cuda_gpu();  // a clear error now, before the calibration text is read
   if (a.method == "gptq") {
     if (!src.tokenizer) fail(src.path, ": no tokenizer to read the calibration text with (pass --tokenizer)");
     const std::string text = read_text_file(a.calib);
@@ -130,15 +132,15 @@ void cmd_quantize(const QuantizeArgs& a) {
                spec.format == quant::QFormat::kInt4 ? ("group " + std::to_string(a.group)).c_str() : "per channel",
                a.asym ? " asym" : "", a.act_order ? " act-order" : "", a.method.c_str());
   if (a.method == "gptq")
-    std::fprintf(stderr, " (%zu calibration tokens, samples of %d; solve on the %s)", opt.calib_tokens.size(),
-                 opt.calib_seq_len, gpu_solve ? "GPU, float32" : "CPU, float64");
+    std::fprintf(stderr, " (%zu calibration tokens, samples of %d; %s)", opt.calib_tokens.size(),
+                 opt.calib_seq_len, gpu_solve ? "calibration and solve on the GPU, float32" : "solve on the CPU, float64");
   std::fputc('\n', stderr);
 
   quant::to_hf_convention(src);
   ThreadPool pool(a.threads > 0 ? a.threads : default_thread_count());
   Bar bar("quantize");
   opt.progress = [&](double f, const std::string& what) { bar(f, what); };
-  const auto layers = quant::quantize_model(pool, src, opt);
+  const auto layers = gpu_solve ? cuda_gptq_quantize_model(src, opt) : quant::quantize_model(pool, src, opt);
   bar.done();
   const size_t total = quant::linear_weight_names(src.config).size();
   if (layers.size() < total)
@@ -230,7 +232,7 @@ void add_quant_commands(CLI::App& app) {
   q->add_flag("--asym", qa->asym, "int4 with zero points (asymmetric)");
   q->add_option("-t,--threads", qa->threads, "CPU threads (default: all cores)")->check(CLI::Range(0, 1024));
   q->add_option("--device", qa->device,
-                "GPTQ: where each layer's solve runs: auto (the GPU when there is one, default), cpu or cuda")
+                "GPTQ: where the calibration and each layer's solve run: auto (the GPU when there is one, default), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   q->add_option("-o,--output", qa->out, "Output folder")->required();
   q->callback([qa] { cmd_quantize(*qa); });
