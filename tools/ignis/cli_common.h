@@ -42,8 +42,6 @@ void add_quant_commands(CLI::App& app);
 std::unique_ptr<LlamaModel> make_cuda_model(const ModelSource& src, int ctx, bool f32 = false);
 // Whether this build has the CUDA backend and the machine a GPU.
 bool cuda_usable();
-// The GPTQ per-layer solve on the GPU (cuda/gptq_cuda.h), or a clear error without one.
-quant::GptqSolver make_cuda_gptq_solver();
 // A clear error (as for --device cuda) unless this build has the CUDA backend and the machine a GPU.
 void require_cuda_gpu();
 // GPTQ of the whole model with the calibration forward, the Hessians and the solves on the GPU in

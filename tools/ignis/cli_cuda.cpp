@@ -26,15 +26,6 @@ void need_gpu() {
 
 bool cuda_usable() { return cuda::device_count() > 0; }
 
-quant::GptqSolver make_cuda_gptq_solver() {
-  need_gpu();
-  auto solver = std::make_shared<cuda::GptqSolverCuda>();  // handles kept for every layer
-  return [solver](const float* W, int64_t N, int64_t K, const std::vector<double>& H, const quant::QuantSpec& spec,
-                  const quant::GptqOptions& opt, const std::string& what) {
-    return solver->quantize(W, N, K, H, spec, opt, what);
-  };
-}
-
 void require_cuda_gpu() { need_gpu(); }
 
 std::map<std::string, quant::QuantLinear> cuda_gptq_quantize_model(const ModelSource& src,
@@ -99,10 +90,6 @@ int bench_synthetic(const BenchArgs& a) {
 #else
 
 bool cuda_usable() { return false; }
-
-quant::GptqSolver make_cuda_gptq_solver() {
-  fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
-}
 
 void require_cuda_gpu() {
   fail("--device cuda: this build of ignis has no CUDA backend (nvcc was not found when it was configured)");
