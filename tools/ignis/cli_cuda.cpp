@@ -10,7 +10,6 @@
 #include "cuda/bench.h"
 #include "cuda/device.h"
 #include "cuda/gptq_calib_cuda.h"
-#include "cuda/gptq_cuda.h"
 #include "cuda/llama_cuda.h"
 #endif
 
