@@ -15,7 +15,10 @@
 // shared memory. A variant with 2 warps of 32 rows each (every K / V fragment read by ldmatrix
 // feeding two mma instead of one) measured no faster on an H200 (2026-12-02, BERT-base fp16: 32x512
 // 7.11 vs 7.18 ms, 8x512 1.95 vs 1.88, 1x512 0.74 vs 0.71), so ldmatrix bandwidth is not what bounds
-// this kernel; it is not kept.
+// this kernel; it is not kept. Nor are 128-row query tiles (8 warps; each K / V tile in shared memory
+// serving twice the rows): 32x512 7.11 vs 7.24 ms, but 32x299 4.11-4.24 vs 4.03-4.09 and the ragged
+// 32 x 16..512 mix 4.36-4.38 vs 4.31-4.32 (same H200, same call): longer partial tiles cost more than
+// the halved L2 -> SM traffic gains, and real batches are ragged.
 //
 // Generic kernel (any dtype, head size <= 256): one warp per (query row, head), keys one at a
 // time (dot product across the warp, online softmax in fp32). O(S^2 hd) with no reuse: used for
