@@ -9,6 +9,7 @@
 #include <random>
 #include <vector>
 
+#include "gptq_inputs.h"
 #include "core/error.h"
 #include "io/model_source.h"
 #include "core/mmap.h"
@@ -29,25 +30,7 @@ std::string data_dir() {
   return e ? e : IGNIS_SHARED_DATA;
 }
 
-// X [T, K] with correlated columns: X = Z A + noise, Z [T, r] Gaussian, A [r, K] random; a few
-// columns scaled up (outlier features, as in real activations).
-std::vector<float> correlated_inputs(int64_t T, int64_t K, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  const int64_t r = K / 4;
-  std::vector<float> A(size_t(r * K)), X(size_t(T * K));
-  for (auto& a : A) a = d(rng);
-  std::vector<float> z(static_cast<size_t>(r));
-  for (int64_t t = 0; t < T; ++t) {
-    for (auto& v : z) v = d(rng);
-    for (int64_t k = 0; k < K; ++k) {
-      float s = 0.1f * d(rng);
-      for (int64_t i = 0; i < r; ++i) s += z[size_t(i)] * A[size_t(i * K + k)];
-      X[size_t(t * K + k)] = s * (k % 17 == 0 ? 4.f : 1.f);
-    }
-  }
-  return X;
-}
+using testdata::correlated_inputs;
 
 // ||X W^T - X Q^T||_F / ||X W^T||_F
 double output_error(const std::vector<float>& X, int64_t T, const std::vector<float>& W, const QuantLinear& q) {

@@ -35,16 +35,6 @@ int ln_threads(int hidden) {
   return std::min(1024, std::max(32, t));
 }
 
-// Whether a warp per row holds the row (kMaxG groups of 4 per lane).
-// IGNIS_ENC_LN=block forces a block per row (A/B measurements).
-bool warp_rows(int hidden) {
-  static const bool block = [] {
-    const char* e = std::getenv("IGNIS_ENC_LN");
-    return e && std::strcmp(e, "block") == 0;
-  }();
-  return !block && hidden <= 4 * kMaxG * 32;
-}
-
 void check_hidden(int hidden, const char* what) {
   IGNIS_CHECK(hidden > 0 && hidden % 4 == 0 && hidden <= 4 * kMaxG * 1024, what, ": hidden size ", hidden,
               " must be a positive multiple of 4 and at most ", 4 * kMaxG * 1024);
@@ -53,9 +43,16 @@ void check_hidden(int hidden, const char* what) {
 // Warp per row (8 rows per 256-thread block) from 12 rows per SM up; below, a block per row. On an
 // H200 (2026-12-02, BERT-base fp16, whole passes) the warp form was faster from 2048 rows (32x512
 // 7.10 vs 7.42 ms, 32x128 1.61 vs 1.72) and slower below (1x128 0.51 vs 0.47 ms, 8x128 0.69 vs 0.66),
-// also with fewer rows per block.
+// also with fewer rows per block. A warp holds rows of up to 4 * kMaxG * 32 values. IGNIS_ENC_LN=block
+// forces a block per row (A/B measurements).
 constexpr int kRowsPerBlock = 8;
-bool warp_mode(int rows, int hidden) { return warp_rows(hidden) && rows >= 12 * sm_count(); }
+bool warp_mode(int rows, int hidden) {
+  static const bool block = [] {
+    const char* e = std::getenv("IGNIS_ENC_LN");
+    return e && std::strcmp(e, "block") == 0;
+  }();
+  return !block && hidden <= 4 * kMaxG * 32 && rows >= 12 * sm_count();
+}
 
 template <bool WARP>
 struct RowThreads {

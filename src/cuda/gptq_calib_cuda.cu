@@ -250,12 +250,9 @@ std::map<std::string, quant::QuantLinear> gptq_quantize_model_cuda(const ModelSo
                                                                    const quant::QuantSpec& spec,
                                                                    const quant::GptqOptions& gopt,
                                                                    const quant::Progress& progress) {
-  // The checks of calibrate.cpp, in its order and words, then the limits of the kernels here.
+  // The checks and samples of calibrate.cpp, then the limits of the kernels here.
   const LlamaConfig& c = src.config;
-  if (c.rope_style != RopeStyle::kHalfSplit) fail("GPTQ calibration: the model must be in HF convention");
-  IGNIS_CHECK(seq_len >= 2, "GPTQ calibration: samples need at least 2 tokens");
-  IGNIS_CHECK(tokens.size() >= 2, "GPTQ calibration needs calibration text (got ", tokens.size(), " tokens)");
-  for (int32_t t : tokens) IGNIS_CHECK(t >= 0 && t < c.vocab_size, "GPTQ calibration: token id ", t, " out of range");
+  const std::vector<int64_t> samples = quant::gptq_sample_lengths(c, tokens, seq_len);  // tokens per sample
   const int64_t D = c.dim, Hd = c.hidden_dim, nh = c.n_heads, nkv = c.n_kv_heads, hd = c.head_dim;
   const int64_t qdim = nh * hd, kvdim = nkv * hd;
   IGNIS_CHECK(D > 0 && Hd > 0 && nh > 0 && nkv > 0 && hd > 0 && nh % nkv == 0, "GPTQ calibration: bad model sizes (dim ",
@@ -270,14 +267,8 @@ std::map<std::string, quant::QuantLinear> gptq_quantize_model_cuda(const ModelSo
   IGNIS_CHECK(embd.cols() == D && embd.rows() >= c.vocab_size, "GPTQ calibration: token_embd.weight is ", embd.rows(),
               " x ", embd.cols(), ", expected ", c.vocab_size, " x ", D);
 
-  // Samples: consecutive windows of seq_len tokens (the last one may be shorter), as the CPU cuts them;
-  // chunks: runs of whole samples of up to kChunkRows rows (or one longer sample). Only the last
+  // Samples as the CPU cuts them (gptq_sample_lengths); chunks: runs of whole samples of up to kChunkRows rows (or one longer sample). Only the last
   // window can be dropped (a single token), so row r of the concatenated samples is token r.
-  std::vector<int64_t> samples;  // tokens per sample
-  for (size_t i = 0; i < tokens.size(); i += size_t(seq_len)) {
-    const size_t n = std::min(tokens.size() - i, size_t(seq_len));
-    if (n >= 2 || samples.empty()) samples.push_back(int64_t(n));
-  }
   std::vector<Chunk> chunks;
   std::vector<int32_t> pos;
   int64_t rows_total = 0, max_chunk = 0;

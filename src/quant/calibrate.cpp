@@ -54,23 +54,34 @@ Tensor deq_tensor(const QuantLinear& q) {
 
 }  // namespace
 
-std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const ModelSource& src,
-                                                       const std::vector<int32_t>& tokens, int seq_len,
-                                                       const QuantSpec& spec, const GptqOptions& gopt,
-                                                       const Progress& progress, const GptqSolver& solver) {
-  const LlamaConfig& c = src.config;
+std::vector<int64_t> gptq_sample_lengths(const LlamaConfig& c, const std::vector<int32_t>& tokens, int seq_len) {
   if (c.rope_style != RopeStyle::kHalfSplit) fail("GPTQ calibration: the model must be in HF convention");
   IGNIS_CHECK(seq_len >= 2, "GPTQ calibration: samples need at least 2 tokens");
   IGNIS_CHECK(tokens.size() >= 2, "GPTQ calibration needs calibration text (got ", tokens.size(), " tokens)");
   for (int32_t t : tokens) IGNIS_CHECK(t >= 0 && t < c.vocab_size, "GPTQ calibration: token id ", t, " out of range");
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i < tokens.size(); i += size_t(seq_len)) {
+    const size_t n = std::min(tokens.size() - i, size_t(seq_len));
+    if (n >= 2 || lengths.empty()) lengths.push_back(int64_t(n));
+  }
+  return lengths;
+}
+
+std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const ModelSource& src,
+                                                       const std::vector<int32_t>& tokens, int seq_len,
+                                                       const QuantSpec& spec, const GptqOptions& gopt,
+                                                       const Progress& progress) {
+  const LlamaConfig& c = src.config;
+  const std::vector<int64_t> lengths = gptq_sample_lengths(c, tokens, seq_len);
   const int64_t D = c.dim, Hd = c.hidden_dim, nh = c.n_heads, nkv = c.n_kv_heads, hd = c.head_dim;
   const int64_t qdim = nh * hd, kvdim = nkv * hd;
 
   // Samples: consecutive windows of seq_len tokens (the last one may be shorter).
   std::vector<std::vector<int32_t>> samples;
-  for (size_t i = 0; i < tokens.size(); i += size_t(seq_len)) {
-    const size_t n = std::min(tokens.size() - i, size_t(seq_len));
-    if (n >= 2 || samples.empty()) samples.emplace_back(tokens.begin() + int64_t(i), tokens.begin() + int64_t(i + n));
+  int64_t start = 0;
+  for (const int64_t n : lengths) {
+    samples.emplace_back(tokens.begin() + start, tokens.begin() + start + n);
+    start += n;
   }
   const size_t S = samples.size();
   std::vector<std::vector<float>> X(S);
@@ -96,8 +107,7 @@ std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const M
       std::memcpy(t.data(), wf.data(), wf.size() * 4);
       return t;
     }
-    out[name] = solver ? solver(wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt, name)
-                       : quantize_gptq(pool, wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt);
+    out[name] = quantize_gptq(pool, wf.data(), w.dim(0), w.dim(1), acc.hessian(), spec, gopt);
     return deq_tensor(out[name]);
   };
 

@@ -156,8 +156,7 @@ std::map<std::string, QuantLinear> quantize_model(ThreadPool& pool, const ModelS
   if (src.config.rope_style != RopeStyle::kHalfSplit)
     fail("quantize_model: convert the model with to_hf_convention first");
   if (opt.method == "gptq")
-    return gptq_quantize_model(pool, src, opt.calib_tokens, opt.calib_seq_len, opt.spec, opt.gptq, opt.progress,
-                               opt.gptq_solver);
+    return gptq_quantize_model(pool, src, opt.calib_tokens, opt.calib_seq_len, opt.spec, opt.gptq, opt.progress);
   if (opt.method != "rtn") fail("unknown quantization method '", opt.method, "' (rtn or gptq)");
   std::map<std::string, QuantLinear> out;
   const auto names = linear_weight_names(src.config);

@@ -40,18 +40,12 @@ void to_hf_convention(ModelSource& src);
 
 using Progress = std::function<void(double fraction, const std::string& what)>;
 
-// The GPTQ solve of one layer (W [N, K] row-major, H [K, K] its Hessian), named `what` in errors.
-// Empty: quantize_gptq on the CPU (float64). The CLI passes the GPU one (cuda/gptq_cuda.h, float32).
-using GptqSolver = std::function<QuantLinear(const float* W, int64_t N, int64_t K, const std::vector<double>& H,
-                                             const QuantSpec& spec, const GptqOptions& opt, const std::string& what)>;
-
 struct ModelQuantOptions {
   QuantSpec spec;
   std::string method = "rtn";         // rtn | gptq
   GptqOptions gptq;
   std::vector<int32_t> calib_tokens;  // gptq: the calibration text, tokenized
   int calib_seq_len = 512;            // gptq: tokens per calibration sample
-  GptqSolver gptq_solver;             // gptq: the per-layer solve (empty: the CPU's)
   Progress progress;                  // optional
 };
 
@@ -62,11 +56,17 @@ struct ModelQuantOptions {
 std::map<std::string, QuantLinear> quantize_model(ThreadPool& pool, const ModelSource& src,
                                                   const ModelQuantOptions& opt);
 
+// GPTQ calibration samples (calibrate.cpp; the GPU calibration, cuda/gptq_calib_cuda.cu, takes the
+// same): checks the model (HF convention) and the input (seq_len >= 2, at least 2 tokens, every id
+// in the vocabulary), then cuts tokens into consecutive windows of seq_len tokens, the last one
+// shorter (dropped when it is a single token after others). Returns the windows' lengths.
+std::vector<int64_t> gptq_sample_lengths(const LlamaConfig& c, const std::vector<int32_t>& tokens, int seq_len);
+
 // GPTQ of all linear layers (calibrate.cpp). tokens are split into samples of seq_len tokens.
 std::map<std::string, QuantLinear> gptq_quantize_model(ThreadPool& pool, const ModelSource& src,
                                                        const std::vector<int32_t>& tokens, int seq_len,
                                                        const QuantSpec& spec, const GptqOptions& gopt,
-                                                       const Progress& progress, const GptqSolver& solver = {});
+                                                       const Progress& progress);
 
 // Load-time quantization for the CPU model (`--quant int8|int4`): each linear weight is replaced
 // by the f32 dequantization of its RTN quantization ("simulated" quantization: the logits are

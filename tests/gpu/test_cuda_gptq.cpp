@@ -20,8 +20,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <map>
 #include <cstdio>
 #include <functional>
 #include <limits>
@@ -30,16 +28,11 @@
 #include <string>
 #include <vector>
 
+#include "../gptq_inputs.h"
 #include "core/error.h"
-#include "core/mmap.h"
 #include "core/threadpool.h"
 #include "cuda/gptq_cuda.h"
 #include "gpu_test_util.h"
-#include "io/model_source.h"
-#include "models/llama.h"
-#include "quant/model_quant.h"
-#include "quant/perplexity.h"
-#include "tokenizer/tokenizer.h"
 #include "quant/formats.h"
 #include "quant/quantize.h"
 
@@ -49,26 +42,7 @@ using namespace ignis::gputest;
 
 namespace {
 
-// X [T, K] with correlated columns: X = Z A + noise (Z [T, K/4] Gaussian, A random), every 17th
-// column scaled up (outlier features); the columns in `dead` are zero (inputs that never fire).
-std::vector<float> correlated_inputs(int64_t T, int64_t K, uint32_t seed, const std::vector<int64_t>& dead = {}) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, 1.f);
-  const int64_t r = K / 4;
-  std::vector<float> A(size_t(r * K)), X(size_t(T * K)), z(static_cast<size_t>(r));
-  for (auto& a : A) a = d(rng);
-  for (int64_t t = 0; t < T; ++t) {
-    for (auto& v : z) v = d(rng);
-    for (int64_t k = 0; k < K; ++k) {
-      float s = 0.1f * d(rng);
-      for (int64_t i = 0; i < r; ++i) s += z[size_t(i)] * A[size_t(i * K + k)];
-      X[size_t(t * K + k)] = s * (k % 17 == 0 ? 4.f : 1.f);
-    }
-  }
-  for (int64_t k : dead)
-    for (int64_t t = 0; t < T; ++t) X[size_t(t * K + k)] = 0.f;
-  return X;
-}
+using testdata::correlated_inputs;
 
 // Row n's part of tr((W - Wq) H (W - Wq)^T), the layer's output error on the calibration data
 // (up to 2 / n): d_n^T H d_n with d_n = W[n] - Wq[n].
@@ -318,78 +292,6 @@ TEST(CudaGptq, HessianAccumulatorMatchesCpuDouble) {
   EXPECT_LE(worst, 1e-5);
   EXPECT_LE(worst_cpu, 1e-5);
   EXPECT_LE(std::sqrt(num / den), 2e-6);
-}
-
-// ---- the model path: `ignis quantize --method gptq` with the GPU solve ------------------------------
-
-namespace {
-// $IGNIS_DATA, else IGNIS_SOURCE_DIR/../shared/data.
-std::string gptq_data_dir() {
-  const char* e = std::getenv("IGNIS_DATA");
-  return e && *e ? e : IGNIS_SOURCE_DIR "/../shared/data";
-}
-}  // namespace
-
-// stories260K (a real tiny Llama) quantized to int4 g32 by GPTQ, with the per-layer solve on the CPU
-// (float64) and on the GPU (float32, through ModelQuantOptions::gptq_solver as the CLI does): the
-// two checkpoints agree on nearly every value, and the GPU one scores a perplexity as close to the
-// float model's as the CPU one (and no worse than RTN).
-TEST(CudaGptq, Stories260KModelPathMatchesCpu) {
-  REQUIRE_GPU();
-  const std::string dir = gptq_data_dir();
-  const std::string wiki = dir + "/wikitext2_valid.txt";
-  if (!std::filesystem::exists(dir + "/stories260K.bin") || !std::filesystem::exists(wiki))
-    GTEST_SKIP() << "no stories260K.bin / wikitext-2 text in " << dir << " (set IGNIS_DATA)";
-  auto load = [&] {
-    ModelSource s = open_model(dir + "/stories260K.bin", dir + "/tok512.bin");
-    quant::to_hf_convention(s);
-    return s;
-  };
-  ModelSource base = load();
-  const std::string text = read_text_file(wiki);
-  const std::vector<int32_t> all = base.tokenizer->encode(text.substr(0, 200000), true, false);
-  ASSERT_GT(all.size(), 22000u);
-  const std::vector<int32_t> eval(all.begin() + 20000, all.begin() + 21024), calib(all.begin(), all.begin() + 4096);
-  ThreadPool pool(2);
-  const quant::QuantSpec spec{quant::QFormat::kInt4, 32, true, DType::F16};
-  GptqSolverCuda solver;
-  auto run = [&](const std::string& method, bool gpu) {
-    quant::ModelQuantOptions opt;
-    opt.spec = spec;
-    opt.method = method;
-    opt.calib_tokens = calib;
-    opt.calib_seq_len = 256;
-    if (gpu)
-      opt.gptq_solver = [&](const float* W, int64_t N, int64_t K, const std::vector<double>& H,
-                            const quant::QuantSpec& s, const quant::GptqOptions& o, const std::string& what) {
-        return solver.quantize(W, N, K, H, s, o, what);
-      };
-    return quant::quantize_model(pool, base, opt);
-  };
-  const auto cpu = run("gptq", false), gpu = run("gptq", true), rtn = run("rtn", false);
-  ASSERT_EQ(cpu.size(), gpu.size());
-  size_t same = 0, total = 0;
-  for (const auto& [name, q] : cpu) {
-    const std::vector<float> a = quant::dequantize(q), b = quant::dequantize(gpu.at(name));
-    ASSERT_EQ(a.size(), b.size()) << name;
-    for (size_t i = 0; i < a.size(); ++i) same += a[i] == b[i];
-    total += a.size();
-  }
-  // a float32 / float64 tie flip changes the rest of that row (its error goes on to later columns)
-  EXPECT_GE(double(same) / double(total), 0.8) << same << " of " << total << " values identical";
-  CpuOptions o;
-  o.threads = 2;
-  auto ppl = [&](const std::map<std::string, quant::QuantLinear>& layers) {
-    ModelSource s = load();
-    quant::apply_dequantized(s, layers);
-    auto m = make_cpu_llama(s, o);
-    return quant::perplexity(*m, eval, 256, 128).ppl;
-  };
-  const double p_cpu = ppl(cpu), p_gpu = ppl(gpu), p_rtn = ppl(rtn);
-  std::printf("  stories260K int4 g32 GPTQ: %.2f%% of values as the CPU's; ppl CPU %.4f GPU %.4f RTN %.4f\n",
-              100.0 * double(same) / double(total), p_cpu, p_gpu, p_rtn);
-  EXPECT_LT(std::fabs(p_gpu / p_cpu - 1), 0.01);
-  EXPECT_LE(p_gpu, p_rtn);
 }
 
 // Time of the GPU solve of Llama-2-7B-sized layers (not a check: a measurement, run by

@@ -89,6 +89,16 @@ std::vector<std::string> names(const std::map<std::string, quant::QuantLinear>& 
   return v;
 }
 
+// The CPU calibration's options: int4 g32 sym GPTQ on `calib` in samples of seq_len.
+quant::ModelQuantOptions gptq_options(const std::vector<int32_t>& calib, int seq_len) {
+  quant::ModelQuantOptions opt;
+  opt.spec = {quant::QFormat::kInt4, 32, true, DType::F16};
+  opt.method = "gptq";
+  opt.calib_tokens = calib;
+  opt.calib_seq_len = seq_len;
+  return opt;
+}
+
 // Runs f, which must throw ignis::Error whose message contains `part`.
 void expect_error(const std::function<void()>& f, const std::string& part) {
   try {
@@ -110,19 +120,14 @@ TEST(CudaGptqCalib, Stories260KMatchesCpu) {
   ASSERT_GT(all.size(), 22000u);
   const std::vector<int32_t> eval(all.begin() + 20000, all.begin() + 21024), calib(all.begin(), all.begin() + 4096);
   ThreadPool pool(2);
-  const quant::QuantSpec spec{quant::QFormat::kInt4, 32, true, DType::F16};
-  quant::ModelQuantOptions opt;
-  opt.spec = spec;
-  opt.method = "gptq";
-  opt.calib_tokens = calib;
-  opt.calib_seq_len = 256;
+  quant::ModelQuantOptions opt = gptq_options(calib, 256);
 
   auto t0 = std::chrono::steady_clock::now();
   const auto cpu = quant::quantize_model(pool, base, opt);
   const double cpu_s = seconds_since(t0);
   std::vector<std::string> seen;
   t0 = std::chrono::steady_clock::now();
-  const auto gpu = cuda::gptq_quantize_model_cuda(base, calib, 256, spec, opt.gptq,
+  const auto gpu = cuda::gptq_quantize_model_cuda(base, calib, 256, opt.spec, opt.gptq,
                                                   [&](double, const std::string& what) { seen.push_back(what); });
   const double gpu_s = seconds_since(t0);
   opt.method = "rtn";
@@ -166,7 +171,6 @@ TEST(CudaGptqCalib, BiasAndRopeScalingVariantsMatchCpu) {
   ASSERT_GT(all.size(), 2100u);
   const std::vector<int32_t> calib(all.begin(), all.begin() + 2049);  // 16 samples of 128 + 1 token (dropped)
   ThreadPool pool(2);
-  const quant::QuantSpec spec{quant::QFormat::kInt4, 32, true, DType::F16};
   for (int variant = 0; variant < 2; ++variant) {
     SCOPED_TRACE(variant == 0 ? "qkv bias + llama3 rope scaling" : "linear rope scaling, rope_dim 4");
     ModelSource s = load_stories();
@@ -194,13 +198,9 @@ TEST(CudaGptqCalib, BiasAndRopeScalingVariantsMatchCpu) {
       c.rope_factor = 4;
       c.rope_dim = c.head_dim / 2;
     }
-    quant::ModelQuantOptions opt;
-    opt.spec = spec;
-    opt.method = "gptq";
-    opt.calib_tokens = calib;
-    opt.calib_seq_len = 128;
+    const quant::ModelQuantOptions opt = gptq_options(calib, 128);
     const auto cpu = quant::quantize_model(pool, s, opt);
-    const auto gpu = cuda::gptq_quantize_model_cuda(s, calib, 128, spec, opt.gptq, {});
+    const auto gpu = cuda::gptq_quantize_model_cuda(s, calib, 128, opt.spec, opt.gptq, {});
     ASSERT_EQ(names(cpu), names(gpu));
     const double same = same_fraction(cpu, gpu);
     std::printf("  variant %d: %.2f%% of values as the CPU's\n", variant, 100.0 * same);

@@ -45,8 +45,8 @@ bool cuda_usable();
 // A clear error (as for --device cuda) unless this build has the CUDA backend and the machine a GPU.
 void require_cuda_gpu();
 // GPTQ of the whole model with the calibration forward, the Hessians and the solves on the GPU in
-// float32 (cuda/gptq_calib_cuda.h; opt.method must be "gptq", opt.gptq_solver is not used), or a
-// clear error without a GPU. src must be in HF convention, as for quant::quantize_model.
+// float32 (cuda/gptq_calib_cuda.h; opt.method must be "gptq"), or a clear error without a GPU. src
+// must be in HF convention, as for quant::quantize_model.
 std::map<std::string, quant::QuantLinear> cuda_gptq_quantize_model(const ModelSource& src,
                                                                    const quant::ModelQuantOptions& opt);
 
