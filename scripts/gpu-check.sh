@@ -9,6 +9,7 @@
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
+#   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
@@ -67,6 +68,24 @@ for stage in "$@"; do
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
     gemvbw)  # the bf16 GEMV kernels alone on the 7B / 8B shapes (GB/s, % of copy), B = 1 and 8
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    abchain)  # the persistent batch-1 decode chain (decode_chain.cu): tests, memcheck, decode tok/s off / on
+      TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
+      TAIL=6 run chain_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
+      TAIL=6 run chain_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
+      for c in 0 1 0 1; do
+        v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
+            | decode_rows)
+        echo "IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abchain.txt"
+      done
+      for bps in 1 3; do
+        v=$(IGNIS_DECODE_CHAIN=1 IGNIS_CHAIN_BLOCKS_PER_SM=$bps $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 \
+            -n 128 -r 2 --json 2>/dev/null | decode_rows)
+        echo "IGNIS_DECODE_CHAIN=1 IGNIS_CHAIN_BLOCKS_PER_SM=$bps $v" | tee -a "$LOG/abchain.txt"
+      done
+      for c in 0 1; do
+        v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic llama-3-8b -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+        echo "llama-3-8b IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abchain.txt"
+      done ;;
     abrope)  # decode tok/s (b1, b8) with RoPE + KV write separate (0) or inside the attention kernel (1, default)
       for r in 0 1 0 1; do
         v=$(IGNIS_FUSED_ROPE=$r $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \

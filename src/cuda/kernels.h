@@ -77,6 +77,35 @@ bool gemv_fused_norm_ok(DType dtype, int K);
 // Grid the tensor-core GEMV would use (for tests that want to force split-K): splits across blocks.
 int gemv_splits(int N, int K, int max_splits_by_ws);
 
+// ---- persistent batch-1 decode chain (decode_chain.cu) ---------------------------------------------
+// Up to kChainMaxSteps bf16 decode products (batch 1) run by one persistent kernel, separated by
+// grid barriers: step s computes y = W_s . in_s through epi_s (GemvEpilogue; kAddF32 adds into the
+// fp32 vector out), where in_s is the bf16 vector `in`, or, when norm_w is set, the RMSNorm
+// bf16(x / sqrt(mean(x^2) + eps) * norm_w) of the fp32 residual stream ChainArgs::x as it is
+// when the step starts (after the earlier steps' writes). Every input may be the output of an
+// earlier step of the same chain.
+struct ChainStep {
+  const void* W = nullptr;  // bf16 [N, K], K % 8 == 0 (kSwiGLU: the fused gate/up layout, N % 16 == 0)
+  int N = 0, K = 0;
+  GemvEpilogue epi = GemvEpilogue::kStore;
+  void* out = nullptr;          // [N] (kSwiGLU: [N / 2]); bf16 for kStore / kSwiGLU, fp32 otherwise
+  const void* in = nullptr;     // bf16 [K], 16-byte aligned (when norm_w is null)
+  const float* norm_w = nullptr;
+};
+constexpr int kChainMaxSteps = 4;
+struct ChainArgs {
+  ChainStep step[kChainMaxSteps];
+  int n_steps = 0;
+  int max_k = 0;             // >= every step's K (sizes the shared memory; keep it fixed per model)
+  const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
+  float eps = 0.f;
+  unsigned* barrier = nullptr;  // 2 words, zeroed once; every launch leaves them ready for the next
+};
+void decode_chain(const ChainArgs& a, cudaStream_t stream);
+// Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.
+int decode_chain_grid(int max_k);
+size_t decode_chain_smem(int max_k);
+
 // ---- RMSNorm (rmsnorm.cu) -------------------------------------------------------------------------------
 // For each of n rows: x += residual (if residual != nullptr; residual is T[n, dim]);
 // h = x / sqrt(mean(x^2) + eps) * w. x: float[n, dim] updated in place, w: float[dim], h: T[n, dim].

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -26,6 +27,10 @@
 #include "ops/quant.h"
 
 namespace ignis {
+
+// Whether batch-1 decode runs through the persistent chain kernel by default (CudaOptions::decode_chain).
+constexpr bool kChainDefault = false;
+
 namespace {
 
 using namespace cuda;
@@ -274,6 +279,27 @@ class CudaLlamaImpl final : public CudaLlama {
   // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
   FuseNorm fuse_norm_ = FuseNorm::kOff;
+  // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
+  bool chain_ = false;
+  DeviceBuffer chain_bar_;  // the chain kernel's grid barrier (2 words)
+  bool chain_ok(int B) const {
+    return chain_ && B == 1 && dt_ == DType::BF16 && all_bf16() && !q_out_.w && dim_ % 8 == 0 && qdim_ % 8 == 0;
+  }
+  // A decode chain step: y = W . in (in: bf16 vector) or W . rmsnorm(x) * norm_w (norm_w set).
+  static cuda::ChainStep chain_step(const void* W, int N, int K, GemvEpilogue epi, void* out, const void* in,
+                                    const float* norm_w) {
+    cuda::ChainStep s;
+    s.W = W, s.N = N, s.K = K, s.epi = epi, s.out = out, s.in = in, s.norm_w = norm_w;
+    return s;
+  }
+  void run_chain(std::initializer_list<cuda::ChainStep> steps) {
+    cuda::ChainArgs a;
+    for (const auto& st : steps) a.step[a.n_steps++] = st;
+    a.max_k = std::max({dim_, qdim_, hp_}), a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
+    a.barrier = chain_bar_.as<unsigned>();
+    cuda::decode_chain(a, stream_);
+    tick("chain");
+  }
   bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
@@ -370,6 +396,10 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     const char* e = std::getenv("IGNIS_FUSED_ROPE");
     fused_rope_ = opt.fused_rope >= 0 ? opt.fused_rope != 0 : !(e && std::strcmp(e, "0") == 0);
   }
+  {
+    const char* e = std::getenv("IGNIS_DECODE_CHAIN");
+    chain_ = opt.decode_chain >= 0 ? opt.decode_chain != 0 : e && *e ? std::strcmp(e, "0") != 0 : kChainDefault;
+  }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
   scale_ = 1.f / std::sqrt(float(hd_));
@@ -437,6 +467,8 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
   attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
   CUDA_CHECK(cudaMemsetAsync(attn_cnt_.get(), 0, attn_cnt_.size(), stream_));
+  chain_bar_.alloc(2 * sizeof(unsigned));
+  CUDA_CHECK(cudaMemsetAsync(chain_bar_.get(), 0, chain_bar_.size(), stream_));
 }
 
 CudaLlamaImpl::~CudaLlamaImpl() {
@@ -968,11 +1000,17 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   embed(dt_, tok_embd_, sd->tokens, B, dim_, vocab_, x, stream_);
   tick("embed");
   const int splits = attn_decode_splits(B, nkv_, ctx_);
-  for (int l = 0; l < cfg_.n_layers; ++l) {
+  const bool chain = chain_ok(B);
+  const int L = cfg_.n_layers;
+  if (chain) run_chain({chain_step(layers_[0].wqkv, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get(), nullptr,
+                                   layers_[0].attn_norm)});
+  for (int l = 0; l < L; ++l) {
     const LayerW& w = layers_[size_t(l)];
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
-    qkv_decode(x, w, q, B, l == 0);
-    tick("gemv");
+    if (!chain) {
+      qkv_decode(x, w, q, B, l == 0);
+      tick("gemv");
+    }
     if (!fused_rope_) {
       RopeArgs r;
       r.dtype = dt_, r.qkv = qkv_.get(), r.bias = w.bqkv, r.q_out = q_.get();
@@ -994,6 +1032,16 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     }
     attention(a, stream_);
     tick("attention");
+    if (chain) {  // o, gate/up, down, then the next layer's q/k/v or the output head: one kernel
+      const cuda::ChainStep next =
+          l + 1 < L ? chain_step(layers_[size_t(l) + 1].wqkv, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get(), nullptr,
+                                 layers_[size_t(l) + 1].attn_norm)
+                    : chain_step(w_out_, vocab_, dim_, GemvEpilogue::kStoreF32, logits_.get(), nullptr, out_norm_);
+      run_chain({chain_step(w.wo, dim_, qdim_, GemvEpilogue::kAddF32, x, att_.get(), nullptr),
+                 chain_step(w.wgu, 2 * hp_, dim_, GemvEpilogue::kSwiGLU, ff_.get(), nullptr, w.ffn_norm),
+                 chain_step(w.wdown, dim_, hp_, GemvEpilogue::kAddF32, x, ff_.get(), nullptr), next});
+      continue;
+    }
     residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);
     tick("gemv");
     norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
@@ -1001,8 +1049,10 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x);
     tick("gemv");
   }
-  norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
-  tick("gemv");
+  if (!chain) {
+    norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
+    tick("gemv");
+  }
   if (sample)
     cuda::sample(logits_.as<float>(), B, vocab_, vocab_, &sd->sp, counters_.as<uint32_t>(),
                  sample_scratch_.as<float>(), sd->sampled, stream_);

@@ -51,6 +51,11 @@ struct CudaOptions {
   // (see FuseNorm in llama_cuda.cpp): 0 off, 1 every batch size (each block sums x^2), 2 sums of
   // squares from the residual GEMVs. -1: IGNIS_FUSED_NORM, else 0.
   int fused_norm = -1;
+  // Decode at batch 1 (bf16 weights, no quantized layer): each layer's o, gate/up and down
+  // products and the next layer's q/k/v (or the output head), with their RMSNorms, run as one
+  // persistent kernel (cuda::decode_chain): 2 launches a layer instead of 7. 1 on, 0 off,
+  // -1: IGNIS_DECODE_CHAIN (0 / 1), else the default (see llama_cuda.cpp).
+  int decode_chain = -1;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

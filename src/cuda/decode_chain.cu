@@ -1,0 +1,305 @@
+// Persistent batch-1 decode chain: several bf16 decode products of one step (the Llama layer's
+// o, gate/up, down and the next layer's q/k/v, or the output head) in ONE kernel launch, the
+// products separated by grid-wide barriers instead of kernel boundaries, the RMSNorms in front of
+// them done inside.
+//
+// Why: at batch 1 a 7B decode step is ~225 short kernels (GEMVs of 8-90 MB, norms, attention),
+// and each kernel boundary costs the drain of the last blocks, the launch, and the ramp until
+// enough loads are in flight again. Here every block stays resident; before it waits at a
+// barrier it already issues the first weight loads of its next product (weights never depend on
+// the activations), so the ramp of the next product overlaps the barrier wait.
+//
+// Layout of the work:
+//   grid = blocks_per_sm x SMs (all co-resident: cooperative launch), kThreads threads a block.
+//   Step s: the block stages its input vector into shared memory as bf16 — either a bf16 vector
+//   written earlier (`in`, read through L2: another block may have written it), or the RMSNorm
+//   h = bf16(x / sqrt(mean(x^2) + eps) * norm_w) of the fp32 residual stream x (each block sums
+//   x^2 itself: 4 K bytes from L2, then builds h from its shared copy of x). Then warp gw of the
+//   grid takes output items gw, gw + W, ... (W = warps in the grid): an item is one output row, or
+//   for SwiGLU one output j and its two weight rows (gate row and up row, 8 apart). Each lane reads
+//   16 bytes (8 bf16) of a row at chunk c = lane + 32 i, multiplies with the same 8 values of the
+//   staged input (conflict-free 16-byte shared loads), fp32 accumulation; a warp shuffle sum
+//   gives the item, which lane 0 stores through the epilogue (bf16 store, fp32 store, fp32
+//   residual add x += y — exactly one warp owns each row, so no atomics — or silu(gate) * up).
+//   A warp's (item, group of 4 chunks) pairs form one flat sequence loaded into two alternating
+//   register buffers, so the loads of the next group (also of the next item) are in flight while
+//   the current one is multiplied.
+//   Between steps: prefetch of the next step's first group, then the grid barrier.
+// Grid barrier: sense-reversing (count, generation) pair in global memory: each block reads the
+// generation, arrives on the count, and the last arriver resets the count and bumps the
+// generation; the words are left ready for the next barrier and the next launch.
+// Bytes: the weights once (the point), the input K (x 4 K + norm_w 4 K for normed steps) per
+// block from L2, outputs once.
+#include <algorithm>
+#include <cstdlib>
+
+#include "cuda/common.h"
+#include "cuda/gemv_common.cuh"
+#include "cuda/kernels.h"
+
+namespace ignis::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+constexpr int kWarpsPerBlock = kThreads / 32;
+constexpr int kLoads = 4;  // 16-byte weight loads per lane per buffer (two buffers in flight)
+
+__device__ __forceinline__ uint4 ld_weights(const bf16* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+// acc += dot(8 bf16 of w, 8 bf16 of x)
+__device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc) {
+  const uint32_t wv[4] = {w.x, w.y, w.z, w.w}, xv[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 wf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&wv[i]));
+    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xv[i]));
+    acc = fmaf(wf.x, xf.x, acc);
+    acc = fmaf(wf.y, xf.y, acc);
+  }
+  return acc;
+}
+
+__device__ void grid_barrier(unsigned* bar) {
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    volatile unsigned* gen = bar + 1;
+    const unsigned g = *gen;  // cannot move on before this block has arrived
+    __threadfence();          // this block's writes before its arrival
+    if (atomicAdd(bar, 1u) == gridDim.x - 1) {
+      atomicExch(bar, 0u);
+      __threadfence();
+      atomicAdd(bar + 1, 1u);
+    } else {
+      while (*gen == g) __nanosleep(32);
+    }
+    __threadfence();  // the other blocks' writes before ours after the barrier
+  }
+  __syncthreads();
+}
+
+// Rows of item `item` of a step with R rows per item.
+template <int R>
+__device__ __forceinline__ void item_rows(int item, int (&rows)[R]) {
+  if constexpr (R == 2) {
+    rows[0] = int(swiglu_row_of_gate(item));
+    rows[1] = rows[0] + 8;
+  } else {
+    rows[0] = item;
+  }
+}
+
+// Loads group gi (chunks 32 (gi U + u) + lane, u < U = kLoads / R) of the item's R rows.
+template <int R>
+__device__ __forceinline__ void load_group(const bf16* W, int K, int item, int gi, int lane, uint4 (&buf)[kLoads]) {
+  constexpr int U = kLoads / R;
+  int rows[R];
+  item_rows<R>(item, rows);
+  const int nchunk = K / 8;
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int c = (gi * U + u) * 32 + lane;
+#pragma unroll
+    for (int r = 0; r < R; ++r)
+      buf[u * R + r] = c < nchunk ? ld_weights(W + size_t(rows[r]) * K + size_t(c) * 8) : make_uint4(0, 0, 0, 0);
+  }
+}
+
+template <int EPI>
+__device__ __forceinline__ void store_item(const ChainStep& st, int item, const float (&s)[2]) {
+  if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
+    static_cast<bf16*>(st.out)[item] = __float2bfloat16(silu(s[0]) * s[1]);
+  } else if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+    float* o = static_cast<float*>(st.out) + item;
+    *o = __ldcg(o) + s[0];  // x may have been written by another block of this launch
+  } else {
+    epilogue_store<EPI>(st.out, 0, 0, item, s[0]);
+  }
+}
+
+// One product of the chain. have_pre: a already holds group 0 of this warp's first item (loaded
+// before the barrier).
+template <int R, int EPI>
+__device__ void run_step(const ChainStep& st, const uint4* s_in, int gw, int nw, int lane, uint4 (&a)[kLoads],
+                         bool have_pre) {
+  constexpr int U = kLoads / R;
+  const bf16* W = static_cast<const bf16*>(st.W);
+  const int K = st.K, nchunk = K / 8;
+  const int n_items = R == 2 ? st.N / 2 : st.N;
+  if (gw >= n_items) return;
+  const int groups = (nchunk + 32 * U - 1) / (32 * U);
+  const int my_items = (n_items - gw + nw - 1) / nw;
+  const int T = my_items * groups;  // this warp's (item, group) sequence
+  auto item_of = [&](int t) { return gw + (t / groups) * nw; };
+
+  uint4 b[kLoads];
+  if (!have_pre) load_group<R>(W, K, gw, 0, lane, a);
+  if (T > 1) load_group<R>(W, K, item_of(1), 1 % groups, lane, b);
+
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.f;
+  auto compute = [&](int t, const uint4 (&buf)[kLoads]) {
+    const int gi = t % groups;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = (gi * U + u) * 32 + lane;
+      if (c < nchunk) {
+        const uint4 xv = s_in[c];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = dot8(buf[u * R + r], xv, acc[r]);
+      }
+    }
+    if (gi == groups - 1) {  // item finished
+      float s[2] = {0.f, 0.f};
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        s[r] = warp_sum(acc[r]);
+        acc[r] = 0.f;
+      }
+      if (lane == 0) store_item<EPI>(st, item_of(t), s);
+    }
+  };
+  for (int t = 0; t < T; t += 2) {
+    compute(t, a);
+    if (t + 2 < T) load_group<R>(W, K, item_of(t + 2), (t + 2) % groups, lane, a);
+    if (t + 1 >= T) break;
+    compute(t + 1, b);
+    if (t + 3 < T) load_group<R>(W, K, item_of(t + 3), (t + 3) % groups, lane, b);
+  }
+}
+
+// Stages the step's input into shared memory as bf16 (see the file comment). s_f: float[K]
+// scratch for x (normed steps).
+__device__ void stage_input(const ChainStep& st, const float* x, float eps, uint4* s_in, float* s_f,
+                            float* red) {
+  const int K = st.K;
+  if (st.norm_w) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float4* s_f4 = reinterpret_cast<float4*>(s_f);
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < K / 4; i += kThreads) {
+      const float4 v = __ldcg(x4 + i);  // written by other blocks: through L2, not a stale L1 line
+      s_f4[i] = v;
+      ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+    }
+    ss = block_sum(ss, red);  // its __syncthreads also publishes s_f
+    const float r = rsqrtf(ss / float(K) + eps);
+    for (int i = threadIdx.x; i < K / 8; i += kThreads) {
+      const float4* w4 = reinterpret_cast<const float4*>(st.norm_w) + 2 * i;
+      const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
+      const float4 x0 = s_f4[2 * i], x1 = s_f4[2 * i + 1];
+      // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
+      s_in[i] = make_uint4(pack_bf16x2(x0.x * r * w0.x, x0.y * r * w0.y), pack_bf16x2(x0.z * r * w0.z, x0.w * r * w0.w),
+                           pack_bf16x2(x1.x * r * w1.x, x1.y * r * w1.y), pack_bf16x2(x1.z * r * w1.z, x1.w * r * w1.w));
+    }
+  } else {
+    const uint4* in = static_cast<const uint4*>(st.in);
+    for (int i = threadIdx.x; i < K / 8; i += kThreads) s_in[i] = __ldcg(in + i);
+  }
+  __syncthreads();
+}
+
+template <int EPI>
+__device__ __forceinline__ void run_step_epi(const ChainStep& st, const uint4* s_in, int gw, int nw, int lane,
+                                             uint4 (&a)[kLoads], bool have_pre) {
+  if constexpr (EPI == int(GemvEpilogue::kSwiGLU))
+    run_step<2, EPI>(st, s_in, gw, nw, lane, a, have_pre);
+  else
+    run_step<1, EPI>(st, s_in, gw, nw, lane, a, have_pre);
+}
+
+__global__ void __launch_bounds__(kThreads, 2) decode_chain_kernel(ChainArgs a) {
+  extern __shared__ uint4 s_dyn[];
+  __shared__ float red[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int nw = gridDim.x * kWarpsPerBlock;
+  const int gw = blockIdx.x + gridDim.x * warp;  // neighbouring items on different SMs
+  uint4* s_in = s_dyn;
+  float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);
+  uint4 pre[kLoads];  // the next step's first loads, issued before the barrier
+  bool have_pre = false;
+#pragma unroll 1
+  for (int s = 0; s < a.n_steps; ++s) {
+    const ChainStep& st = a.step[s];
+    stage_input(st, a.x, a.eps, s_in, s_f, red);
+    switch (st.epi) {
+      case GemvEpilogue::kStore: run_step_epi<int(GemvEpilogue::kStore)>(st, s_in, gw, nw, lane, pre, have_pre); break;
+      case GemvEpilogue::kStoreF32:
+        run_step_epi<int(GemvEpilogue::kStoreF32)>(st, s_in, gw, nw, lane, pre, have_pre);
+        break;
+      case GemvEpilogue::kAddF32: run_step_epi<int(GemvEpilogue::kAddF32)>(st, s_in, gw, nw, lane, pre, have_pre); break;
+      case GemvEpilogue::kSwiGLU: run_step_epi<int(GemvEpilogue::kSwiGLU)>(st, s_in, gw, nw, lane, pre, have_pre); break;
+    }
+    if (s + 1 == a.n_steps) break;
+    // weights do not depend on this step's outputs: start the next step's loads, then wait
+    const ChainStep& nx = a.step[s + 1];
+    const int next_items = nx.epi == GemvEpilogue::kSwiGLU ? nx.N / 2 : nx.N;
+    have_pre = gw < next_items;
+    if (have_pre) {
+      if (nx.epi == GemvEpilogue::kSwiGLU)
+        load_group<2>(static_cast<const bf16*>(nx.W), nx.K, gw, 0, lane, pre);
+      else
+        load_group<1>(static_cast<const bf16*>(nx.W), nx.K, gw, 0, lane, pre);
+    }
+    grid_barrier(a.barrier);
+  }
+}
+
+int blocks_per_sm_env() {
+  static const int v = [] {
+    const char* e = std::getenv("IGNIS_CHAIN_BLOCKS_PER_SM");
+    return e && *e ? std::max(1, std::atoi(e)) : 2;
+  }();
+  return v;
+}
+
+}  // namespace
+
+size_t decode_chain_smem(int max_k) { return size_t(max_k) * 2 + size_t(max_k) * 4; }
+
+int decode_chain_grid(int max_k) {
+  static int cached_k = -1, cached = 0;
+  if (cached_k == max_k) return cached;
+  const size_t smem = decode_chain_smem(max_k);
+  if (smem > 48 * 1024)
+    CUDA_CHECK(cudaFuncSetAttribute(decode_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  int per_sm = 0;
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_chain_kernel, kThreads, smem));
+  IGNIS_CHECK(per_sm >= 1, "decode_chain: the kernel does not fit on a multiprocessor (", smem,
+              " bytes of shared memory)");
+  cached_k = max_k, cached = std::min(per_sm, blocks_per_sm_env()) * sm_count();
+  return cached;
+}
+
+void decode_chain(const ChainArgs& a, cudaStream_t stream) {
+  IGNIS_CHECK(a.n_steps >= 1 && a.n_steps <= kChainMaxSteps, "decode_chain: 1..", kChainMaxSteps,
+              " steps, got ", a.n_steps);
+  IGNIS_CHECK(a.barrier, "decode_chain: needs the two zeroed barrier words");
+  for (int s = 0; s < a.n_steps; ++s) {
+    const ChainStep& st = a.step[s];
+    IGNIS_CHECK(st.W && st.out && st.N > 0 && st.K > 0 && st.K % 8 == 0 && st.K <= a.max_k,
+                "decode_chain: step ", s, ": bad shape ", st.N, "x", st.K, " (K % 8 == 0, K <= max_k ", a.max_k, ")");
+    IGNIS_CHECK(st.norm_w ? a.x != nullptr : st.in != nullptr, "decode_chain: step ", s, " has no input");
+    IGNIS_CHECK(st.epi != GemvEpilogue::kSwiGLU || st.N % 16 == 0, "decode_chain: SwiGLU needs N % 16 == 0");
+  }
+  const int grid = decode_chain_grid(a.max_k);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(grid);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = decode_chain_smem(a.max_k);
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident, or the launch fails
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, a));
+}
+
+}  // namespace ignis::cuda

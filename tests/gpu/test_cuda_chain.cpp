@@ -1,0 +1,119 @@
+// The persistent batch-1 decode chain (cuda::decode_chain) against the CPU references of its
+// parts (ref::linear, ref::rmsnorm, ref::swiglu): a Llama layer's tail as the model runs it
+// (x += Wo . a; ff = swiglu(Wgu . rmsnorm(x)); x += Wd . ff; logits = Wh . rmsnorm(x)), then a
+// one-step chain (q/k/v of the next layer), twice in a row, so the grid barrier is reused across
+// launches. Shapes: K not a multiple of the 128-value load group, more output rows than warps in
+// the grid (several items per warp), SwiGLU pairs. Outputs are poisoned with NaN first.
+// Tolerance: bf16 products 1e-2 relative; the fp32 residual stream 1e-3.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "cuda/kernels.h"
+#include "cuda/ref.h"
+#include "gpu_test_util.h"
+
+using namespace ignis;
+using namespace ignis::cuda;
+using namespace ignis::gputest;
+
+namespace {
+
+// h = bf16(rmsnorm(x) * w), as the chain stages it
+std::vector<float> norm_ref(const std::vector<float>& x, const std::vector<float>& w) {
+  std::vector<float> xr = x, h(x.size());
+  ref::rmsnorm(xr.data(), nullptr, w.data(), h.data(), 1, int(x.size()), 1e-5f);
+  round_to(DType::BF16, h);
+  return h;
+}
+
+std::vector<float> lin_ref(const std::vector<float>& W, const std::vector<float>& in, int N) {
+  std::vector<float> y(static_cast<size_t>(N));
+  ref::linear(W.data(), in.data(), 1, N, int(in.size()), y.data());
+  return y;
+}
+
+}  // namespace
+
+TEST(CudaChain, LayerTailMatchesCpuReference) {
+  REQUIRE_GPU();
+  std::mt19937 rng(5);
+  const int D = 1024, QD = 1032, HP = 2752, V = 9000, QKV = 1536;
+  auto W = [&](int n, int k) {
+    std::vector<float> w = random_vec(size_t(n) * k, rng, -0.05f, 0.05f);
+    round_to(DType::BF16, w);
+    return w;
+  };
+  const std::vector<float> Wo = W(D, QD), Wgu = W(2 * HP, D), Wd = W(D, HP), Wh = W(V, D), Wqkv = W(QKV, D);
+  const std::vector<float> nw1 = random_vec(D, rng, 0.5f, 1.5f), nw2 = random_vec(D, rng, 0.5f, 1.5f);
+  std::vector<float> x = random_vec(D, rng, -5.f, 5.f), att = random_vec(QD, rng);
+  round_to(DType::BF16, att);
+
+  auto dWo = upload(DType::BF16, Wo), dWgu = upload(DType::BF16, Wgu), dWd = upload(DType::BF16, Wd);
+  auto dWh = upload(DType::BF16, Wh), dWqkv = upload(DType::BF16, Wqkv);
+  auto dnw1 = upload(DType::F32, nw1), dnw2 = upload(DType::F32, nw2), dx = upload(DType::F32, x);
+  auto datt = upload(DType::BF16, att);
+  DeviceBuffer dff(size_t(HP) * 2), dlog(size_t(V) * 4), dqkv(size_t(QKV) * 2), bar(8);
+  CUDA_CHECK(cudaMemset(bar.get(), 0, bar.size()));
+
+  auto step = [](const DeviceBuffer& w, int n, int k, GemvEpilogue epi, void* out, const void* in,
+                 const DeviceBuffer* nw) {
+    ChainStep s;
+    s.W = w.get(), s.N = n, s.K = k, s.epi = epi, s.out = out, s.in = in, s.norm_w = nw ? nw->as<float>() : nullptr;
+    return s;
+  };
+  ChainArgs tail;
+  tail.step[0] = step(dWo, D, QD, GemvEpilogue::kAddF32, dx.get(), datt.get(), nullptr);
+  tail.step[1] = step(dWgu, 2 * HP, D, GemvEpilogue::kSwiGLU, dff.get(), nullptr, &dnw1);
+  tail.step[2] = step(dWd, D, HP, GemvEpilogue::kAddF32, dx.get(), dff.get(), nullptr);
+  tail.step[3] = step(dWh, V, D, GemvEpilogue::kStoreF32, dlog.get(), nullptr, &dnw2);
+  tail.n_steps = 4, tail.max_k = HP, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.barrier = bar.as<unsigned>();
+  ChainArgs qkv = tail;
+  qkv.step[0] = step(dWqkv, QKV, D, GemvEpilogue::kStore, dqkv.get(), nullptr, &dnw2);
+  qkv.n_steps = 1;
+  ASSERT_GT(decode_chain_grid(HP) * 16, D) << "the test wants more rows than warps in some steps";
+  ASSERT_LT(decode_chain_grid(HP) * 16, V);
+
+  for (int it = 0; it < 2; ++it) {
+    SCOPED_TRACE("launch pair " + std::to_string(it));
+    poison(dff), poison(dlog), poison(dqkv);
+    decode_chain(tail, nullptr);
+    decode_chain(qkv, nullptr);
+    // CPU, from the same x
+    std::vector<float> xr = x;
+    const std::vector<float> o = lin_ref(Wo, att, D);
+    for (int i = 0; i < D; ++i) xr[size_t(i)] += o[size_t(i)];
+    const std::vector<float> gu = lin_ref(Wgu, norm_ref(xr, nw1), 2 * HP);
+    std::vector<float> ff(static_cast<size_t>(HP));
+    ref::swiglu(gu.data(), ff.data(), 1, HP);
+    const std::vector<float> ff_gpu = download(DType::BF16, dff.get(), size_t(HP));
+    EXPECT_LE(rel_err(ff_gpu, ff), 1e-2) << "gate/up + SwiGLU";
+    const std::vector<float> dn = lin_ref(Wd, ff_gpu, D);  // from the GPU's bf16 ff: no double rounding
+    for (int i = 0; i < D; ++i) xr[size_t(i)] += dn[size_t(i)];
+    const std::vector<float> x_gpu = download(DType::F32, dx.get(), size_t(D));
+    EXPECT_LE(rel_err(x_gpu, xr), 1e-3) << "residual stream after o and down";
+    const std::vector<float> h2 = norm_ref(x_gpu, nw2);
+    EXPECT_LE(rel_err(download(DType::F32, dlog.get(), size_t(V)), lin_ref(Wh, h2, V)), 1e-2) << "output head";
+    EXPECT_LE(rel_err(download(DType::BF16, dqkv.get(), size_t(QKV)), lin_ref(Wqkv, h2, QKV)), 1e-2) << "q/k/v";
+    std::vector<unsigned> b(2);
+    CUDA_CHECK(cudaMemcpy(b.data(), bar.get(), 8, cudaMemcpyDeviceToHost));
+    EXPECT_EQ(b[0], 0u) << "the barrier count must be left at zero";
+    EXPECT_EQ(b[1], unsigned(3 * (it + 1))) << "three barriers per tail launch, none in the one-step launch";
+    x = x_gpu;
+  }
+}
+
+TEST(CudaChain, RejectsBadSteps) {
+  REQUIRE_GPU();
+  DeviceBuffer w(64 * 16 * 2), out(64 * 4), bar(8);
+  ChainArgs a;
+  a.n_steps = 1, a.max_k = 16, a.barrier = bar.as<unsigned>();
+  a.step[0].W = w.get(), a.step[0].N = 64, a.step[0].K = 12, a.step[0].out = out.get(), a.step[0].in = w.get();
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "K % 8 != 0";
+  a.step[0].K = 16, a.step[0].in = nullptr;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "no input";
+  a.step[0].in = w.get(), a.n_steps = 0;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "no steps";
+}
