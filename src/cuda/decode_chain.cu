@@ -76,7 +76,10 @@ __device__ void grid_barrier(unsigned* bar) {
       __threadfence();
       atomicAdd(bar + 1, 1u);
     } else {
-      while (*gen == g) __nanosleep(32);
+      unsigned now;
+      do {
+        asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar + 1) : "memory");
+      } while (now == g);
     }
     __threadfence();  // the other blocks' writes before ours after the barrier
   }
@@ -122,63 +125,107 @@ __device__ __forceinline__ void store_item(const ChainStep& st, int item, const 
   }
 }
 
-// One product of the chain. have_pre: a already holds group 0 of this warp's first item (loaded
-// before the barrier).
+// The (item, group) sequence of a warp in a step. Block b owns the items [begin, end) of an even
+// split over the grid; its warp w starts with item begin + w, then each warp that finishes an
+// item takes the next one from a shared counter (so the warps of a block balance themselves:
+// rows cost the same but warps do not run at the same speed). Two register buffers hold the
+// next two groups of the sequence, loaded in order and consumed in order.
+struct Buf {
+  uint4 w[kLoads];
+  int item, gi;  // what w holds; item < 0: the sequence has ended (-2: not loaded yet)
+};
+struct Cursor {
+  int item, gi;      // next (item, group) to load
+  int end, groups;   // this block's item end; load groups per item
+  int begin;
+};
+
+__device__ __forceinline__ int next_item(int* s_next, int begin, int lane) {
+  int v = 0;
+  if (lane == 0) v = atomicAdd(s_next, 1);
+  return begin + __shfl_sync(0xffffffffu, v, 0);
+}
+
+template <int R>
+__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& b, int* s_next, int lane) {
+  if (c.gi == c.groups) {  // the item is fully loaded: take the next one
+    c.item = next_item(s_next, c.begin, lane);
+    c.gi = 0;
+  }
+  if (c.item >= c.end) {
+    b.item = -1;
+    return;
+  }
+  load_group<R>(W, K, c.item, c.gi, lane, b.w);
+  b.item = c.item, b.gi = c.gi;
+  ++c.gi;
+}
+
+template <int R>
+__device__ __forceinline__ int step_items(const ChainStep& st) { return R == 2 ? st.N / 2 : st.N; }
+
+// Sets the cursor to this warp's first item of step st and loads its first group (and its second
+// when the item has more than one; a one-group item's successor is taken from the counter
+// later, after the counter has been reset for this step).
+template <int R>
+__device__ void begin_step(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
+  constexpr int U = kLoads / R;
+  const int n = step_items<R>(st);
+  c.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
+  c.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
+  c.groups = (st.K / 8 + 32 * U - 1) / (32 * U);
+  c.item = c.begin + warp, c.gi = 0;
+  const bf16* W = static_cast<const bf16*>(st.W);
+  load_next<R>(W, st.K, c, a, nullptr, lane);
+  b.item = a.item < 0 ? -1 : -2;
+  if (a.item >= 0 && c.groups > 1) load_next<R>(W, st.K, c, b, nullptr, lane);
+}
+
+// One product of the chain, from the state begin_step left.
 template <int R, int EPI>
-__device__ void run_step(const ChainStep& st, const uint4* s_in, int gw, int nw, int lane, uint4 (&a)[kLoads],
-                         bool have_pre) {
+__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf& a, Buf& b, int* s_next, int lane) {
   constexpr int U = kLoads / R;
   const bf16* W = static_cast<const bf16*>(st.W);
   const int K = st.K, nchunk = K / 8;
-  const int n_items = R == 2 ? st.N / 2 : st.N;
-  if (gw >= n_items) return;
-  const int groups = (nchunk + 32 * U - 1) / (32 * U);
-  const int my_items = (n_items - gw + nw - 1) / nw;
-  const int T = my_items * groups;  // this warp's (item, group) sequence
-  auto item_of = [&](int t) { return gw + (t / groups) * nw; };
-
-  uint4 b[kLoads];
-  if (!have_pre) load_group<R>(W, K, gw, 0, lane, a);
-  if (T > 1) load_group<R>(W, K, item_of(1), 1 % groups, lane, b);
-
+  if (b.item == -2) load_next<R>(W, K, c, b, s_next, lane);
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  auto compute = [&](int t, const uint4 (&buf)[kLoads]) {
-    const int gi = t % groups;
+  auto compute = [&](const Buf& buf) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int c = (gi * U + u) * 32 + lane;
-      if (c < nchunk) {
-        const uint4 xv = s_in[c];
+      const int ch = (buf.gi * U + u) * 32 + lane;
+      if (ch < nchunk) {
+        const uint4 xv = s_in[ch];
 #pragma unroll
-        for (int r = 0; r < R; ++r) acc[r] = dot8(buf[u * R + r], xv, acc[r]);
+        for (int r = 0; r < R; ++r) acc[r] = dot8(buf.w[u * R + r], xv, acc[r]);
       }
     }
-    if (gi == groups - 1) {  // item finished
+    if (buf.gi == c.groups - 1) {  // item finished
       float s[2] = {0.f, 0.f};
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         s[r] = warp_sum(acc[r]);
         acc[r] = 0.f;
       }
-      if (lane == 0) store_item<EPI>(st, item_of(t), s);
+      if (lane == 0) store_item<EPI>(st, buf.item, s);
     }
   };
-  for (int t = 0; t < T; t += 2) {
-    compute(t, a);
-    if (t + 2 < T) load_group<R>(W, K, item_of(t + 2), (t + 2) % groups, lane, a);
-    if (t + 1 >= T) break;
-    compute(t + 1, b);
-    if (t + 3 < T) load_group<R>(W, K, item_of(t + 3), (t + 3) % groups, lane, b);
+  while (a.item >= 0) {
+    compute(a);
+    load_next<R>(W, K, c, a, s_next, lane);
+    if (b.item < 0) break;
+    compute(b);
+    load_next<R>(W, K, c, b, s_next, lane);
   }
 }
 
 // Stages the step's input into shared memory as bf16 (see the file comment). s_f: float[K]
-// scratch for x (normed steps).
+// scratch for x, s_nw: the step's norm weights (normed steps, staged by stage_norm_w).
 __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint4* s_in, float* s_f,
-                            float* red) {
+                            const float* s_nw, float* red, int* s_next) {
   const int K = st.K;
+  if (threadIdx.x == 0) *s_next = kWarpsPerBlock;  // warp w took item begin + w already
   if (st.norm_w) {
     const float4* x4 = reinterpret_cast<const float4*>(x);
     float4* s_f4 = reinterpret_cast<float4*>(s_f);
@@ -190,9 +237,9 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint
     }
     ss = block_sum(ss, red);  // its __syncthreads also publishes s_f
     const float r = rsqrtf(ss / float(K) + eps);
+    const float4* w4 = reinterpret_cast<const float4*>(s_nw);
     for (int i = threadIdx.x; i < K / 8; i += kThreads) {
-      const float4* w4 = reinterpret_cast<const float4*>(st.norm_w) + 2 * i;
-      const float4 w0 = __ldg(w4), w1 = __ldg(w4 + 1);
+      const float4 w0 = w4[2 * i], w1 = w4[2 * i + 1];
       const float4 x0 = s_f4[2 * i], x1 = s_f4[2 * i + 1];
       // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
       s_in[i] = make_uint4(pack_bf16x2(x0.x * r * w0.x, x0.y * r * w0.y), pack_bf16x2(x0.z * r * w0.z, x0.w * r * w0.w),
@@ -205,48 +252,47 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint
   __syncthreads();
 }
 
-template <int EPI>
-__device__ __forceinline__ void run_step_epi(const ChainStep& st, const uint4* s_in, int gw, int nw, int lane,
-                                             uint4 (&a)[kLoads], bool have_pre) {
-  if constexpr (EPI == int(GemvEpilogue::kSwiGLU))
-    run_step<2, EPI>(st, s_in, gw, nw, lane, a, have_pre);
+// The norm weights of a normed step into shared memory (constant: done before the barrier).
+__device__ void stage_norm_w(const ChainStep& st, float* s_nw) {
+  if (!st.norm_w) return;
+  const float4* w4 = reinterpret_cast<const float4*>(st.norm_w);
+  for (int i = threadIdx.x; i < st.K / 4; i += kThreads) reinterpret_cast<float4*>(s_nw)[i] = __ldg(w4 + i);
+}
+
+__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf& a, Buf& b, float* s_nw, int warp,
+                                          int lane) {
+  if (st.epi == GemvEpilogue::kSwiGLU)
+    begin_step<2>(st, c, a, b, warp, lane);
   else
-    run_step<1, EPI>(st, s_in, gw, nw, lane, a, have_pre);
+    begin_step<1>(st, c, a, b, warp, lane);
+  stage_norm_w(st, s_nw);
 }
 
 __global__ void __launch_bounds__(kThreads, 2) decode_chain_kernel(ChainArgs a) {
   extern __shared__ uint4 s_dyn[];
   __shared__ float red[32];
+  __shared__ int s_next;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int nw = gridDim.x * kWarpsPerBlock;
-  const int gw = blockIdx.x + gridDim.x * warp;  // neighbouring items on different SMs
-  uint4* s_in = s_dyn;
-  float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);
-  uint4 pre[kLoads];  // the next step's first loads, issued before the barrier
-  bool have_pre = false;
+  uint4* s_in = s_dyn;                                          // bf16 [max_k]
+  float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);  // float [max_k]
+  float* s_nw = s_f + a.max_k;                                 // float [max_k]
+  Cursor c;
+  Buf ba, bb;
+  begin_any(a.step[0], c, ba, bb, s_nw, warp, lane);
 #pragma unroll 1
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
-    stage_input(st, a.x, a.eps, s_in, s_f, red);
+    stage_input(st, a.x, a.eps, s_in, s_f, s_nw, red, &s_next);
     switch (st.epi) {
-      case GemvEpilogue::kStore: run_step_epi<int(GemvEpilogue::kStore)>(st, s_in, gw, nw, lane, pre, have_pre); break;
-      case GemvEpilogue::kStoreF32:
-        run_step_epi<int(GemvEpilogue::kStoreF32)>(st, s_in, gw, nw, lane, pre, have_pre);
-        break;
-      case GemvEpilogue::kAddF32: run_step_epi<int(GemvEpilogue::kAddF32)>(st, s_in, gw, nw, lane, pre, have_pre); break;
-      case GemvEpilogue::kSwiGLU: run_step_epi<int(GemvEpilogue::kSwiGLU)>(st, s_in, gw, nw, lane, pre, have_pre); break;
+      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, c, ba, bb, &s_next, lane); break;
     }
     if (s + 1 == a.n_steps) break;
     // weights do not depend on this step's outputs: start the next step's loads, then wait
-    const ChainStep& nx = a.step[s + 1];
-    const int next_items = nx.epi == GemvEpilogue::kSwiGLU ? nx.N / 2 : nx.N;
-    have_pre = gw < next_items;
-    if (have_pre) {
-      if (nx.epi == GemvEpilogue::kSwiGLU)
-        load_group<2>(static_cast<const bf16*>(nx.W), nx.K, gw, 0, lane, pre);
-      else
-        load_group<1>(static_cast<const bf16*>(nx.W), nx.K, gw, 0, lane, pre);
-    }
+    __syncthreads();  // every warp is done with s_in / s_nw before stage_norm_w overwrites s_nw
+    begin_any(a.step[s + 1], c, ba, bb, s_nw, warp, lane);
     grid_barrier(a.barrier);
   }
 }
@@ -261,7 +307,7 @@ int blocks_per_sm_env() {
 
 }  // namespace
 
-size_t decode_chain_smem(int max_k) { return size_t(max_k) * 2 + size_t(max_k) * 4; }
+size_t decode_chain_smem(int max_k) { return size_t(max_k) * (2 + 4 + 4); }
 
 int decode_chain_grid(int max_k) {
   static int cached_k = -1, cached = 0;

@@ -7,6 +7,8 @@
 // Tolerance: bf16 products 1e-2 relative; the fp32 residual stream 1e-3.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <functional>
 #include <random>
 #include <vector>
 
@@ -116,4 +118,89 @@ TEST(CudaChain, RejectsBadSteps) {
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no input";
   a.step[0].in = w.get(), a.n_steps = 0;
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no steps";
+}
+
+// Timing (run with --gtest_also_run_disabled_tests): a Llama-2-7B layer tail (o, gate/up, down,
+// next q/k/v) as one 4-step chain, each step alone as a 1-step chain, and the separate kernels
+// (gemv + rmsnorm) the model runs without the chain; microseconds per launch sequence and GB/s of
+// weights. Weights are 3 copies of the layer so the L2 (60 MB) never holds them.
+TEST(CudaChain, DISABLED_LayerTailTiming) {
+  REQUIRE_GPU();
+  const int D = 4096, HP = 11008, QKV = 12288, kCopies = 3;
+  const size_t per = (size_t(D) * D + size_t(2 * HP) * D + size_t(D) * HP + size_t(QKV) * D);
+  DeviceBuffer w(per * 2 * kCopies), x(D * 4), att(D * 2), ff(HP * 2), qkv(QKV * 2), nw(D * 4), h(D * 2), bar(8);
+  CUDA_CHECK(cudaMemset(w.get(), 0, w.size()));  // zeros: timing only
+  CUDA_CHECK(cudaMemset(x.get(), 0, x.size()));
+  CUDA_CHECK(cudaMemset(nw.get(), 0, nw.size()));
+  CUDA_CHECK(cudaMemset(att.get(), 0, att.size()));
+  CUDA_CHECK(cudaMemset(ff.get(), 0, ff.size()));
+  CUDA_CHECK(cudaMemset(bar.get(), 0, bar.size()));
+  struct Mats { const void *o, *gu, *dn, *qkv; };
+  auto mats = [&](int c) {
+    const char* b = w.as<char>() + size_t(c) * per * 2;
+    Mats m;
+    m.o = b, m.gu = b + size_t(D) * D * 2, m.dn = b + (size_t(D) * D + size_t(2 * HP) * D) * 2;
+    m.qkv = b + (size_t(D) * D + size_t(2 * HP) * D + size_t(D) * HP) * 2;
+    return m;
+  };
+  auto step = [](const void* W, int n, int k, GemvEpilogue epi, void* out, const void* in, const float* nw_) {
+    ChainStep s;
+    s.W = W, s.N = n, s.K = k, s.epi = epi, s.out = out, s.in = in, s.norm_w = nw_;
+    return s;
+  };
+  auto steps = [&](int c) {
+    const Mats m = mats(c);
+    std::vector<ChainStep> v = {step(m.o, D, D, GemvEpilogue::kAddF32, x.get(), att.get(), nullptr),
+                                step(m.gu, 2 * HP, D, GemvEpilogue::kSwiGLU, ff.get(), nullptr, nw.as<float>()),
+                                step(m.dn, D, HP, GemvEpilogue::kAddF32, x.get(), ff.get(), nullptr),
+                                step(m.qkv, QKV, D, GemvEpilogue::kStore, qkv.get(), nullptr, nw.as<float>())};
+    return v;
+  };
+  const double bytes_step[4] = {double(D) * D * 2, double(2 * HP) * D * 2, double(D) * HP * 2, double(QKV) * D * 2};
+  auto chain = [&](int c, int first, int n) {
+    ChainArgs a;
+    const auto v = steps(c);
+    for (int i = 0; i < n; ++i) a.step[i] = v[size_t(first + i)];
+    a.n_steps = n, a.max_k = HP, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned>();
+    decode_chain(a, nullptr);
+  };
+  auto separate = [&](int c, int first, int n) {
+    const auto v = steps(c);
+    for (int i = first; i < first + n; ++i) {
+      const ChainStep& s = v[size_t(i)];
+      GemvArgs g;
+      g.W = s.W, g.N = s.N, g.K = s.K, g.epi = s.epi, g.out = s.out, g.x = s.in;
+      if (s.norm_w) {
+        rmsnorm(DType::BF16, x.as<float>(), nullptr, s.norm_w, h.get(), 1, D, 1e-5f, nullptr);
+        g.x = h.get();
+      }
+      gemv(g, nullptr);
+    }
+  };
+  auto time_us = [&](const std::function<void(int)>& f) {
+    for (int i = 0; i < 3; ++i) f(i % kCopies);
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    const int reps = 60;
+    CUDA_CHECK(cudaEventRecord(e0));
+    for (int i = 0; i < reps; ++i) f(i % kCopies);
+    CUDA_CHECK(cudaEventRecord(e1));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    cudaEventDestroy(e0), cudaEventDestroy(e1);
+    return 1e3 * ms / reps;
+  };
+  const char* names[4] = {"o      ", "gate/up", "down   ", "q/k/v  "};
+  std::printf("chain grid: %d blocks\n%-22s %10s %10s %10s %10s\n", decode_chain_grid(HP), "", "chain us", "GB/s",
+              "separate", "GB/s");
+  for (int i = 0; i < 4; ++i) {
+    const double tc = time_us([&](int c) { chain(c, i, 1); }), ts = time_us([&](int c) { separate(c, i, 1); });
+    std::printf("%-22s %10.2f %10.0f %10.2f %10.0f\n", names[i], tc, bytes_step[i] / tc * 1e-3, ts,
+                bytes_step[i] / ts * 1e-3);
+  }
+  const double all = bytes_step[0] + bytes_step[1] + bytes_step[2] + bytes_step[3];
+  const double tc = time_us([&](int c) { chain(c, 0, 4); }), ts = time_us([&](int c) { separate(c, 0, 4); });
+  std::printf("%-22s %10.2f %10.0f %10.2f %10.0f\n", "layer tail (4 steps)", tc, all / tc * 1e-3, ts, all / ts * 1e-3);
 }
