@@ -40,9 +40,12 @@
 namespace ignis::cuda {
 namespace {
 
-constexpr int kThreads = 512;
-constexpr int kWarpsPerBlock = kThreads / 32;
-constexpr int kLoads = 4;  // 16-byte weight loads per lane per buffer (two buffers in flight)
+// Kernel shapes (IGNIS_CHAIN_VARIANT, for measurements): threads per block, blocks per SM the
+// registers are capped for, 16-byte weight loads per lane per buffer (two buffers in flight).
+template <int THREADS, int MINB, int LOADS>
+struct Shape {
+  static constexpr int kThreads = THREADS, kMinBlocks = MINB, kLoads = LOADS;
+};
 
 __device__ __forceinline__ uint4 ld_weights(const bf16* p) {
   uint4 v;
@@ -98,9 +101,9 @@ __device__ __forceinline__ void item_rows(int item, int (&rows)[R]) {
 }
 
 // Loads group gi (chunks 32 (gi U + u) + lane, u < U = kLoads / R) of the item's R rows.
-template <int R>
-__device__ __forceinline__ void load_group(const bf16* W, int K, int item, int gi, int lane, uint4 (&buf)[kLoads]) {
-  constexpr int U = kLoads / R;
+template <int R, int L>
+__device__ __forceinline__ void load_group(const bf16* W, int K, int item, int gi, int lane, uint4 (&buf)[L]) {
+  constexpr int U = L / R;
   int rows[R];
   item_rows<R>(item, rows);
   const int nchunk = K / 8;
@@ -130,8 +133,9 @@ __device__ __forceinline__ void store_item(const ChainStep& st, int item, const 
 // item takes the next one from a shared counter (so the warps of a block balance themselves:
 // rows cost the same but warps do not run at the same speed). Two register buffers hold the
 // next two groups of the sequence, loaded in order and consumed in order.
+template <int L>
 struct Buf {
-  uint4 w[kLoads];
+  uint4 w[L];
   int item, gi;  // what w holds; item < 0: the sequence has ended (-2: not loaded yet)
 };
 struct Cursor {
@@ -146,8 +150,8 @@ __device__ __forceinline__ int next_item(int* s_next, int begin, int lane) {
   return begin + __shfl_sync(0xffffffffu, v, 0);
 }
 
-template <int R>
-__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& b, int* s_next, int lane) {
+template <int R, int L>
+__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf<L>& b, int* s_next, int lane) {
   if (c.gi == c.groups) {  // the item is fully loaded: take the next one
     c.item = next_item(s_next, c.begin, lane);
     c.gi = 0;
@@ -156,7 +160,7 @@ __device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& 
     b.item = -1;
     return;
   }
-  load_group<R>(W, K, c.item, c.gi, lane, b.w);
+  load_group<R, L>(W, K, c.item, c.gi, lane, b.w);
   b.item = c.item, b.gi = c.gi;
   ++c.gi;
 }
@@ -167,31 +171,32 @@ __device__ __forceinline__ int step_items(const ChainStep& st) { return R == 2 ?
 // Sets the cursor to this warp's first item of step st and loads its first group (and its second
 // when the item has more than one; a one-group item's successor is taken from the counter
 // later, after the counter has been reset for this step).
-template <int R>
-__device__ void begin_step(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
-  constexpr int U = kLoads / R;
+template <int R, int L>
+__device__ void begin_step(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane) {
+  constexpr int U = L / R;
   const int n = step_items<R>(st);
   c.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
   c.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
   c.groups = (st.K / 8 + 32 * U - 1) / (32 * U);
   c.item = c.begin + warp, c.gi = 0;
   const bf16* W = static_cast<const bf16*>(st.W);
-  load_next<R>(W, st.K, c, a, nullptr, lane);
+  load_next<R, L>(W, st.K, c, a, nullptr, lane);
   b.item = a.item < 0 ? -1 : -2;
-  if (a.item >= 0 && c.groups > 1) load_next<R>(W, st.K, c, b, nullptr, lane);
+  if (a.item >= 0 && c.groups > 1) load_next<R, L>(W, st.K, c, b, nullptr, lane);
 }
 
 // One product of the chain, from the state begin_step left.
-template <int R, int EPI>
-__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf& a, Buf& b, int* s_next, int lane) {
-  constexpr int U = kLoads / R;
+template <int R, int EPI, int L>
+__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf<L>& a, Buf<L>& b, int* s_next,
+                         int lane) {
+  constexpr int U = L / R;
   const bf16* W = static_cast<const bf16*>(st.W);
   const int K = st.K, nchunk = K / 8;
-  if (b.item == -2) load_next<R>(W, K, c, b, s_next, lane);
+  if (b.item == -2) load_next<R, L>(W, K, c, b, s_next, lane);
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  auto compute = [&](const Buf& buf) {
+  auto compute = [&](const Buf<L>& buf) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int ch = (buf.gi * U + u) * 32 + lane;
@@ -213,10 +218,10 @@ __device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf&
   };
   while (a.item >= 0) {
     compute(a);
-    load_next<R>(W, K, c, a, s_next, lane);
+    load_next<R, L>(W, K, c, a, s_next, lane);
     if (b.item < 0) break;
     compute(b);
-    load_next<R>(W, K, c, b, s_next, lane);
+    load_next<R, L>(W, K, c, b, s_next, lane);
   }
 }
 
@@ -225,12 +230,12 @@ __device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf&
 __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint4* s_in, float* s_f,
                             const float* s_nw, float* red, int* s_next) {
   const int K = st.K;
-  if (threadIdx.x == 0) *s_next = kWarpsPerBlock;  // warp w took item begin + w already
+  if (threadIdx.x == 0) *s_next = int(blockDim.x / 32);  // warp w took item begin + w already
   if (st.norm_w) {
     const float4* x4 = reinterpret_cast<const float4*>(x);
     float4* s_f4 = reinterpret_cast<float4*>(s_f);
     float ss = 0.f;
-    for (int i = threadIdx.x; i < K / 4; i += kThreads) {
+    for (int i = threadIdx.x; i < K / 4; i += blockDim.x) {
       const float4 v = __ldcg(x4 + i);  // written by other blocks: through L2, not a stale L1 line
       s_f4[i] = v;
       ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
@@ -238,7 +243,7 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint
     ss = block_sum(ss, red);  // its __syncthreads also publishes s_f
     const float r = rsqrtf(ss / float(K) + eps);
     const float4* w4 = reinterpret_cast<const float4*>(s_nw);
-    for (int i = threadIdx.x; i < K / 8; i += kThreads) {
+    for (int i = threadIdx.x; i < K / 8; i += blockDim.x) {
       const float4 w0 = w4[2 * i], w1 = w4[2 * i + 1];
       const float4 x0 = s_f4[2 * i], x1 = s_f4[2 * i + 1];
       // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
@@ -247,7 +252,7 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint
     }
   } else {
     const uint4* in = static_cast<const uint4*>(st.in);
-    for (int i = threadIdx.x; i < K / 8; i += kThreads) s_in[i] = __ldcg(in + i);
+    for (int i = threadIdx.x; i < K / 8; i += blockDim.x) s_in[i] = __ldcg(in + i);
   }
   __syncthreads();
 }
@@ -256,38 +261,41 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, uint
 __device__ void stage_norm_w(const ChainStep& st, float* s_nw) {
   if (!st.norm_w) return;
   const float4* w4 = reinterpret_cast<const float4*>(st.norm_w);
-  for (int i = threadIdx.x; i < st.K / 4; i += kThreads) reinterpret_cast<float4*>(s_nw)[i] = __ldg(w4 + i);
+  for (int i = threadIdx.x; i < st.K / 4; i += blockDim.x) reinterpret_cast<float4*>(s_nw)[i] = __ldg(w4 + i);
 }
 
-__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf& a, Buf& b, float* s_nw, int warp,
-                                          int lane) {
+template <int L>
+__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, float* s_nw,
+                                          int warp, int lane) {
   if (st.epi == GemvEpilogue::kSwiGLU)
-    begin_step<2>(st, c, a, b, warp, lane);
+    begin_step<2, L>(st, c, a, b, warp, lane);
   else
-    begin_step<1>(st, c, a, b, warp, lane);
+    begin_step<1, L>(st, c, a, b, warp, lane);
   stage_norm_w(st, s_nw);
 }
 
-__global__ void __launch_bounds__(kThreads, 2) decode_chain_kernel(ChainArgs a) {
+template <class S>
+__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kernel(ChainArgs a) {
+  constexpr int L = S::kLoads;
   extern __shared__ uint4 s_dyn[];
   __shared__ float red[32];
   __shared__ int s_next;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint4* s_in = s_dyn;                                          // bf16 [max_k]
-  float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);  // float [max_k]
-  float* s_nw = s_f + a.max_k;                                 // float [max_k]
+  float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);  // float [norm_k]
+  float* s_nw = s_f + a.norm_k;                                // float [norm_k]
   Cursor c;
-  Buf ba, bb;
+  Buf<L> ba, bb;
   begin_any(a.step[0], c, ba, bb, s_nw, warp, lane);
 #pragma unroll 1
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
     stage_input(st, a.x, a.eps, s_in, s_f, s_nw, red, &s_next);
     switch (st.epi) {
-      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore)>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore), L>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU), L>(st, s_in, c, ba, bb, &s_next, lane); break;
     }
     if (s + 1 == a.n_steps) break;
     // weights do not depend on this step's outputs: start the next step's loads, then wait
@@ -297,29 +305,57 @@ __global__ void __launch_bounds__(kThreads, 2) decode_chain_kernel(ChainArgs a) 
   }
 }
 
+using Shape0 = Shape<512, 2, 4>;  // default
+using Shape1 = Shape<256, 4, 4>;
+using Shape2 = Shape<512, 1, 8>;
+using Shape3 = Shape<1024, 1, 4>;
+
+int variant_env() {
+  static const int v = [] {
+    const char* e = std::getenv("IGNIS_CHAIN_VARIANT");
+    return e && *e ? std::clamp(std::atoi(e), 0, 3) : 0;
+  }();
+  return v;
+}
+
+struct Kernel {
+  void (*fn)(ChainArgs);
+  int threads;
+};
+Kernel chain_kernel() {
+  switch (variant_env()) {
+    case 1: return {decode_chain_kernel<Shape1>, Shape1::kThreads};
+    case 2: return {decode_chain_kernel<Shape2>, Shape2::kThreads};
+    case 3: return {decode_chain_kernel<Shape3>, Shape3::kThreads};
+    default: return {decode_chain_kernel<Shape0>, Shape0::kThreads};
+  }
+}
+
 int blocks_per_sm_env() {
   static const int v = [] {
     const char* e = std::getenv("IGNIS_CHAIN_BLOCKS_PER_SM");
-    return e && *e ? std::max(1, std::atoi(e)) : 2;
+    return e && *e ? std::max(0, std::atoi(e)) : 0;  // 0: as many as fit
   }();
   return v;
 }
 
 }  // namespace
 
-size_t decode_chain_smem(int max_k) { return size_t(max_k) * (2 + 4 + 4); }
+size_t decode_chain_smem(int max_k, int norm_k) { return size_t(max_k) * 2 + size_t(norm_k) * 8; }
 
-int decode_chain_grid(int max_k) {
-  static int cached_k = -1, cached = 0;
-  if (cached_k == max_k) return cached;
-  const size_t smem = decode_chain_smem(max_k);
+int decode_chain_grid(int max_k, int norm_k) {
+  static int cached_k = -1, cached_nk = -1, cached = 0;
+  if (cached_k == max_k && cached_nk == norm_k) return cached;
+  const size_t smem = decode_chain_smem(max_k, norm_k);
+  const Kernel k = chain_kernel();
   if (smem > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(decode_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(k.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_chain_kernel, kThreads, smem));
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k.fn, k.threads, smem));
   IGNIS_CHECK(per_sm >= 1, "decode_chain: the kernel does not fit on a multiprocessor (", smem,
               " bytes of shared memory)");
-  cached_k = max_k, cached = std::min(per_sm, blocks_per_sm_env()) * sm_count();
+  const int cap = blocks_per_sm_env();
+  cached_k = max_k, cached_nk = norm_k, cached = (cap > 0 ? std::min(per_sm, cap) : per_sm) * sm_count();
   return cached;
 }
 
@@ -329,23 +365,26 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.barrier, "decode_chain: needs the two zeroed barrier words");
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
-    IGNIS_CHECK(st.W && st.out && st.N > 0 && st.K > 0 && st.K % 8 == 0 && st.K <= a.max_k,
-                "decode_chain: step ", s, ": bad shape ", st.N, "x", st.K, " (K % 8 == 0, K <= max_k ", a.max_k, ")");
+    IGNIS_CHECK(st.W && st.out && st.N > 0 && st.K > 0 && st.K % 8 == 0 && st.K <= a.max_k &&
+                    (!st.norm_w || st.K <= a.norm_k),
+                "decode_chain: step ", s, ": bad shape ", st.N, "x", st.K, " (K % 8 == 0, K <= max_k ", a.max_k,
+                ", normed K <= norm_k ", a.norm_k, ")");
     IGNIS_CHECK(st.norm_w ? a.x != nullptr : st.in != nullptr, "decode_chain: step ", s, " has no input");
     IGNIS_CHECK(st.epi != GemvEpilogue::kSwiGLU || st.N % 16 == 0, "decode_chain: SwiGLU needs N % 16 == 0");
   }
-  const int grid = decode_chain_grid(a.max_k);
+  const int grid = decode_chain_grid(a.max_k, a.norm_k);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = decode_chain_smem(a.max_k);
+  const Kernel k = chain_kernel();
+  cfg.blockDim = dim3(k.threads);
+  cfg.dynamicSmemBytes = decode_chain_smem(a.max_k, a.norm_k);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident, or the launch fails
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, a));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, k.fn, a));
 }
 
 }  // namespace ignis::cuda

@@ -97,14 +97,15 @@ struct ChainArgs {
   ChainStep step[kChainMaxSteps];
   int n_steps = 0;
   int max_k = 0;             // >= every step's K (sizes the shared memory; keep it fixed per model)
+  int norm_k = 0;            // >= the K of every normed step (likewise)
   const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
   float eps = 0.f;
   unsigned* barrier = nullptr;  // 2 words, zeroed once; every launch leaves them ready for the next
 };
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.
-int decode_chain_grid(int max_k);
-size_t decode_chain_smem(int max_k);
+int decode_chain_grid(int max_k, int norm_k);
+size_t decode_chain_smem(int max_k, int norm_k);
 
 // ---- RMSNorm (rmsnorm.cu) -------------------------------------------------------------------------------
 // For each of n rows: x += residual (if residual != nullptr; residual is T[n, dim]);

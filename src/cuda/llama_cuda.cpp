@@ -295,7 +295,7 @@ class CudaLlamaImpl final : public CudaLlama {
   void run_chain(std::initializer_list<cuda::ChainStep> steps) {
     cuda::ChainArgs a;
     for (const auto& st : steps) a.step[a.n_steps++] = st;
-    a.max_k = std::max({dim_, qdim_, hp_}), a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
+    a.max_k = std::max({dim_, qdim_, hp_}), a.norm_k = dim_, a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
     a.barrier = chain_bar_.as<unsigned>();
     cuda::decode_chain(a, stream_);
     tick("chain");
