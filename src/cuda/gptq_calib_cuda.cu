@@ -24,7 +24,7 @@ namespace ignis::cuda {
 namespace {
 
 constexpr int64_t kChunkRows = 4096;  // rows per chunk of samples (at least one whole sample)
-constexpr int kMaxHeadDim = 256;      // attention_kernel keeps head_dim / 32 values per lane in registers
+constexpr int kMaxHeadDim = gptq_calib_kernels::kMaxHeadDim;  // attention_kernel: head_dim / 32 values per lane
 constexpr int kHeadPerLane = kMaxHeadDim / 32;
 constexpr int kNormThreads = 256;
 constexpr int kAttnWarps = 4;  // warps per block of attention_kernel
@@ -163,6 +163,54 @@ __global__ void add_inplace_kernel(float* __restrict__ x, const float* __restric
     x[i] += y[i];
 }
 
+}  // namespace
+
+// ---- launchers (gptq_calib_cuda.h): the only way the kernels above are launched -------------------
+
+namespace gptq_calib_kernels {
+
+void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps,
+                  cudaStream_t stream) {
+  if (rows == 0) return;
+  launch(rmsnorm_rows_kernel, dim3(unsigned(rows)), dim3(kNormThreads), 0, stream, x, w, out, dim, eps);
+}
+
+void add_bias(float* y, const float* b, int64_t rows, int64_t N, cudaStream_t stream) {
+  if (rows * N == 0) return;
+  launch(add_bias_kernel, dim3(grid_for(rows * N, 256)), dim3(256), 0, stream, y, b, rows, N);
+}
+
+void rope_half_split(float* x, int64_t rows, int n_heads, int head_dim, int half, const int32_t* pos,
+                     const float* inv_freq, float pos_scale, cudaStream_t stream) {
+  if (rows * n_heads * half == 0) return;
+  launch(rope_half_split_kernel, dim3(grid_for(rows * n_heads * half, 256)), dim3(256), 0, stream, x, rows, n_heads,
+         head_dim, half, pos, inv_freq, pos_scale);
+}
+
+void attention(const float* q, const float* k, const float* v, float* out, const int32_t* pos, int64_t rows,
+               int n_heads, int n_kv_heads, int head_dim, float scale, cudaStream_t stream) {
+  IGNIS_CHECK(head_dim > 0 && head_dim <= kMaxHeadDim && n_kv_heads > 0 && n_heads % n_kv_heads == 0,
+              "GPTQ calibration attention: head_dim ", head_dim, " (at most ", kMaxHeadDim, "), ", n_heads,
+              " heads, ", n_kv_heads, " kv heads (must divide the heads)");
+  if (rows * n_heads == 0) return;
+  launch(attention_kernel, dim3(ceil_div(rows * n_heads, kAttnWarps)), dim3(32 * kAttnWarps), 0, stream, q, k, v, out,
+         pos, rows, n_heads, n_kv_heads, head_dim, scale);
+}
+
+void silu_mul(const float* g, const float* u, float* out, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  launch(silu_mul_kernel, dim3(grid_for(n, 256)), dim3(256), 0, stream, g, u, out, n);
+}
+
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  launch(add_inplace_kernel, dim3(grid_for(n, 256)), dim3(256), 0, stream, x, y, n);
+}
+
+}  // namespace gptq_calib_kernels
+
+namespace {
+
 // ---- host helpers ----------------------------------------------------------------------------------
 
 // The stream and cuBLAS handle of one calibration run.
@@ -214,18 +262,15 @@ void linear(Context& ctx, const DeviceBuffer& W, int64_t N, int64_t K, const flo
   const float one = 1.f, zero = 0.f;
   CUBLAS_CHECK(cublasSgemm(ctx.blas, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(T), int(K), &one, W.as<float>(), int(K), x,
                            int(K), &zero, y, int(N)));
-  if (bias)
-    launch(add_bias_kernel, dim3(grid_for(T * N, 256)), dim3(256), 0, ctx.stream, y,
-           static_cast<const float*>(bias->as<float>()), T, N);
+  if (bias) gptq_calib_kernels::add_bias(y, bias->as<float>(), T, N, ctx.stream);
 }
 
 void rmsnorm_rows(Context& ctx, const float* x, const DeviceBuffer& w, float* out, int64_t T, int64_t D, float eps) {
-  launch(rmsnorm_rows_kernel, dim3(unsigned(T)), dim3(kNormThreads), 0, ctx.stream, x,
-         static_cast<const float*>(w.as<float>()), out, D, eps);
+  gptq_calib_kernels::rmsnorm_rows(x, w.as<float>(), out, T, D, eps, ctx.stream);
 }
 
 void add_inplace(Context& ctx, float* x, const float* y, int64_t n) {
-  launch(add_inplace_kernel, dim3(grid_for(n, 256)), dim3(256), 0, ctx.stream, x, y, n);
+  gptq_calib_kernels::add_inplace(x, y, n, ctx.stream);
 }
 
 // Checks that weight `name` exists with the shape the forward reads (the kernels index by the
@@ -372,15 +417,13 @@ std::map<std::string, quant::QuantLinear> gptq_quantize_model_cuda(const ModelSo
         linear(ctx, Wk, kvdim, D, h, T, k, pbk);
         linear(ctx, Wv, kvdim, D, h, T, v, pbv);
         if (half > 0) {
-          launch(rope_half_split_kernel, dim3(grid_for(T * nh * half, 256)), dim3(256), 0, st, q, T, int(nh), int(hd),
-                 half, P + ch.row0, static_cast<const float*>(dInvFreq.as<float>()), pos_scale);
-          launch(rope_half_split_kernel, dim3(grid_for(T * nkv * half, 256)), dim3(256), 0, st, k, T, int(nkv),
-                 int(hd), half, P + ch.row0, static_cast<const float*>(dInvFreq.as<float>()), pos_scale);
+          gptq_calib_kernels::rope_half_split(q, T, int(nh), int(hd), half, P + ch.row0, dInvFreq.as<float>(),
+                                              pos_scale, st);
+          gptq_calib_kernels::rope_half_split(k, T, int(nkv), int(hd), half, P + ch.row0, dInvFreq.as<float>(),
+                                              pos_scale, st);
         }
         float* a = A + ch.row0 * qdim;
-        launch(attention_kernel, dim3(ceil_div(T * nh, kAttnWarps)), dim3(32 * kAttnWarps), 0, st,
-               static_cast<const float*>(q), static_cast<const float*>(k), static_cast<const float*>(v), a,
-               P + ch.row0, T, int(nh), int(nkv), int(hd), attn_scale);
+        gptq_calib_kernels::attention(q, k, v, a, P + ch.row0, T, int(nh), int(nkv), int(hd), attn_scale, st);
         acc.add_device(a, T);
       }
       const std::vector<double> H = acc.hessian();
@@ -411,8 +454,7 @@ std::map<std::string, quant::QuantLinear> gptq_quantize_model_cuda(const ModelSo
       rmsnorm_rows(ctx, X + ch.row0 * D, ffn_norm, h, T, D, c.norm_eps);
       linear(ctx, Wg, Hd, D, h, T, g);
       linear(ctx, Wu, Hd, D, h, T, u);
-      launch(silu_mul_kernel, dim3(grid_for(T * Hd, 256)), dim3(256), 0, st, static_cast<const float*>(g),
-             static_cast<const float*>(u), g, T * Hd);
+      gptq_calib_kernels::silu_mul(g, u, g, T * Hd, st);
     };
     {
       GptqHessianCuda acc(Hd, st);

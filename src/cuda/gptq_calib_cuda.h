@@ -21,6 +21,8 @@
 // the intermediates of one chunk (~4096 x (2 dim + q + 2 kv + 2 hidden) floats), one block's float
 // weights, one Hessian (K^2 doubles + floats) and the solver's per-layer buffers.
 #pragma once
+#include <cuda_runtime.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -41,5 +43,39 @@ std::map<std::string, quant::QuantLinear> gptq_quantize_model_cuda(const ModelSo
                                                                    const quant::QuantSpec& spec,
                                                                    const quant::GptqOptions& gopt,
                                                                    const quant::Progress& progress);
+
+// The small kernels of the calibration forward above (gptq_calib_cuda.cu), one host launcher each;
+// the forward launches them only through these, and tests/gpu/test_cuda_gptq_calib_kernels.cpp
+// compares each with a CPU reference. All tensors are row-major fp32 in device memory, one row per
+// calibration token; pos[r] is row r's position within its sample, so its sample starts at row
+// r - pos[r] (samples concatenated, no sample cut by the rows given). Each call is queued on
+// `stream` (asynchronous) and checks its launch (ignis::Error); rows / n of 0 launch nothing.
+namespace gptq_calib_kernels {
+
+inline constexpr int kMaxHeadDim = 256;  // attention(): head_dim values per warp in registers
+
+// out[r, :] = x[r, :] * float(1 / sqrt(mean(x[r, :]^2) + eps)) * w for x, out [rows, dim] (the sum of
+// squares in double, the rest in float: ops::rmsnorm). out must not overlap x.
+void rmsnorm_rows(const float* x, const float* w, float* out, int64_t rows, int64_t dim, float eps,
+                  cudaStream_t stream);
+// y[r, n] += b[n] for y [rows, N].
+void add_bias(float* y, const float* b, int64_t rows, int64_t N, cudaStream_t stream);
+// Half-split (HF) RoPE in place on x [rows, n_heads * head_dim]: for each head and pair i < half,
+// angle = (float(pos[r]) * pos_scale) * inv_freq[i] in float, (v[i], v[i + half]) rotated by it;
+// values from 2 * half on are left alone (partial rope_dim = 2 * half <= head_dim).
+void rope_half_split(float* x, int64_t rows, int n_heads, int head_dim, int half, const int32_t* pos,
+                     const float* inv_freq, float pos_scale, cudaStream_t stream);
+// Causal grouped-query attention within each sample: q, out [rows, n_heads * head_dim], k, v
+// [rows, n_kv_heads * head_dim]; row r, head h attends to rows r - pos[r] .. r of kv head
+// h / (n_heads / n_kv_heads) with softmax(q.k * scale) (fp32 online softmax). head_dim <= kMaxHeadDim,
+// n_heads a multiple of n_kv_heads (else ignis::Error). out must not overlap q, k or v.
+void attention(const float* q, const float* k, const float* v, float* out, const int32_t* pos, int64_t rows,
+               int n_heads, int n_kv_heads, int head_dim, float scale, cudaStream_t stream);
+// out[i] = g[i] / (1 + exp(-g[i])) * u[i] for i < n (ops::silu_mul); out may be g.
+void silu_mul(const float* g, const float* u, float* out, int64_t n, cudaStream_t stream);
+// x[i] += y[i] for i < n.
+void add_inplace(float* x, const float* y, int64_t n, cudaStream_t stream);
+
+}  // namespace gptq_calib_kernels
 
 }  // namespace ignis::cuda
