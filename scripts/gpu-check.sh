@@ -72,8 +72,8 @@ for stage in "$@"; do
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
       TAIL=6 run chain_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
       TAIL=6 run chain_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
-      for v in 0 1 2 3; do  # kernel shapes (decode_chain.cu: IGNIS_CHAIN_VARIANT)
-        IGNIS_CHAIN_VARIANT=$v TAIL=8 run chain_timing_v$v $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+      for l2 in 0 1 2; do  # L2 prefetch depth before a barrier (IGNIS_CHAIN_L2)
+        IGNIS_CHAIN_L2=$l2 TAIL=8 run chain_timing_l2_$l2 $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
           --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
       done
       for c in 0 1 0 1; do
@@ -81,10 +81,10 @@ for stage in "$@"; do
             | decode_rows)
         echo "IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abchain.txt"
       done
-      for v in 1 2 3; do
-        x=$(IGNIS_DECODE_CHAIN=1 IGNIS_CHAIN_VARIANT=$v $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 \
-            -n 128 -r 2 --json 2>/dev/null | decode_rows)
-        echo "IGNIS_DECODE_CHAIN=1 IGNIS_CHAIN_VARIANT=$v $x" | tee -a "$LOG/abchain.txt"
+      for e in IGNIS_CHAIN_L2=0 IGNIS_CHAIN_L2=2 IGNIS_CHAIN_L2=4 IGNIS_CHAIN_COOP=0 IGNIS_CHAIN_VARIANT=3; do
+        x=$(env IGNIS_DECODE_CHAIN=1 $e $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json \
+            2>/dev/null | decode_rows)
+        echo "IGNIS_DECODE_CHAIN=1 $e $x" | tee -a "$LOG/abchain.txt"
       done
       for c in 0 1; do
         v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic llama-3-8b -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)

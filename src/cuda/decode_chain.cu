@@ -10,18 +10,20 @@
 // the activations), so the ramp of the next product overlaps the barrier wait.
 //
 // Layout of the work:
-//   grid = blocks_per_sm x SMs (all co-resident: cooperative launch), kThreads threads a block.
+//   grid = blocks_per_sm x SMs (all co-resident: cooperative launch), 512 threads a block.
 //   Step s: the block stages its input vector into shared memory as bf16 — either a bf16 vector
 //   written earlier (`in`, read through L2: another block may have written it), or the RMSNorm
 //   h = bf16(x / sqrt(mean(x^2) + eps) * norm_w) of the fp32 residual stream x (each block sums
-//   x^2 itself: 4 K bytes from L2, then builds h from its shared copy of x). Then warp gw of the
-//   grid takes output items gw, gw + W, ... (W = warps in the grid): an item is one output row, or
-//   for SwiGLU one output j and its two weight rows (gate row and up row, 8 apart). Each lane reads
-//   16 bytes (8 bf16) of a row at chunk c = lane + 32 i, multiplies with the same 8 values of the
-//   staged input (conflict-free 16-byte shared loads), fp32 accumulation; a warp shuffle sum
-//   gives the item, which lane 0 stores through the epilogue (bf16 store, fp32 store, fp32
-//   residual add x += y — exactly one warp owns each row, so no atomics — or silu(gate) * up).
-//   A warp's (item, group of 4 chunks) pairs form one flat sequence loaded into two alternating
+//   x^2 itself: 4 K bytes from L2; norm_w was put in shared memory before the barrier). The
+//   step's output items (one output row, or for SwiGLU one output j and its two weight rows, gate
+//   and up, 8 apart) are split evenly over the blocks; warp w of a block starts with the block's
+//   item w and then takes the next free item from a shared-memory counter, so the warps of a
+//   block balance themselves. Each lane reads 16 bytes (8 bf16) of a row at chunk
+//   c = lane + 32 i, multiplies with the same 8 values of the staged input (conflict-free
+//   16-byte shared loads), fp32 accumulation; a warp shuffle sum gives the item, which lane 0
+//   stores through the epilogue (bf16 store, fp32 store, fp32 residual add x += y — exactly one
+//   warp owns each row, so no atomics and a fixed summation order — or silu(gate) * up).
+//   A warp's (item, group of 4 chunks) pairs form one sequence loaded into two alternating
 //   register buffers, so the loads of the next group (also of the next item) are in flight while
 //   the current one is multiplied.
 //   Between steps: prefetch of the next step's first group, then the grid barrier.
@@ -32,6 +34,7 @@
 // block from L2, outputs once.
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "cuda/common.h"
 #include "cuda/gemv_common.cuh"
@@ -87,6 +90,13 @@ __device__ void grid_barrier(unsigned* bar) {
     __threadfence();  // the other blocks' writes before ours after the barrier
   }
   __syncthreads();
+}
+
+// Asks the L2 to fetch [p, p + bytes) from memory (bytes % 16 == 0, p 16-byte aligned; sm_90).
+__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#endif
 }
 
 // Rows of item `item` of a step with R rows per item.
@@ -172,7 +182,7 @@ __device__ __forceinline__ int step_items(const ChainStep& st) { return R == 2 ?
 // when the item has more than one; a one-group item's successor is taken from the counter
 // later, after the counter has been reset for this step).
 template <int R, int L>
-__device__ void begin_step(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane) {
+__device__ void begin_step(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane, int l2_items) {
   constexpr int U = L / R;
   const int n = step_items<R>(st);
   c.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
@@ -180,6 +190,17 @@ __device__ void begin_step(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b,
   c.groups = (st.K / 8 + 32 * U - 1) / (32 * U);
   c.item = c.begin + warp, c.gi = 0;
   const bf16* W = static_cast<const bf16*>(st.W);
+  // Rows of the block's first l2_items * warps items into L2 (bulk prefetch, no registers): they
+  // stream in while the grid waits at the barrier and stages the input.
+  if (lane < R) {
+    for (int j = 0; j < l2_items; ++j) {
+      const int item = c.begin + warp + j * int(blockDim.x / 32);
+      if (item >= c.end) break;
+      int rows[R];
+      item_rows<R>(item, rows);
+      prefetch_l2(W + size_t(rows[lane]) * st.K, uint32_t(st.K) * 2);
+    }
+  }
   load_next<R, L>(W, st.K, c, a, nullptr, lane);
   b.item = a.item < 0 ? -1 : -2;
   if (a.item >= 0 && c.groups > 1) load_next<R, L>(W, st.K, c, b, nullptr, lane);
@@ -265,13 +286,12 @@ __device__ void stage_norm_w(const ChainStep& st, float* s_nw) {
 }
 
 template <int L>
-__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, float* s_nw,
-                                          int warp, int lane) {
+__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane,
+                                          int l2_items) {
   if (st.epi == GemvEpilogue::kSwiGLU)
-    begin_step<2, L>(st, c, a, b, warp, lane);
+    begin_step<2, L>(st, c, a, b, warp, lane, l2_items);
   else
-    begin_step<1, L>(st, c, a, b, warp, lane);
-  stage_norm_w(st, s_nw);
+    begin_step<1, L>(st, c, a, b, warp, lane, l2_items);
 }
 
 template <class S>
@@ -286,7 +306,8 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
   float* s_nw = s_f + a.norm_k;                                // float [norm_k]
   Cursor c;
   Buf<L> ba, bb;
-  begin_any(a.step[0], c, ba, bb, s_nw, warp, lane);
+  begin_any(a.step[0], c, ba, bb, warp, lane, 0);
+  stage_norm_w(a.step[0], s_nw);
 #pragma unroll 1
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
@@ -299,12 +320,15 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
     }
     if (s + 1 == a.n_steps) break;
     // weights do not depend on this step's outputs: start the next step's loads, then wait
+    // as soon as this warp is done (the others of the block may still be working)
+    begin_any(a.step[s + 1], c, ba, bb, warp, lane, a.l2_items);
     __syncthreads();  // every warp is done with s_in / s_nw before stage_norm_w overwrites s_nw
-    begin_any(a.step[s + 1], c, ba, bb, s_nw, warp, lane);
+    stage_norm_w(a.step[s + 1], s_nw);
     grid_barrier(a.barrier);
   }
 }
 
+constexpr int kDefaultL2Items = 1;
 using Shape0 = Shape<512, 2, 4>;  // default
 using Shape1 = Shape<256, 4, 4>;
 using Shape2 = Shape<512, 1, 8>;
@@ -329,6 +353,23 @@ Kernel chain_kernel() {
     case 3: return {decode_chain_kernel<Shape3>, Shape3::kThreads};
     default: return {decode_chain_kernel<Shape0>, Shape0::kThreads};
   }
+}
+
+// IGNIS_CHAIN_COOP=0: launch without the cooperative attribute (measurements; the grid is sized
+// to be resident anyway). IGNIS_CHAIN_L2=n: L2 prefetch depth (items per warp) before a barrier.
+bool coop_env() {
+  static const bool v = [] {
+    const char* e = std::getenv("IGNIS_CHAIN_COOP");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return v;
+}
+int l2_env() {
+  static const int v = [] {
+    const char* e = std::getenv("IGNIS_CHAIN_L2");
+    return e && *e ? std::clamp(std::atoi(e), 0, 16) : kDefaultL2Items;
+  }();
+  return v;
 }
 
 int blocks_per_sm_env() {
@@ -383,8 +424,10 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident, or the launch fails
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, k.fn, a));
+  cfg.numAttrs = coop_env() ? 1 : 0;
+  ChainArgs args = a;
+  if (args.l2_items < 0) args.l2_items = l2_env();
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, k.fn, args));
 }
 
 }  // namespace ignis::cuda
