@@ -72,19 +72,12 @@ for stage in "$@"; do
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
       TAIL=6 run chain_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
       TAIL=6 run chain_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
-      for l2 in 0 1 2; do  # L2 prefetch depth before a barrier (IGNIS_CHAIN_L2)
-        IGNIS_CHAIN_L2=$l2 TAIL=8 run chain_timing_l2_$l2 $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
-          --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
-      done
+      TAIL=8 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+        --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
       for c in 0 1 0 1; do
         v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json 2>/dev/null \
             | decode_rows)
         echo "IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abchain.txt"
-      done
-      for e in IGNIS_CHAIN_L2=0 IGNIS_CHAIN_L2=2 IGNIS_CHAIN_L2=4 IGNIS_CHAIN_COOP=0 IGNIS_CHAIN_VARIANT=3; do
-        x=$(env IGNIS_DECODE_CHAIN=1 $e $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --json \
-            2>/dev/null | decode_rows)
-        echo "IGNIS_DECODE_CHAIN=1 $e $x" | tee -a "$LOG/abchain.txt"
       done
       for c in 0 1; do
         v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic llama-3-8b -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
@@ -226,8 +219,8 @@ for stage in "$@"; do
         done
       else echo "SmolLM2 greedy: no gguf package here, float64 reference skipped"; fi ;;
     sanitize)
-      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaLlama.Stories*'
-      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
+      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories*'
+      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)

@@ -101,9 +101,6 @@ struct ChainArgs {
   const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
   float eps = 0.f;
   unsigned* barrier = nullptr;  // 2 words, zeroed once; every launch leaves them ready for the next
-  // Before a barrier, each warp asks the L2 for the rows of this many of its block's first items of
-  // the next step (-1: IGNIS_CHAIN_L2, else the default of decode_chain.cu).
-  int l2_items = -1;
 };
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.
