@@ -33,6 +33,7 @@
 // Bytes: the weights once (the point), the input K (x 4 K + norm_w 4 K for normed steps) per
 // block from L2, outputs once.
 #include <algorithm>
+#include <cstdint>
 
 #include "cuda/common.h"
 #include "cuda/gemv_common.cuh"
@@ -319,8 +320,10 @@ constexpr int kKernelThreads = 512;
 size_t decode_chain_smem(int max_k, int norm_k) { return size_t(max_k) * 2 + size_t(norm_k) * 8; }
 
 int decode_chain_grid(int max_k, int norm_k) {
-  static int cached_k = -1, cached_nk = -1, cached = 0;
-  if (cached_k == max_k && cached_nk == norm_k) return cached;
+  static int cached_dev = -1, cached_k = -1, cached_nk = -1, cached = 0;
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  if (cached_dev == dev && cached_k == max_k && cached_nk == norm_k) return cached;
   const size_t smem = decode_chain_smem(max_k, norm_k);
   if (smem > 48 * 1024)
     CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
@@ -328,7 +331,7 @@ int decode_chain_grid(int max_k, int norm_k) {
   CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kKernelThreads, smem));
   IGNIS_CHECK(per_sm >= 1, "decode_chain: the kernel does not fit on a multiprocessor (", smem,
               " bytes of shared memory)");
-  cached_k = max_k, cached_nk = norm_k, cached = per_sm * sm_count();
+  cached_dev = dev, cached_k = max_k, cached_nk = norm_k, cached = per_sm * sm_count();
   return cached;
 }
 
@@ -343,6 +346,9 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
                 "decode_chain: step ", s, ": bad shape ", st.N, "x", st.K, " (K % 8 == 0, K <= max_k ", a.max_k,
                 ", normed K <= norm_k ", a.norm_k, ")");
     IGNIS_CHECK(st.norm_w ? a.x != nullptr : st.in != nullptr, "decode_chain: step ", s, " has no input");
+    auto aligned = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+    IGNIS_CHECK(aligned(st.W) && aligned(st.in) && aligned(st.norm_w) && (!st.norm_w || aligned(a.x)),
+                "decode_chain: step ", s, ": weights, input, norm weights and x must be 16-byte aligned");
     IGNIS_CHECK(st.epi != GemvEpilogue::kSwiGLU || st.N % 16 == 0, "decode_chain: SwiGLU needs N % 16 == 0");
   }
   const int grid = decode_chain_grid(a.max_k, a.norm_k);

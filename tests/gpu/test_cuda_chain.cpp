@@ -115,6 +115,8 @@ TEST(CudaChain, RejectsBadSteps) {
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "K % 8 != 0";
   a.step[0].K = 16, a.step[0].in = nullptr;
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no input";
+  a.step[0].in = w.as<char>() + 2;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "misaligned input";
   a.step[0].in = w.get(), a.n_steps = 0;
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no steps";
 }
