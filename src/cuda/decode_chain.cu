@@ -91,6 +91,12 @@ __device__ void grid_barrier(unsigned* bar) {
   __syncthreads();
 }
 
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
 // Rows of item `item` of a step with R rows per item.
 template <int R>
 __device__ __forceinline__ void item_rows(int item, int (&rows)[R]) {
@@ -292,17 +298,25 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
     stage_input(st, a.x, a.eps, s_in, s_f, s_nw, red, &s_next);
+    if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
     switch (st.epi) {
       case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore), L>(st, s_in, c, ba, bb, &s_next, lane); break;
       case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
       case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
       case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU), L>(st, s_in, c, ba, bb, &s_next, lane); break;
     }
-    if (s + 1 == a.n_steps) break;
+    if (s + 1 == a.n_steps) {
+      if (a.trace) {
+        __syncthreads();
+        if (threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
+      }
+      break;
+    }
     // weights do not depend on this step's outputs: start the next step's loads as soon as this
     // warp is done (the others of the block may still be working), then wait
     begin_any(a.step[s + 1], c, ba, bb, warp, lane);
     __syncthreads();  // every warp is done with s_in / s_nw before stage_norm_w overwrites s_nw
+    if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
     stage_norm_w(a.step[s + 1], s_nw);
     grid_barrier(a.barrier);
   }

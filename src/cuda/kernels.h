@@ -101,6 +101,9 @@ struct ChainArgs {
   const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
   float eps = 0.f;
   unsigned* barrier = nullptr;  // 2 words, zeroed once; every launch leaves them ready for the next
+  // Optional, for measurements: [n_steps][blocks][2] %globaltimer readings (ns) of each block when
+  // its step's input is staged and when all its warps are done with the step.
+  unsigned long long* trace = nullptr;
 };
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.

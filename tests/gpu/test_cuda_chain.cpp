@@ -4,9 +4,11 @@
 // one-step chain (q/k/v of the next layer), twice in a row, so the grid barrier is reused across
 // launches. Shapes: K not a multiple of the 128-value load group, more output rows than warps in
 // the grid (several items per warp), SwiGLU pairs. Outputs are poisoned with NaN first.
-// Tolerance: bf16 products 1e-2 relative; the fp32 residual stream 1e-3.
+// Tolerance: bf16 products 1e-2 relative; the fp32 residual stream 1e-3. The blocks' %globaltimer trace
+// (ChainArgs::trace) shows that no block starts a step before every block has finished the last one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <functional>
 #include <random>
@@ -72,10 +74,14 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   tail.step[2] = step(dWd, D, HP, GemvEpilogue::kAddF32, dx.get(), dff.get(), nullptr);
   tail.step[3] = step(dWh, V, D, GemvEpilogue::kStoreF32, dlog.get(), nullptr, &dnw2);
   tail.n_steps = 4, tail.max_k = HP, tail.norm_k = D, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.barrier = bar.as<unsigned>();
+  const int nb = decode_chain_grid(HP, D);
+  DeviceBuffer trace(size_t(4) * nb * 2 * 8);
+  tail.trace = trace.as<unsigned long long>();  // also checks the barrier: see below
   ChainArgs qkv = tail;
+  qkv.trace = nullptr;
   qkv.step[0] = step(dWqkv, QKV, D, GemvEpilogue::kStore, dqkv.get(), nullptr, &dnw2);
   qkv.n_steps = 1;
-  std::printf("chain grid: %d blocks\n", decode_chain_grid(HP, D));
+  std::printf("chain grid: %d blocks\n", nb);
 
   for (int it = 0; it < 2; ++it) {
     SCOPED_TRACE("launch pair " + std::to_string(it));
@@ -98,6 +104,19 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
     const std::vector<float> h2 = norm_ref(x_gpu, nw2);
     EXPECT_LE(rel_err(download(DType::F32, dlog.get(), size_t(V)), lin_ref(Wh, h2, V)), 1e-2) << "output head";
     EXPECT_LE(rel_err(download(DType::BF16, dqkv.get(), size_t(QKV)), lin_ref(Wqkv, h2, QKV)), 1e-2) << "q/k/v";
+    {  // the grid barrier: no block starts step s + 1 before every block has finished step s
+      std::vector<unsigned long long> t(size_t(4) * nb * 2);
+      CUDA_CHECK(cudaMemcpy(t.data(), trace.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+      for (int s = 0; s + 1 < 4; ++s) {
+        unsigned long long last_end = 0, first_next = ~0ull;
+        for (int b = 0; b < nb; ++b) {
+          EXPECT_LE(t[(size_t(s) * nb + b) * 2], t[(size_t(s) * nb + b) * 2 + 1]) << "step " << s << " block " << b;
+          last_end = std::max(last_end, t[(size_t(s) * nb + b) * 2 + 1]);
+          first_next = std::min(first_next, t[(size_t(s + 1) * nb + b) * 2]);
+        }
+        EXPECT_LE(last_end, first_next) << "a block started step " << s + 1 << " before all had finished step " << s;
+      }
+    }
     std::vector<unsigned> b(2);
     CUDA_CHECK(cudaMemcpy(b.data(), bar.get(), 8, cudaMemcpyDeviceToHost));
     EXPECT_EQ(b[0], 0u) << "the barrier count must be left at zero";
@@ -204,4 +223,39 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
   const double all = bytes_step[0] + bytes_step[1] + bytes_step[2] + bytes_step[3];
   const double tc = time_us([&](int c) { chain(c, 0, 4); }), ts = time_us([&](int c) { separate(c, 0, 4); });
   std::printf("%-22s %10.2f %10.0f %10.2f %10.0f\n", "layer tail (4 steps)", tc, all / tc * 1e-3, ts, all / ts * 1e-3);
+
+  // Where a traced 4-step launch spends its time: per step, when the blocks start (input staged)
+  // and finish, relative to the first block's start of that step (us): is the tail skew between blocks?
+  const int nb = decode_chain_grid(HP, D);
+  DeviceBuffer tr(size_t(4) * nb * 2 * 8);
+  {
+    ChainArgs a;
+    const auto v = steps(0);
+    for (int i = 0; i < 4; ++i) a.step[i] = v[size_t(i)];
+    a.n_steps = 4, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned>();
+    a.trace = tr.as<unsigned long long>();
+    for (int rep = 0; rep < 3; ++rep) decode_chain(a, nullptr);  // the last one is read
+  }
+  std::vector<unsigned long long> t(size_t(4) * nb * 2);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaMemcpy(t.data(), tr.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+  std::printf("\n%-8s %12s %12s %12s %12s %12s\n", "step", "start max", "end min", "end median", "end max",
+              "next start");
+  for (int s = 0; s < 4; ++s) {
+    std::vector<double> st, en;
+    for (int b = 0; b < nb; ++b) {
+      st.push_back(double(t[(size_t(s) * nb + b) * 2]));
+      en.push_back(double(t[(size_t(s) * nb + b) * 2 + 1]));
+    }
+    const double t0 = *std::min_element(st.begin(), st.end());
+    std::sort(en.begin(), en.end());
+    double next = 0;
+    if (s + 1 < 4) {
+      next = 1e300;
+      for (int b = 0; b < nb; ++b) next = std::min(next, double(t[(size_t(s + 1) * nb + b) * 2]));
+    }
+    std::printf("%-8s %12.2f %12.2f %12.2f %12.2f %12.2f\n", names[s], (*std::max_element(st.begin(), st.end()) - t0) * 1e-3,
+                (en.front() - t0) * 1e-3, (en[en.size() / 2] - t0) * 1e-3, (en.back() - t0) * 1e-3,
+                s + 1 < 4 ? (next - t0) * 1e-3 : 0.0);
+  }
 }
