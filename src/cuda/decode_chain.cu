@@ -42,20 +42,10 @@
 namespace ignis::cuda {
 namespace {
 
-// Kernel shape: threads per block, blocks per SM the registers are capped for, 16-byte weight
-// loads per lane per buffer (two buffers in flight).
-template <int THREADS, int MINB, int LOADS>
-struct Shape {
-  static constexpr int kThreads = THREADS, kMinBlocks = MINB, kLoads = LOADS;
-};
-
-__device__ __forceinline__ uint4 ld_weights(const bf16* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+// 512 threads a block, registers capped for 2 blocks an SM (64), two register buffers of 4
+// 16-byte weight loads per lane. Measured on an H200 (2026-12-02, Llama-2-7B decode, chain on):
+// 256 x 4 blocks 237.6 tok/s, 512 x 1 with 8 loads a buffer 237.6, 1024 x 1 248.7, this one 250.7.
+constexpr int kThreads = 512, kMinBlocks = 2, kLoads = 4;
 
 // acc += dot(8 bf16 of w, 8 bf16 of x)
 __device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc) {
@@ -109,9 +99,9 @@ __device__ __forceinline__ void item_rows(int item, int (&rows)[R]) {
 }
 
 // Loads group gi (chunks 32 (gi U + u) + lane, u < U = kLoads / R) of the item's R rows.
-template <int R, int L>
-__device__ __forceinline__ void load_group(const bf16* W, int K, int item, int gi, int lane, uint4 (&buf)[L]) {
-  constexpr int U = L / R;
+template <int R>
+__device__ __forceinline__ void load_group(const bf16* W, int K, int item, int gi, int lane, uint4 (&buf)[kLoads]) {
+  constexpr int U = kLoads / R;
   int rows[R];
   item_rows<R>(item, rows);
   const int nchunk = K / 8;
@@ -120,7 +110,7 @@ __device__ __forceinline__ void load_group(const bf16* W, int K, int item, int g
     const int c = (gi * U + u) * 32 + lane;
 #pragma unroll
     for (int r = 0; r < R; ++r)
-      buf[u * R + r] = c < nchunk ? ld_weights(W + size_t(rows[r]) * K + size_t(c) * 8) : make_uint4(0, 0, 0, 0);
+      buf[u * R + r] = c < nchunk ? ld_w16(W + size_t(rows[r]) * K + size_t(c) * 8) : make_uint4(0, 0, 0, 0);
   }
 }
 
@@ -141,9 +131,8 @@ __device__ __forceinline__ void store_item(const ChainStep& st, int item, const 
 // item takes the next one from a shared counter (so the warps of a block balance themselves:
 // rows cost the same but warps do not run at the same speed). Two register buffers hold the
 // next two groups of the sequence, loaded in order and consumed in order.
-template <int L>
 struct Buf {
-  uint4 w[L];
+  uint4 w[kLoads];
   int item, gi;  // what w holds; item < 0: the sequence has ended (-2: not loaded yet)
 };
 struct Cursor {
@@ -158,8 +147,8 @@ __device__ __forceinline__ int next_item(int* s_next, int begin, int lane) {
   return begin + __shfl_sync(0xffffffffu, v, 0);
 }
 
-template <int R, int L>
-__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf<L>& b, int* s_next, int lane) {
+template <int R>
+__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& b, int* s_next, int lane) {
   if (c.gi == c.groups) {  // the item is fully loaded: take the next one
     c.item = next_item(s_next, c.begin, lane);
     c.gi = 0;
@@ -168,7 +157,7 @@ __device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf<L
     b.item = -1;
     return;
   }
-  load_group<R, L>(W, K, c.item, c.gi, lane, b.w);
+  load_group<R>(W, K, c.item, c.gi, lane, b.w);
   b.item = c.item, b.gi = c.gi;
   ++c.gi;
 }
@@ -179,32 +168,32 @@ __device__ __forceinline__ int step_items(const ChainStep& st) { return R == 2 ?
 // Sets the cursor to this warp's first item of step st and loads its first group (and its second
 // when the item has more than one; a one-group item's successor is taken from the counter
 // later, after the counter has been reset for this step).
-template <int R, int L>
-__device__ void begin_step(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane) {
-  constexpr int U = L / R;
+template <int R>
+__device__ void begin_step(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
+  constexpr int U = kLoads / R;
   const int n = step_items<R>(st);
   c.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
   c.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
   c.groups = (st.K / 8 + 32 * U - 1) / (32 * U);
   c.item = c.begin + warp, c.gi = 0;
   const bf16* W = static_cast<const bf16*>(st.W);
-  load_next<R, L>(W, st.K, c, a, nullptr, lane);
+  load_next<R>(W, st.K, c, a, nullptr, lane);
   b.item = a.item < 0 ? -1 : -2;
-  if (a.item >= 0 && c.groups > 1) load_next<R, L>(W, st.K, c, b, nullptr, lane);
+  if (a.item >= 0 && c.groups > 1) load_next<R>(W, st.K, c, b, nullptr, lane);
 }
 
 // One product of the chain, from the state begin_step left.
-template <int R, int EPI, int L>
-__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf<L>& a, Buf<L>& b, int* s_next,
+template <int R, int EPI>
+__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf& a, Buf& b, int* s_next,
                          int lane) {
-  constexpr int U = L / R;
+  constexpr int U = kLoads / R;
   const bf16* W = static_cast<const bf16*>(st.W);
   const int K = st.K, nchunk = K / 8;
-  if (b.item == -2) load_next<R, L>(W, K, c, b, s_next, lane);
+  if (b.item == -2) load_next<R>(W, K, c, b, s_next, lane);
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
-  auto compute = [&](const Buf<L>& buf) {
+  auto compute = [&](const Buf& buf) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int ch = (buf.gi * U + u) * 32 + lane;
@@ -226,10 +215,10 @@ __device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf<
   };
   while (a.item >= 0) {
     compute(a);
-    load_next<R, L>(W, K, c, a, s_next, lane);
+    load_next<R>(W, K, c, a, s_next, lane);
     if (b.item < 0) break;
     compute(b);
-    load_next<R, L>(W, K, c, b, s_next, lane);
+    load_next<R>(W, K, c, b, s_next, lane);
   }
 }
 
@@ -272,17 +261,14 @@ __device__ void stage_norm_w(const ChainStep& st, float* s_nw) {
   for (int i = threadIdx.x; i < st.K / 4; i += blockDim.x) reinterpret_cast<float4*>(s_nw)[i] = __ldg(w4 + i);
 }
 
-template <int L>
-__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf<L>& a, Buf<L>& b, int warp, int lane) {
+__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
   if (st.epi == GemvEpilogue::kSwiGLU)
-    begin_step<2, L>(st, c, a, b, warp, lane);
+    begin_step<2>(st, c, a, b, warp, lane);
   else
-    begin_step<1, L>(st, c, a, b, warp, lane);
+    begin_step<1>(st, c, a, b, warp, lane);
 }
 
-template <class S>
-__global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kernel(ChainArgs a) {
-  constexpr int L = S::kLoads;
+__global__ void __launch_bounds__(kThreads, kMinBlocks) decode_chain_kernel(ChainArgs a) {
   extern __shared__ uint4 s_dyn[];
   __shared__ float red[32];
   __shared__ int s_next;
@@ -291,7 +277,7 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
   float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);  // float [norm_k]
   float* s_nw = s_f + a.norm_k;                                // float [norm_k]
   Cursor c;
-  Buf<L> ba, bb;
+  Buf ba, bb;
   begin_any(a.step[0], c, ba, bb, warp, lane);
   stage_norm_w(a.step[0], s_nw);
 #pragma unroll 1
@@ -300,10 +286,10 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
     stage_input(st, a.x, a.eps, s_in, s_f, s_nw, red, &s_next);
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
     switch (st.epi) {
-      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore), L>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32), L>(st, s_in, c, ba, bb, &s_next, lane); break;
-      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU), L>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, c, ba, bb, &s_next, lane); break;
     }
     if (s + 1 == a.n_steps) {
       if (a.trace) {
@@ -322,12 +308,6 @@ __global__ void __launch_bounds__(S::kThreads, S::kMinBlocks) decode_chain_kerne
   }
 }
 
-using Kernel = decltype(&decode_chain_kernel<Shape<512, 2, 4>>);
-// 512 threads, registers capped for 2 blocks an SM (64), two buffers of 4 loads. Measured on an
-// H200 (2026-12-02, Llama-2-7B decode, chain on): 256 x 4 blocks 237.6 tok/s, 512 x 1 with 8
-// loads a buffer 237.6, 1024 x 1 248.7, this one 250.7.
-constexpr Kernel kKernel = &decode_chain_kernel<Shape<512, 2, 4>>;
-constexpr int kKernelThreads = 512;
 
 }  // namespace
 
@@ -340,9 +320,9 @@ int decode_chain_grid(int max_k, int norm_k) {
   if (cached_dev == dev && cached_k == max_k && cached_nk == norm_k) return cached;
   const size_t smem = decode_chain_smem(max_k, norm_k);
   if (smem > 48 * 1024)
-    CUDA_CHECK(cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(decode_chain_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   int per_sm = 0;
-  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kKernel, kKernelThreads, smem));
+  CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, decode_chain_kernel, kThreads, smem));
   IGNIS_CHECK(per_sm >= 1, "decode_chain: the kernel does not fit on a multiprocessor (", smem,
               " bytes of shared memory)");
   cached_dev = dev, cached_k = max_k, cached_nk = norm_k, cached = per_sm * sm_count();
@@ -368,7 +348,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   const int grid = decode_chain_grid(a.max_k, a.norm_k);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kKernelThreads);
+  cfg.blockDim = dim3(kThreads);
   cfg.dynamicSmemBytes = decode_chain_smem(a.max_k, a.norm_k);
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
@@ -376,7 +356,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, kKernel, a));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, a));
 }
 
 }  // namespace ignis::cuda

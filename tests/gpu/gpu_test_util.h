@@ -1,14 +1,20 @@
-// Helpers shared by the GPU tests: skip without a GPU, random host data rounded to a dtype,
-// device upload/download, NaN poisoning, relative error.
+// Helpers shared by the GPU tests: skip without a GPU, the data folder, random host data rounded
+// to a dtype, device upload/download, NaN poisoning, relative error, expected errors.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/half.h"
 #include "cuda/common.h"
 #include "cuda/device.h"
@@ -19,6 +25,26 @@ namespace ignis::gputest {
   do {                                                                      \
     if (::ignis::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU"; \
   } while (0)
+
+// $IGNIS_DATA, else IGNIS_SOURCE_DIR/../shared/data (the dev machines), else IGNIS_SOURCE_DIR/shared/data.
+inline std::string data_dir() {
+  const char* e = std::getenv("IGNIS_DATA");
+  if (e && *e) return e;
+  const std::string beside = IGNIS_SOURCE_DIR "/../shared/data";
+  if (std::filesystem::exists(beside + "/stories260K.bin")) return beside;
+  return IGNIS_SOURCE_DIR "/shared/data";
+}
+
+// Runs f, expects an ignis::Error whose message contains `want` (and prints the message).
+inline void expect_error(const std::function<void()>& f, const std::string& want) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing \"" << want << "\"";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << "message: " << e.what();
+    std::printf("  error as expected: %s\n", e.what());
+  }
+}
 
 inline size_t esize(DType t) { return t == DType::BF16 ? 2 : 4; }
 

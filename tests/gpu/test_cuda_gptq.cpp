@@ -166,17 +166,6 @@ void compare_with_cpu(const Case& c) {
     for (int64_t n = 0; n < N; ++n) EXPECT_EQ(gpu.weight(n, k), cpu.weight(n, k)) << "dead column " << k;
 }
 
-// Runs f, expects an ignis::Error whose message contains `want`.
-void expect_error(const std::function<void()>& f, const std::string& want) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing \"" << want << "\"";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << "message: " << e.what();
-    std::printf("  error as expected: %s\n", e.what());
-  }
-}
-
 }  // namespace
 
 TEST(CudaGptq, MatchesCpuInt4Group128Sym) {

@@ -39,16 +39,17 @@ using namespace ignis::gputest;
 
 namespace {
 
-std::string data_dir() {
-  const char* e = std::getenv("IGNIS_DATA");
-  return e && *e ? e : IGNIS_SOURCE_DIR "/../shared/data";
-}
-
 bool have_data() {
   return std::filesystem::exists(data_dir() + "/stories260K.bin") &&
          std::filesystem::exists(data_dir() + "/tok512.bin") &&
          std::filesystem::exists(data_dir() + "/wikitext2_valid.txt");
 }
+
+#define REQUIRE_CALIB_DATA()                                                                              \
+  do {                                                                                                    \
+    if (!have_data())                                                                                     \
+      GTEST_SKIP() << "no stories260K.bin / tok512.bin / wikitext-2 text in " << data_dir() << " (set IGNIS_DATA)"; \
+  } while (0)
 
 ModelSource load_stories(bool hf = true) {
   ModelSource s = open_model(data_dir() + "/stories260K.bin", data_dir() + "/tok512.bin");
@@ -99,22 +100,12 @@ quant::ModelQuantOptions gptq_options(const std::vector<int32_t>& calib, int seq
   return opt;
 }
 
-// Runs f, which must throw ignis::Error whose message contains `part`.
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing '" << part << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "message: " << e.what();
-  }
-}
-
 }  // namespace
 
 // The whole calibration on the GPU vs on the CPU: stories260K, int4 g32 sym, 4096 tokens, samples of 256.
 TEST(CudaGptqCalib, Stories260KMatchesCpu) {
   REQUIRE_GPU();
-  if (!have_data()) GTEST_SKIP() << "no stories260K.bin / tok512.bin / wikitext-2 text in " << data_dir() << " (set IGNIS_DATA)";
+  REQUIRE_CALIB_DATA();
   const ModelSource base = load_stories();
   const std::vector<int32_t> all = wiki_tokens(base);
   ASSERT_GT(all.size(), 22000u);
@@ -165,7 +156,7 @@ TEST(CudaGptqCalib, Stories260KMatchesCpu) {
 // the CPU and the GPU calibrate the same one).
 TEST(CudaGptqCalib, BiasAndRopeScalingVariantsMatchCpu) {
   REQUIRE_GPU();
-  if (!have_data()) GTEST_SKIP() << "no stories260K.bin / tok512.bin / wikitext-2 text in " << data_dir() << " (set IGNIS_DATA)";
+  REQUIRE_CALIB_DATA();
   const ModelSource ref = load_stories();
   const std::vector<int32_t> all = wiki_tokens(ref);
   ASSERT_GT(all.size(), 2100u);
@@ -210,7 +201,7 @@ TEST(CudaGptqCalib, BiasAndRopeScalingVariantsMatchCpu) {
 
 // Bad input: the CPU version's errors, raised before the GPU is touched (so this runs without one).
 TEST(CudaGptqCalib, BadInputIsAClearError) {
-  if (!have_data()) GTEST_SKIP() << "no stories260K.bin / tok512.bin / wikitext-2 text in " << data_dir() << " (set IGNIS_DATA)";
+  REQUIRE_CALIB_DATA();
   const ModelSource s = load_stories();
   const quant::QuantSpec spec{quant::QFormat::kInt4, 32, true, DType::F16};
   const int V = s.config.vocab_size;

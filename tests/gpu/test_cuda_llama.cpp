@@ -35,15 +35,6 @@ using namespace ignis::gputest;
 
 namespace {
 
-// $IGNIS_DATA, else IGNIS_SOURCE_DIR/../shared/data (the dev machines), else IGNIS_SOURCE_DIR/shared/data.
-std::string data_dir() {
-  const char* e = std::getenv("IGNIS_DATA");
-  if (e && *e) return e;
-  const std::string beside = IGNIS_SOURCE_DIR "/../shared/data";
-  if (std::filesystem::exists(beside + "/stories260K.bin")) return beside;
-  return IGNIS_SOURCE_DIR "/shared/data";
-}
-
 std::string stories_path() { return data_dir() + "/stories260K.bin"; }
 
 #define REQUIRE_STORIES()                                                                          \
