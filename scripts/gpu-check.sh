@@ -15,6 +15,8 @@
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
+#   scripts/gpu-check.sh abshare   decode chain with shared item counters: tests, racecheck, timing, tok/s by static share
+#   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
@@ -158,12 +160,29 @@ for stage in "$@"; do
       TAIL=6 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128
       IGNIS_QGEMV=tc TAIL=6 run bench_int8_tc $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8 -p 8 -n 128 -r 2
       IGNIS_QGEMV=simple TAIL=6 run bench_int4_cudacore $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128 -p 8 -n 128 ;;
-    ncu)  # Nsight Compute: duration of every kernel of a few batch-1 decode steps (graph nodes one by one)
+    ncu)  # Nsight Compute: duration of every kernel of a few batch-1 decode steps (graph nodes one by one);
+          # BENCH_ARGS adds bench flags (e.g. "--quant int4 --group 128"), NCU_TAG suffixes the log names
+      NCU_TAG="${NCU_TAG:-}"
       timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
         --csv -k 'regex:gemv|attn|rope|rmsnorm|embed|sample|argmax' --launch-skip 600 --launch-count 400 \
-        $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu.csv" 2> "$LOG/ncu.err"
+        $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${BENCH_ARGS:-} -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu$NCU_TAG.csv" 2> "$LOG/ncu$NCU_TAG.err"
       echo "ncu exit $?"
-      python3 scripts/ncu_summary.py "$LOG/ncu.csv" | tee "$LOG/ncu_summary.txt" ;;
+      python3 scripts/ncu_summary.py "$LOG/ncu$NCU_TAG.csv" | tee "$LOG/ncu_summary$NCU_TAG.txt" ;;
+    abshare)  # decode chain with shared item counters: tests, racecheck, timing, b1 tok/s by IGNIS_CHAIN_STATIC
+      TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
+      TAIL=6 run chain_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
+      TAIL=40 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+        --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
+      for v in "0 60" "1 100" "1 60" "1 40" "1 80" "0 60" "1 60"; do
+        set -- $v
+        r=$(IGNIS_DECODE_CHAIN=$1 IGNIS_CHAIN_STATIC=$2 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 \
+            --batch 1 --json 2>/dev/null | decode_rows)
+        echo "IGNIS_DECODE_CHAIN=$1 IGNIS_CHAIN_STATIC=$2 $r" | tee -a "$LOG/abshare.txt"
+      done ;;
+    chaintrace)  # the decode chain's tests and its per-block trace timing only (no sanitizers, no A/B)
+      TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*'
+      TAIL=40 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+        --gtest_filter='CudaChain.DISABLED_LayerTailTiming' ;;
     abbert)  # ignis encoder latencies: default, and with a block per LayerNorm row at every size (IGNIS_ENC_LN=block)
       i=0
       for v in "X=0" IGNIS_ENC_LN=block "X=0" IGNIS_ENC_LN=block; do
