@@ -15,7 +15,6 @@
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
-#   scripts/gpu-check.sh abshare   decode chain with shared item counters: tests, racecheck, timing, tok/s by static share
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
@@ -168,17 +167,6 @@ for stage in "$@"; do
         $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${BENCH_ARGS:-} -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu$NCU_TAG.csv" 2> "$LOG/ncu$NCU_TAG.err"
       echo "ncu exit $?"
       python3 scripts/ncu_summary.py "$LOG/ncu$NCU_TAG.csv" | tee "$LOG/ncu_summary$NCU_TAG.txt" ;;
-    abshare)  # decode chain with shared item counters: tests, racecheck, timing, b1 tok/s by IGNIS_CHAIN_STATIC
-      TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
-      TAIL=6 run chain_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'
-      TAIL=40 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
-        --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
-      for v in "0 60" "1 100" "1 60" "1 40" "1 80" "0 60" "1 60"; do
-        set -- $v
-        r=$(IGNIS_DECODE_CHAIN=$1 IGNIS_CHAIN_STATIC=$2 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 \
-            --batch 1 --json 2>/dev/null | decode_rows)
-        echo "IGNIS_DECODE_CHAIN=$1 IGNIS_CHAIN_STATIC=$2 $r" | tee -a "$LOG/abshare.txt"
-      done ;;
     chaintrace)  # the decode chain's tests and its per-block trace timing only (no sanitizers, no A/B)
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*'
       TAIL=40 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \

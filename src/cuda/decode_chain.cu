@@ -16,15 +16,9 @@
 //   h = bf16(x / sqrt(mean(x^2) + eps) * norm_w) of the fp32 residual stream x (each block sums
 //   x^2 itself: 4 K bytes from L2; norm_w was put in shared memory before the barrier). The
 //   step's output items (one output row, or for SwiGLU one output j and its two weight rows, gate
-//   and up, 8 apart): the first static_pct percent are split evenly over the blocks; warp w of a
-//   block starts with the block's item w and then takes the next free one from a shared-memory
-//   counter, so the warps of a block balance themselves; when the block's share is gone its warps
-//   take the step's remaining items one at a time from a global counter, so the blocks balance
-//   each other too (a trace on an H200 showed blocks with equal shares finishing up to 5 us, a
-//   third of the product, apart: the memory system does not serve every SM at the same rate). A
-//   warp claims its next item when it starts one, so a global counter's round trip hides behind
-//   the item's loads. The last step of a launch has no global share (its counter could not be
-//   reset before the next launch without another barrier). Each lane reads 16 bytes (8 bf16) of a row at chunk
+//   and up, 8 apart) are split evenly over the blocks; warp w of a block starts with the block's
+//   item w and then takes the next free item from a shared-memory counter, so the warps of a
+//   block balance themselves. Each lane reads 16 bytes (8 bf16) of a row at chunk
 //   c = lane + 32 i, multiplies with the same 8 values of the staged input (conflict-free
 //   16-byte shared loads), fp32 accumulation; a warp shuffle sum gives the item, which lane 0
 //   stores through the epilogue (bf16 store, fp32 store, fp32 residual add x += y — exactly one
@@ -35,16 +29,15 @@
 //   Between steps: prefetch of the next step's first group, then the grid barrier.
 // Grid barrier: a 64-bit arrival count that only grows: thread 0 of each block adds 1 with release
 // semantics (after a __syncthreads, so the release covers the whole block's writes) and polls with
-// acquire loads until the count reaches the next multiple of the grid size. No reset, no
-// generation word: the last arriver's increment is itself the release of every waiter (the
-// sense-reversing barrier this replaced had the last arriver reset the count and then bump a
-// generation: one more round trip to L2 on every barrier). The count must start at a multiple of
-// the grid size, so one state serves one grid size (decode_chain checks).
+// acquire loads until the count reaches the next multiple of the grid size. The sense-reversing
+// barrier this replaced had the last arriver reset the count and then bump a generation word, one
+// more round trip to L2 per barrier: the trace on an H200 (2026-12-02) showed the gap from the last
+// block's end of a product to the first block's start of the next shrink by 0.8-1.0 us. The count
+// must start at a multiple of the grid size, so one barrier serves one grid size (decode_chain checks).
 // Bytes: the weights once (the point), the input K (x 4 K + norm_w 4 K for normed steps) per
 // block from L2, outputs once.
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <mutex>
 #include <unordered_map>
 
@@ -59,7 +52,6 @@ namespace {
 // 16-byte weight loads per lane. Measured on an H200 (2026-12-02, Llama-2-7B decode, chain on):
 // 256 x 4 blocks 237.6 tok/s, 512 x 1 with 8 loads a buffer 237.6, 1024 x 1 248.7, this one 250.7.
 constexpr int kThreads = 512, kMinBlocks = 2, kLoads = 4;
-constexpr int kStaticPct = 60;  // of each step's items split evenly up front (see the file comment)
 
 // acc += dot(8 bf16 of w, 8 bf16 of x)
 __device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc) {
@@ -141,61 +133,25 @@ struct Buf {
   uint4 w[kLoads];
   int item, gi;  // what w holds; item < 0: the sequence has ended (-2: not loaded yet)
 };
-// How a step's items are shared (the same for the whole block; in shared memory, by step parity,
-// written by thread 0 before the barrier, read after it: registers are tight).
-struct Share {
-  int begin, end;    // this block's part of the static items [0, n_static)
-  int n_static;      // items [n_static, n) go through *dyn
-  unsigned* dyn;     // the step's global counter (null: no shared items)
-  int* next;         // the block's shared counter over [begin, end)
-};
 struct Cursor {
-  int item, gi;  // next (item, group) to load; item < 0: take the first one from the counters
-  int groups;    // load groups per item
-  int n;         // the step's items
-  int pend;      // the warp's next item, claimed ahead (kind 2: lane 0 holds a ticket of *dyn)
-  int kind;      // 0 not claimed, 1 pend is the item, 2 pend is a ticket; + 4: the block's part is used up
+  int item, gi;      // next (item, group) to load
+  int end, groups;   // this block's item end; load groups per item
+  int begin;
 };
 
-// Claims the warp's next item into c.pend: from the block's part (shared counter), else a ticket
-// of the global counter, whose value is only read (shuffled) when the item is taken.
-__device__ __forceinline__ void claim(Cursor& c, const Share& sh, int lane) {
-  if (!(c.kind & 4)) {
-    int v = 0;
-    if (lane == 0) v = atomicAdd(sh.next, 1);
-    v = sh.begin + __shfl_sync(0xffffffffu, v, 0);
-    if (v < sh.end) {
-      c.pend = v, c.kind = 1;
-      return;
-    }
-  }
-  if (sh.dyn) {
-    if (lane == 0) c.pend = int(atomicAdd(sh.dyn, 1u));
-    c.kind = 4 | 2;
-  } else {
-    c.pend = c.n, c.kind = 4 | 1;
-  }
-}
-
-// The warp's next item (c.n: none left), and the claim of the one after it.
-__device__ __forceinline__ int take(Cursor& c, const Share& sh, int lane) {
-  if ((c.kind & 3) == 0) claim(c, sh, lane);
-  const int it = (c.kind & 3) == 2 ? sh.n_static + __shfl_sync(0xffffffffu, c.pend, 0) : c.pend;
-  if (it >= c.n) {
-    c.pend = c.n, c.kind = 4 | 1;
-    return c.n;
-  }
-  claim(c, sh, lane);
-  return it;
+__device__ __forceinline__ int next_item(int* s_next, int begin, int lane) {
+  int v = 0;
+  if (lane == 0) v = atomicAdd(s_next, 1);
+  return begin + __shfl_sync(0xffffffffu, v, 0);
 }
 
 template <int R>
-__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& b, const Share* sh, int lane) {
-  if (c.item < 0 || c.gi == c.groups) {  // no item yet, or the item is fully loaded: take the next one
-    c.item = take(c, *sh, lane);
+__device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& b, int* s_next, int lane) {
+  if (c.gi == c.groups) {  // the item is fully loaded: take the next one
+    c.item = next_item(s_next, c.begin, lane);
     c.gi = 0;
   }
-  if (c.item >= c.n) {
+  if (c.item >= c.end) {
     b.item = -1;
     return;
   }
@@ -207,47 +163,31 @@ __device__ __forceinline__ void load_next(const bf16* W, int K, Cursor& c, Buf& 
 template <int R>
 __device__ __forceinline__ int step_items(const ChainStep& st) { return R == 2 ? st.N / 2 : st.N; }
 
-// Sets the cursor to this warp's first item of step st (static_pct percent of the items are
-// shared out up front; dyn: the global counter of the rest) and loads its first group (and its
-// second when the item has more than one). A warp without a first item of the block's share, and
-// a one-group item's successor, take theirs from the counters later, after the barrier, when the
-// shared counter has been reset for this step.
+// Sets the cursor to this warp's first item of step st and loads its first group (and its second
+// when the item has more than one; a one-group item's successor is taken from the counter
+// later, after the counter has been reset for this step).
 template <int R>
-__device__ void begin_step(const ChainStep& st, int static_pct, unsigned* dyn, Share* sh, int* s_next, Cursor& c,
-                           Buf& a, Buf& b, int warp, int lane) {
+__device__ void begin_step(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
   constexpr int U = kLoads / R;
-  c.n = step_items<R>(st);
-  const int n_static = dyn ? int(int64_t(c.n) * static_pct / 100) : c.n;
-  const int begin = int(int64_t(blockIdx.x) * n_static / gridDim.x);
-  const int end = int(int64_t(blockIdx.x + 1) * n_static / gridDim.x);
-  if (threadIdx.x == 0) *sh = Share{begin, end, n_static, dyn, s_next};
+  const int n = step_items<R>(st);
+  c.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
+  c.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
   c.groups = (st.K / 8 + 32 * U - 1) / (32 * U);
-  c.kind = 0;
-  c.item = begin + warp, c.gi = 0;
-  a.item = b.item = -2;
-  if (c.item >= end) {
-    c.item = -1;
-    return;
-  }
+  c.item = c.begin + warp, c.gi = 0;
   const bf16* W = static_cast<const bf16*>(st.W);
   load_next<R>(W, st.K, c, a, nullptr, lane);
-  if (c.groups > 1) load_next<R>(W, st.K, c, b, nullptr, lane);
+  b.item = a.item < 0 ? -1 : -2;
+  if (a.item >= 0 && c.groups > 1) load_next<R>(W, st.K, c, b, nullptr, lane);
 }
 
 // One product of the chain, from the state begin_step left.
 template <int R, int EPI>
-__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf& a, Buf& b, const Share* sh,
+__device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf& a, Buf& b, int* s_next,
                          int lane) {
   constexpr int U = kLoads / R;
   const bf16* W = static_cast<const bf16*>(st.W);
   const int K = st.K, nchunk = K / 8;
-  if (a.item == -2) load_next<R>(W, K, c, a, sh, lane);
-  if (b.item == -2) {
-    if (a.item >= 0)
-      load_next<R>(W, K, c, b, sh, lane);
-    else
-      b.item = -1;
-  }
+  if (b.item == -2) load_next<R>(W, K, c, b, s_next, lane);
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.f;
@@ -273,10 +213,10 @@ __device__ void run_step(const ChainStep& st, const uint4* s_in, Cursor& c, Buf&
   };
   while (a.item >= 0) {
     compute(a);
-    load_next<R>(W, K, c, a, sh, lane);
+    load_next<R>(W, K, c, a, s_next, lane);
     if (b.item < 0) break;
     compute(b);
-    load_next<R>(W, K, c, b, sh, lane);
+    load_next<R>(W, K, c, b, s_next, lane);
   }
 }
 
@@ -319,32 +259,24 @@ __device__ void stage_norm_w(const ChainStep& st, float* s_nw) {
   for (int i = threadIdx.x; i < st.K / 4; i += blockDim.x) reinterpret_cast<float4*>(s_nw)[i] = __ldg(w4 + i);
 }
 
-// Step s of the launch: its global counter (none for the last step: see the file comment).
-__device__ __forceinline__ unsigned* dyn_of(const ChainArgs& a, int s) {
-  return s + 1 < a.n_steps && a.static_pct < 100 ? a.state + 2 + s : nullptr;
-}
-
-__device__ __forceinline__ void begin_any(const ChainArgs& ca, int s, Share* sh, int* s_next, Cursor& c, Buf& a,
-                                          Buf& b, int warp, int lane) {
-  const ChainStep& st = ca.step[s];
+__device__ __forceinline__ void begin_any(const ChainStep& st, Cursor& c, Buf& a, Buf& b, int warp, int lane) {
   if (st.epi == GemvEpilogue::kSwiGLU)
-    begin_step<2>(st, ca.static_pct, dyn_of(ca, s), sh + (s & 1), s_next, c, a, b, warp, lane);
+    begin_step<2>(st, c, a, b, warp, lane);
   else
-    begin_step<1>(st, ca.static_pct, dyn_of(ca, s), sh + (s & 1), s_next, c, a, b, warp, lane);
+    begin_step<1>(st, c, a, b, warp, lane);
 }
 
 __global__ void __launch_bounds__(kThreads, kMinBlocks) decode_chain_kernel(ChainArgs a) {
   extern __shared__ uint4 s_dyn[];
   __shared__ float red[32];
   __shared__ int s_next;
-  __shared__ Share s_share[2];  // by step parity: a warp may set up step s + 1 while others run s
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   uint4* s_in = s_dyn;                                          // bf16 [max_k]
   float* s_f = reinterpret_cast<float*>(s_dyn + a.max_k / 8);  // float [norm_k]
   float* s_nw = s_f + a.norm_k;                                // float [norm_k]
   Cursor c;
   Buf ba, bb;
-  begin_any(a, 0, s_share, &s_next, c, ba, bb, warp, lane);
+  begin_any(a.step[0], c, ba, bb, warp, lane);
   stage_norm_w(a.step[0], s_nw);
 #pragma unroll 1
   for (int s = 0; s < a.n_steps; ++s) {
@@ -352,10 +284,10 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) decode_chain_kernel(Chai
     stage_input(st, a.x, a.eps, s_in, s_f, s_nw, red, &s_next);
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
     switch (st.epi) {
-      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore)>(st, s_in, c, ba, bb, s_share + (s & 1), lane); break;
-      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, c, ba, bb, s_share + (s & 1), lane); break;
-      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, c, ba, bb, s_share + (s & 1), lane); break;
-      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, c, ba, bb, s_share + (s & 1), lane); break;
+      case GemvEpilogue::kStore: run_step<1, int(GemvEpilogue::kStore)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kStoreF32: run_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kAddF32: run_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, c, ba, bb, &s_next, lane); break;
+      case GemvEpilogue::kSwiGLU: run_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, c, ba, bb, &s_next, lane); break;
     }
     if (s + 1 == a.n_steps) {
       if (a.trace) {
@@ -366,29 +298,16 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) decode_chain_kernel(Chai
     }
     // weights do not depend on this step's outputs: start the next step's loads as soon as this
     // warp is done (the others of the block may still be working), then wait
-    begin_any(a, s + 1, s_share, &s_next, c, ba, bb, warp, lane);
+    begin_any(a.step[s + 1], c, ba, bb, warp, lane);
     __syncthreads();  // every warp is done with s_in / s_nw before stage_norm_w overwrites s_nw
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
     stage_norm_w(a.step[s + 1], s_nw);
-    grid_barrier(reinterpret_cast<unsigned long long*>(a.state));
-    // every block is done with step s: its counter is free again (the next launch reads it)
-    if (blockIdx.x == 0 && threadIdx.x == 0 && dyn_of(a, s)) *dyn_of(a, s) = 0;
+    grid_barrier(a.barrier);
   }
 }
 
 
 }  // namespace
-
-// Percent of a step's items shared out up front (the rest through the global counter).
-// IGNIS_CHAIN_STATIC=p overrides it (A/B measurements; 100 = the even split alone).
-static int default_static_pct() {
-  static const int pct = [] {
-    const char* e = std::getenv("IGNIS_CHAIN_STATIC");
-    const int v = e ? std::atoi(e) : 0;
-    return v >= 1 && v <= 100 ? v : kStaticPct;
-  }();
-  return pct;
-}
 
 size_t decode_chain_smem(int max_k, int norm_k) { return size_t(max_k) * 2 + size_t(norm_k) * 8; }
 
@@ -411,10 +330,8 @@ int decode_chain_grid(int max_k, int norm_k) {
 void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.n_steps >= 1 && a.n_steps <= kChainMaxSteps, "decode_chain: 1..", kChainMaxSteps,
               " steps, got ", a.n_steps);
-  IGNIS_CHECK(a.state && reinterpret_cast<uintptr_t>(a.state) % 8 == 0,
-              "decode_chain: needs kChainStateWords zeroed, 8-byte aligned state words");
-  IGNIS_CHECK(a.static_pct >= 0 && a.static_pct <= 100, "decode_chain: static_pct must be 0..100, got ",
-              a.static_pct);
+  IGNIS_CHECK(a.barrier && reinterpret_cast<uintptr_t>(a.barrier) % 8 == 0,
+              "decode_chain: needs a zeroed, 8-byte aligned 64-bit barrier count");
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
     IGNIS_CHECK(st.W && st.out && st.N > 0 && st.K > 0 && st.K % 8 == 0 && st.K <= a.max_k &&
@@ -428,16 +345,14 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
     IGNIS_CHECK(st.epi != GemvEpilogue::kSwiGLU || st.N % 16 == 0, "decode_chain: SwiGLU needs N % 16 == 0");
   }
   const int grid = decode_chain_grid(a.max_k, a.norm_k);
-  {  // the barrier's count is a multiple of the grid size between launches: one state, one grid
+  {  // the barrier count is a multiple of the grid size between launches: one barrier, one grid
     static std::mutex mu;
     static std::unordered_map<const void*, int> grid_of;
     std::lock_guard<std::mutex> lock(mu);
-    auto [it, fresh] = grid_of.emplace(a.state, grid);
-    IGNIS_CHECK(fresh || it->second == grid, "decode_chain: this state was used with a grid of ", it->second,
-                " blocks, now ", grid, " (another max_k / norm_k or device): give each its own state");
+    auto [it, fresh] = grid_of.emplace(a.barrier, grid);
+    IGNIS_CHECK(fresh || it->second == grid, "decode_chain: this barrier was used with a grid of ", it->second,
+                " blocks, now ", grid, " (another max_k / norm_k or device): give each its own barrier");
   }
-  ChainArgs args = a;
-  if (args.static_pct == 0) args.static_pct = default_static_pct();
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(kThreads);
@@ -448,7 +363,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   attr[0].val.cooperative = 1;
   cfg.attrs = attr;
   cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, args));
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, a));
 }
 
 }  // namespace ignis::cuda

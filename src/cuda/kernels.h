@@ -93,7 +93,6 @@ struct ChainStep {
   const float* norm_w = nullptr;
 };
 constexpr int kChainMaxSteps = 4;
-constexpr int kChainStateWords = 2 + kChainMaxSteps;
 struct ChainArgs {
   ChainStep step[kChainMaxSteps];
   int n_steps = 0;
@@ -101,14 +100,9 @@ struct ChainArgs {
   int norm_k = 0;            // >= the K of every normed step (likewise)
   const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
   float eps = 0.f;
-  // kChainStateWords words, 8-byte aligned, zeroed once, used with one grid size (one max_k / norm_k):
-  // the grid barrier's 64-bit arrival count and the per-step counters of the shared items; every
-  // launch leaves them ready for the next.
-  unsigned* state = nullptr;
-  // Percent of each step's items (but the last step's) split evenly over the blocks up front; the
-  // rest go, one at a time, to whichever warp asks first (a global counter), so blocks that stream
-  // faster take more. 0: the default (IGNIS_CHAIN_STATIC overrides it), 100: none shared.
-  int static_pct = 0;
+  // The grid barrier: a 64-bit count, 8-byte aligned, zeroed once, used with one grid size (one
+  // max_k / norm_k); it only grows (by the grid size per barrier), so every launch leaves it ready.
+  unsigned long long* barrier = nullptr;
   // Optional, for measurements: [n_steps][blocks][2] %globaltimer readings (ns) of each block when
   // its step's input is staged and when all its warps are done with the step.
   unsigned long long* trace = nullptr;

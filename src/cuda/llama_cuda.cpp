@@ -281,7 +281,7 @@ class CudaLlamaImpl final : public CudaLlama {
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
   bool chain_ = false;
-  DeviceBuffer chain_state_;  // the chain kernel's barrier and counters (kChainStateWords)
+  DeviceBuffer chain_bar_;  // the chain kernel's grid barrier (one 64-bit count)
   bool chain_ok(int B) const {
     return chain_ && B == 1 && dt_ == DType::BF16 && all_bf16() && !q_out_.w && dim_ % 8 == 0 && qdim_ % 8 == 0;
   }
@@ -296,7 +296,7 @@ class CudaLlamaImpl final : public CudaLlama {
     cuda::ChainArgs a;
     for (const auto& st : steps) a.step[a.n_steps++] = st;
     a.max_k = std::max({dim_, qdim_, hp_}), a.norm_k = dim_, a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
-    a.state = chain_state_.as<unsigned>();
+    a.barrier = chain_bar_.as<unsigned long long>();
     cuda::decode_chain(a, stream_);
     tick("chain");
   }
@@ -467,8 +467,8 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
   attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
   CUDA_CHECK(cudaMemsetAsync(attn_cnt_.get(), 0, attn_cnt_.size(), stream_));
-  chain_state_.alloc(kChainStateWords * sizeof(unsigned));
-  CUDA_CHECK(cudaMemsetAsync(chain_state_.get(), 0, chain_state_.size(), stream_));
+  chain_bar_.alloc(sizeof(unsigned long long));
+  CUDA_CHECK(cudaMemsetAsync(chain_bar_.get(), 0, chain_bar_.size(), stream_));
 }
 
 CudaLlamaImpl::~CudaLlamaImpl() {

@@ -2,8 +2,7 @@
 // parts (ref::linear, ref::rmsnorm, ref::swiglu): a Llama layer's tail as the model runs it
 // (x += Wo . a; ff = swiglu(Wgu . rmsnorm(x)); x += Wd . ff; logits = Wh . rmsnorm(x)), then a
 // one-step chain (q/k/v of the next layer), twice in a row, so the grid barrier is reused across
-// launches, three times: with the default share of items handed out through the global counters,
-// with nearly all of them (static_pct 5) and with none (100). Shapes: K not a multiple of the 128-value load group, more output rows than warps in
+// launches. Shapes: K not a multiple of the 128-value load group, more output rows than warps in
 // the grid (several items per warp), SwiGLU pairs. Outputs are poisoned with NaN first.
 // Tolerance: bf16 products 1e-2 relative; the fp32 residual stream 1e-3. The blocks' %globaltimer trace
 // (ChainArgs::trace) shows that no block starts a step before every block has finished the last one.
@@ -11,7 +10,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <functional>
 #include <random>
 #include <vector>
@@ -61,7 +59,7 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   auto dWh = upload(DType::BF16, Wh), dWqkv = upload(DType::BF16, Wqkv);
   auto dnw1 = upload(DType::F32, nw1), dnw2 = upload(DType::F32, nw2), dx = upload(DType::F32, x);
   auto datt = upload(DType::BF16, att);
-  DeviceBuffer dff(size_t(HP) * 2), dlog(size_t(V) * 4), dqkv(size_t(QKV) * 2), bar(kChainStateWords * 4);
+  DeviceBuffer dff(size_t(HP) * 2), dlog(size_t(V) * 4), dqkv(size_t(QKV) * 2), bar(8);
   CUDA_CHECK(cudaMemset(bar.get(), 0, bar.size()));
 
   auto step = [](const DeviceBuffer& w, int n, int k, GemvEpilogue epi, void* out, const void* in,
@@ -75,7 +73,7 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   tail.step[1] = step(dWgu, 2 * HP, D, GemvEpilogue::kSwiGLU, dff.get(), nullptr, &dnw1);
   tail.step[2] = step(dWd, D, HP, GemvEpilogue::kAddF32, dx.get(), dff.get(), nullptr);
   tail.step[3] = step(dWh, V, D, GemvEpilogue::kStoreF32, dlog.get(), nullptr, &dnw2);
-  tail.n_steps = 4, tail.max_k = HP, tail.norm_k = D, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.state = bar.as<unsigned>();
+  tail.n_steps = 4, tail.max_k = HP, tail.norm_k = D, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.barrier = bar.as<unsigned long long>();
   const int nb = decode_chain_grid(HP, D);
   DeviceBuffer trace(size_t(4) * nb * 2 * 8);
   tail.trace = trace.as<unsigned long long>();  // also checks the barrier: see below
@@ -85,10 +83,8 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   qkv.n_steps = 1;
   std::printf("chain grid: %d blocks\n", nb);
 
-  const int pcts[3] = {0, 5, 100};
-  for (int it = 0; it < 3; ++it) {
-    SCOPED_TRACE("launch pair " + std::to_string(it) + ", static_pct " + std::to_string(pcts[it]));
-    tail.static_pct = qkv.static_pct = pcts[it];
+  for (int it = 0; it < 2; ++it) {
+    SCOPED_TRACE("launch pair " + std::to_string(it));
     poison(dff), poison(dlog), poison(dqkv);
     decode_chain(tail, nullptr);
     decode_chain(qkv, nullptr);
@@ -121,21 +117,18 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
         EXPECT_LE(last_end, first_next) << "a block started step " << s + 1 << " before all had finished step " << s;
       }
     }
-    std::vector<unsigned> b(kChainStateWords);
-    CUDA_CHECK(cudaMemcpy(b.data(), bar.get(), b.size() * 4, cudaMemcpyDeviceToHost));
     unsigned long long count = 0;
-    std::memcpy(&count, b.data(), 8);
+    CUDA_CHECK(cudaMemcpy(&count, bar.get(), 8, cudaMemcpyDeviceToHost));
     EXPECT_EQ(count, 3ull * nb * (it + 1)) << "three barriers per tail launch, none in the one-step launch";
-    for (int s = 0; s < kChainMaxSteps; ++s) EXPECT_EQ(b[size_t(2 + s)], 0u) << "step " << s << "'s counter not reset";
     x = x_gpu;
   }
 }
 
 TEST(CudaChain, RejectsBadSteps) {
   REQUIRE_GPU();
-  DeviceBuffer w(64 * 16 * 2), out(64 * 4), bar(kChainStateWords * 4);
+  DeviceBuffer w(64 * 16 * 2), out(64 * 4), bar(8);
   ChainArgs a;
-  a.n_steps = 1, a.max_k = 16, a.norm_k = 16, a.state = bar.as<unsigned>();
+  a.n_steps = 1, a.max_k = 16, a.norm_k = 16, a.barrier = bar.as<unsigned long long>();
   a.step[0].W = w.get(), a.step[0].N = 64, a.step[0].K = 12, a.step[0].out = out.get(), a.step[0].in = w.get();
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "K % 8 != 0";
   a.step[0].K = 16, a.step[0].in = nullptr;
@@ -144,10 +137,8 @@ TEST(CudaChain, RejectsBadSteps) {
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "misaligned input";
   a.step[0].in = w.get(), a.n_steps = 0;
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no steps";
-  a.n_steps = 1, a.static_pct = 101;
-  EXPECT_THROW(decode_chain(a, nullptr), Error) << "static_pct over 100";
-  a.static_pct = 0, a.state = bar.as<unsigned>() + 1;
-  EXPECT_THROW(decode_chain(a, nullptr), Error) << "misaligned state";
+  a.n_steps = 1, a.barrier = reinterpret_cast<unsigned long long*>(bar.as<char>() + 4);
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "misaligned barrier";
 }
 
 // Timing (run with --gtest_also_run_disabled_tests): a Llama-2-7B layer tail (o, gate/up, down,
@@ -158,7 +149,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
   REQUIRE_GPU();
   const int D = 4096, HP = 11008, QKV = 12288, kCopies = 3;
   const size_t per = (size_t(D) * D + size_t(2 * HP) * D + size_t(D) * HP + size_t(QKV) * D);
-  DeviceBuffer w(per * 2 * kCopies), x(D * 4), att(D * 2), ff(HP * 2), qkv(QKV * 2), nw(D * 4), h(D * 2), bar(kChainStateWords * 4);
+  DeviceBuffer w(per * 2 * kCopies), x(D * 4), att(D * 2), ff(HP * 2), qkv(QKV * 2), nw(D * 4), h(D * 2), bar(8);
   CUDA_CHECK(cudaMemset(w.get(), 0, w.size()));  // zeros: timing only
   CUDA_CHECK(cudaMemset(x.get(), 0, x.size()));
   CUDA_CHECK(cudaMemset(nw.get(), 0, nw.size()));
@@ -187,13 +178,11 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     return v;
   };
   const double bytes_step[4] = {double(D) * D * 2, double(2 * HP) * D * 2, double(D) * HP * 2, double(QKV) * D * 2};
-  int pct = 0;  // ChainArgs::static_pct of the chain runs
   auto chain = [&](int c, int first, int n) {
     ChainArgs a;
-    a.static_pct = pct;
     const auto v = steps(c);
     for (int i = 0; i < n; ++i) a.step[i] = v[size_t(first + i)];
-    a.n_steps = n, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.state = bar.as<unsigned>();
+    a.n_steps = n, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
     decode_chain(a, nullptr);
   };
   auto separate = [&](int c, int first, int n) {
@@ -235,48 +224,39 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
   const double all = bytes_step[0] + bytes_step[1] + bytes_step[2] + bytes_step[3];
   const double tc = time_us([&](int c) { chain(c, 0, 4); }), ts = time_us([&](int c) { separate(c, 0, 4); });
   std::printf("%-22s %10.2f %10.0f %10.2f %10.0f\n", "layer tail (4 steps)", tc, all / tc * 1e-3, ts, all / ts * 1e-3);
-  for (int p : {100, 80, 60, 40, 20}) {
-    pct = p;
-    const double t = time_us([&](int c) { chain(c, 0, 4); });
-    std::printf("layer tail, static_pct %3d %7.2f %10.0f\n", p, t, all / t * 1e-3);
-  }
 
   // Where a traced 4-step launch spends its time: per step, when the blocks start (input staged)
   // and finish, relative to the first block's start of that step (us): is the tail skew between blocks?
   const int nb = decode_chain_grid(HP, D);
   DeviceBuffer tr(size_t(4) * nb * 2 * 8);
-  for (int p : {100, 0}) {
-    std::printf("\ntrace, static_pct %d (0: the default)", p);
-    {
-      ChainArgs a;
-      a.static_pct = p;
-      const auto v = steps(0);
-      for (int i = 0; i < 4; ++i) a.step[i] = v[size_t(i)];
-      a.n_steps = 4, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.state = bar.as<unsigned>();
-      a.trace = tr.as<unsigned long long>();
-      for (int rep = 0; rep < 3; ++rep) decode_chain(a, nullptr);  // the last one is read
+  {
+    ChainArgs a;
+    const auto v = steps(0);
+    for (int i = 0; i < 4; ++i) a.step[i] = v[size_t(i)];
+    a.n_steps = 4, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
+    a.trace = tr.as<unsigned long long>();
+    for (int rep = 0; rep < 3; ++rep) decode_chain(a, nullptr);  // the last one is read
+  }
+  std::vector<unsigned long long> t(size_t(4) * nb * 2);
+  CUDA_CHECK(cudaDeviceSynchronize());
+  CUDA_CHECK(cudaMemcpy(t.data(), tr.get(), t.size() * 8, cudaMemcpyDeviceToHost));
+  std::printf("\n%-8s %12s %12s %12s %12s %12s\n", "step", "start max", "end min", "end median", "end max",
+              "next start");
+  for (int s = 0; s < 4; ++s) {
+    std::vector<double> st, en;
+    for (int b = 0; b < nb; ++b) {
+      st.push_back(double(t[(size_t(s) * nb + b) * 2]));
+      en.push_back(double(t[(size_t(s) * nb + b) * 2 + 1]));
     }
-    std::vector<unsigned long long> t(size_t(4) * nb * 2);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    CUDA_CHECK(cudaMemcpy(t.data(), tr.get(), t.size() * 8, cudaMemcpyDeviceToHost));
-    std::printf("\n%-8s %12s %12s %12s %12s %12s\n", "step", "start max", "end min", "end median", "end max",
-                "next start");
-    for (int s = 0; s < 4; ++s) {
-      std::vector<double> st, en;
-      for (int b = 0; b < nb; ++b) {
-        st.push_back(double(t[(size_t(s) * nb + b) * 2]));
-        en.push_back(double(t[(size_t(s) * nb + b) * 2 + 1]));
-      }
-      const double t0 = *std::min_element(st.begin(), st.end());
-      std::sort(en.begin(), en.end());
-      double next = 0;
-      if (s + 1 < 4) {
-        next = 1e300;
-        for (int b = 0; b < nb; ++b) next = std::min(next, double(t[(size_t(s + 1) * nb + b) * 2]));
-      }
-      std::printf("%-8s %12.2f %12.2f %12.2f %12.2f %12.2f\n", names[s], (*std::max_element(st.begin(), st.end()) - t0) * 1e-3,
-                  (en.front() - t0) * 1e-3, (en[en.size() / 2] - t0) * 1e-3, (en.back() - t0) * 1e-3,
-                  s + 1 < 4 ? (next - t0) * 1e-3 : 0.0);
+    const double t0 = *std::min_element(st.begin(), st.end());
+    std::sort(en.begin(), en.end());
+    double next = 0;
+    if (s + 1 < 4) {
+      next = 1e300;
+      for (int b = 0; b < nb; ++b) next = std::min(next, double(t[(size_t(s + 1) * nb + b) * 2]));
     }
+    std::printf("%-8s %12.2f %12.2f %12.2f %12.2f %12.2f\n", names[s], (*std::max_element(st.begin(), st.end()) - t0) * 1e-3,
+                (en.front() - t0) * 1e-3, (en[en.size() / 2] - t0) * 1e-3, (en.back() - t0) * 1e-3,
+                s + 1 < 4 ? (next - t0) * 1e-3 : 0.0);
   }
 }
