@@ -77,6 +77,12 @@ bool gemv_fused_norm_ok(DType dtype, int K);
 // Grid the tensor-core GEMV would use (for tests that want to force split-K): splits across blocks.
 int gemv_splits(int N, int K, int max_splits_by_ws);
 
+// ---- diagnostics (load_probe.cu) -------------------------------------------------------------------
+// Loads a rows x rbytes matrix (rows % 16 == 0, rbytes % 64 == 0) in one of the decode GEMVs' access
+// patterns, with no arithmetic: how fast each pattern streams (CudaQuant.DISABLED_LoadPatterns).
+enum class LoadPattern { kTile16U2, kTile16U4, kTileContigU2, kTileContigU4, kWarpRow };
+void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* sink, cudaStream_t stream);
+
 // ---- persistent batch-1 decode chain (decode_chain.cu) ---------------------------------------------
 // Up to kChainMaxSteps bf16 decode products (batch 1) run by one persistent kernel, separated by
 // grid barriers: step s computes y = W_s . in_s through epi_s (GemvEpilogue; kAddF32 adds into the

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -337,6 +338,70 @@ TEST(CudaQuant, ActOrderAndFusedGateUp) {
 
 // Bandwidth on Llama-2-7B's decode shapes, B = 1: time per launch (CUDA events, 50 launches after
 // warm-up) and GB/s of weight (+ scale) bytes. Compare with the bf16 GEMV's CudaKernels.DISABLED_GemvBandwidth.
+// Mean microseconds of f() launched from a cold L2: before each timed launch a 192 MB memset evicts
+// what the last one left (an H200's L2 is 60 MB; a 7B layer's int4 q/k/v is 26 MB and would otherwise
+// stay in it from one repetition to the next, which is not how a decode step sees it).
+// IGNIS_BW_WARM_L2=1: back-to-back launches instead (the numbers before 2026-12-02 23:50 UTC).
+double cold_us(const std::function<void()>& f, int reps = 30) {
+  static DeviceBuffer* flush = new DeviceBuffer(size_t(192) << 20);  // kept to the end (no teardown order issue)
+  static const bool warm = std::getenv("IGNIS_BW_WARM_L2") && *std::getenv("IGNIS_BW_WARM_L2") == '1';
+  cudaEvent_t e0, e1;
+  CUDA_CHECK(cudaEventCreate(&e0));
+  CUDA_CHECK(cudaEventCreate(&e1));
+  for (int i = 0; i < 3; ++i) f();
+  double total = 0;
+  if (warm) {
+    CUDA_CHECK(cudaEventRecord(e0));
+    for (int i = 0; i < reps; ++i) f();
+    CUDA_CHECK(cudaEventRecord(e1));
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+    total = ms;
+  } else {
+    for (int i = 0; i < reps; ++i) {
+      CUDA_CHECK(cudaMemsetAsync(flush->get(), i & 0xff, flush->size()));
+      CUDA_CHECK(cudaEventRecord(e0));
+      f();
+      CUDA_CHECK(cudaEventRecord(e1));
+      CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+      total += ms;
+    }
+  }
+  CUDA_CHECK(cudaEventDestroy(e0));
+  CUDA_CHECK(cudaEventDestroy(e1));
+  return total * 1e3 / reps;
+}
+
+// How fast the decode GEMVs' load patterns stream from DRAM with no arithmetic (load_probe.cu), on the
+// Llama-2-7B int4 matrix sizes (K / 2 bytes a row) and the bf16 q/k/v: the ceiling of each pattern.
+TEST(CudaQuant, DISABLED_LoadPatterns) {
+  REQUIRE_GPU();
+  struct Shape { const char* name; int rows, rbytes; };
+  const Shape shapes[] = {{"int4 qkv", 12288, 2048}, {"int4 o", 4096, 2048}, {"int4 gate_up", 22016, 2048},
+                          {"int4 down", 4096, 5504}, {"bf16 qkv", 12288, 8192}};
+  const struct { LoadPattern p; const char* name; } pats[] = {
+      {LoadPattern::kTile16U2, "tile16 U2"}, {LoadPattern::kTile16U4, "tile16 U4"},
+      {LoadPattern::kTileContigU2, "contig U2"}, {LoadPattern::kTileContigU4, "contig U4"},
+      {LoadPattern::kWarpRow, "warp/row"}};
+  DeviceBuffer w(size_t(12288) * 8192), sink(4);
+  CUDA_CHECK(cudaMemset(w.get(), 1, w.size()));
+  std::printf("%-14s %8s", "shape", "MB");
+  for (const auto& p : pats) std::printf(" %10s", p.name);
+  std::printf("   (GB/s from a cold L2)\n");
+  for (const Shape& s : shapes) {
+    const double mb = double(s.rows) * s.rbytes / 1e6;
+    std::printf("%-14s %8.1f", s.name, mb);
+    for (const auto& p : pats) {
+      const double us = cold_us([&] { load_probe(p.p, w.get(), s.rows, s.rbytes, sink.as<unsigned>(), nullptr); });
+      std::printf(" %10.0f", mb * 1e6 / (us * 1e-6) / 1e9);
+    }
+    std::printf("\n");
+  }
+}
+
 TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
   REQUIRE_GPU();
   std::mt19937 rng(1);
@@ -347,10 +412,7 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
                       {QType::kQ4_0, 0, true, DType::F16}, {QType::kQ4_1, 0, true, DType::F16},
                       {QType::kQ4_K, 0, true, DType::F16}, {QType::kQ5_K, 0, true, DType::F16},
                       {QType::kQ6_K, 0, true, DType::F16}};
-  cudaEvent_t e0, e1;
-  CUDA_CHECK(cudaEventCreate(&e0));
-  CUDA_CHECK(cudaEventCreate(&e1));
-  std::printf("%-22s %-8s %9s %9s %8s\n", "format", "shape", "us", "MB", "GB/s");
+  std::printf("%-22s %-8s %9s %9s %8s   (from a cold L2)\n", "format", "shape", "us", "MB", "GB/s");
   // IGNIS_BW_FORMATS=int8,int4,...: only these (names of type_name); IGNIS_BW_BATCH: B (default 1)
   const char* only = std::getenv("IGNIS_BW_FORMATS");
   const char* eb = std::getenv("IGNIS_BW_BATCH");
@@ -389,18 +451,9 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
       a.W = w.view, a.x = dx.get(), a.B = B, a.out = dout.get();
       a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = counters.as<unsigned>();
       a.n_counters = int(counters.size() / 4);
-      for (int i = 0; i < 5; ++i) gemv_quant(a, nullptr);
-      CUDA_CHECK(cudaEventRecord(e0));
-      for (int i = 0; i < 50; ++i) gemv_quant(a, nullptr);
-      CUDA_CHECK(cudaEventRecord(e1));
-      CUDA_CHECK(cudaEventSynchronize(e1));
-      float ms = 0;
-      CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-      const double us = ms * 1e3 / 50;
+      const double us = cold_us([&] { gemv_quant(a, nullptr); });
       std::printf("%-22s %-8s %9.1f %9.1f %8.0f\n", fmt_name(f).c_str(), s.name, us, mb, mb * 1e6 / (us * 1e-6) / 1e9);
     }
-  CUDA_CHECK(cudaEventDestroy(e0));
-  CUDA_CHECK(cudaEventDestroy(e1));
 }
 
 // GGUF Q4_0 blocks repacked into int4 group 32 (how the decoder runs Q4_0 layers): the dequantized
