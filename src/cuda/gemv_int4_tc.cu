@@ -57,8 +57,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const int tile = blockIdx.x, row0 = tile * 16;
   const int ra = min(row0 + g, N - 1), rb = min(row0 + g + 8, N - 1);  // rows past N: computed, not stored
   const size_t rbytes = size_t(K) / 2;
-  const uint8_t* wa = static_cast<const uint8_t*>(W.w) + size_t(ra) * rbytes + 16 * c;
-  const uint8_t* wb = static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
+  // row-major: rows g, g + 8 at 16 c, 64 bytes a step; tiled (int4_tile_index): the step's KB, 512 apart
+  const uint8_t* wa = static_cast<const uint8_t*>(W.w) +
+                      (W.tiled ? size_t(tile) * 16 * rbytes + 16 * lane : size_t(ra) * rbytes + 16 * c);
+  const uint8_t* wb = W.tiled ? wa + 512 : static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
+  const size_t sstride = W.tiled ? 1024 : kStep / 2;
   // split-K: block (tile, split) takes steps [s_begin, s_end) of the row (gridDim.y splits)
   const int nsteps = K / kStep, split = blockIdx.y, splits = gridDim.y;
   const int s_begin = int(int64_t(nsteps) * split / splits), s_end = int(int64_t(nsteps) * (split + 1) / splits);
@@ -78,8 +81,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       const bool ok = s < s_end;
       const int sc = ok ? s : 0;
       const int gi = (sc * kStep + 32 * c) / W.group;  // lane c's 32 values lie in one group
-      bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
-      bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * (kStep / 2)) : make_uint4(0, 0, 0, 0);
+      bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
+      bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
       bf.sa[u] = ok ? scale_at(W.scales, sdt, qmeta_index(ra, gi, G)) : 0.f;
       bf.sb[u] = ok ? scale_at(W.scales, sdt, qmeta_index(rb, gi, G)) : 0.f;
       if constexpr (ZM == 1) {

@@ -642,7 +642,7 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
       break;
     }
     case QType::kInt4: {
-      const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
+      const uint8_t* q = base + (W.tiled ? int4_tile_index(row, chunk, K) : size_t(row) * (K / 2) + chunk * 16);
       const int G = K / W.group, g = chunk * 32 / W.group;
       const float s = scale_at(W.scales, sdt, qmeta_index(row, g, G));
       if (W.mins) {  // s q - m
@@ -740,6 +740,15 @@ __global__ void dequant_bf16_kernel(QWeight W, int sdt, int row0, int rows, bf16
     }
     o[q] = make_uint4(w[0], w[1], w[2], w[3]);
   }
+}
+
+// Thread per 16 bytes of the destination: where they come from in the row-major weight.
+__global__ void tile_int4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int N, int K) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x, total = size_t(N) * K / 32;
+  if (i >= total) return;
+  const int chunks = K / 32;  // 16-byte chunks a row
+  const int row = int(i / chunks), chunk = int(i % chunks);
+  dst[int4_tile_index(row, chunk, K) / 16] = src[i];
 }
 
 __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, bf16* out) {
@@ -859,6 +868,9 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
     IGNIS_CHECK(!a.W.mins || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
                 "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", a.W.K, ")");
     if (a.W.mins) return gemv_int4_tc(a, ldo, stream);
+    IGNIS_CHECK(!a.W.tiled || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
+                "int4 GEMV with tiled nibbles: only the tensor-core kernel");
+    if (a.W.tiled) return gemv_int4_tc(a, ldo, stream);
     if (impl == QGemvImpl::kAuto) {
       if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
         impl = QGemvImpl::kTensorCore;
@@ -1004,6 +1016,18 @@ void repack_q4_k(const void* blocks, int rows, int64_t r0, int64_t row_offset, b
   const int64_t n = int64_t(rows) * (dst.K / 32);
   launch(repack_q4_k_kernel, dim3(unsigned(ceil_div(n, 256))), dim3(256), 0, stream,
          static_cast<const uint8_t*>(blocks), rows, dst.K, r0, row_offset, interleave8, dst);
+}
+
+void tile_int4(QWeight& W, void* scratch, size_t scratch_bytes, cudaStream_t stream) {
+  IGNIS_CHECK(W.type == QType::kInt4 && !W.tiled && W.N % 16 == 0 && W.K % 128 == 0 && W.w,
+              "tile_int4: an untiled int4 weight with N % 16 == 0 and K % 128 == 0, got ", W.N, " x ", W.K);
+  const size_t bytes = size_t(W.N) * W.K / 2;
+  IGNIS_CHECK(scratch && scratch_bytes >= bytes, "tile_int4: needs ", bytes, " bytes of scratch");
+  CUDA_CHECK(cudaMemcpyAsync(scratch, W.w, bytes, cudaMemcpyDeviceToDevice, stream));
+  const size_t n = bytes / 16;
+  launch(tile_int4_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream, static_cast<const uint4*>(scratch),
+         static_cast<uint4*>(const_cast<void*>(W.w)), W.N, W.K);
+  W.tiled = true;
 }
 
 void dequantize_bf16(const QWeight& W, int row0, int rows, void* out, cudaStream_t stream) {

@@ -30,6 +30,8 @@ namespace ignis {
 
 // Whether batch-1 decode runs through the persistent chain kernel by default (CudaOptions::decode_chain).
 constexpr bool kChainDefault = false;
+// int4 weights in the tiled nibble order of the tensor-core GEMV (tile_int4_weights).
+constexpr bool kInt4TiledDefault = false;
 
 namespace {
 
@@ -180,6 +182,7 @@ class CudaLlamaImpl final : public CudaLlama {
   // Every linear layer (and the output head) of a synthetic model in blocks of type t.
   void plan_synthetic_gguf(QType t);
   void finish_warmup();
+  void tile_int4_weights();
 
   const LlamaConfig& config() const override { return cfg_; }
   int context_size() const override { return ctx_; }
@@ -947,7 +950,32 @@ void CudaLlamaImpl::init_random(uint64_t seed) {
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
+// int4 layers (of any origin: --quant, GPTQ checkpoints, repacked GGUF Q4_0 / Q4_K) into the tiled
+// nibble order of the tensor-core GEMV (tile_int4), once every weight is in place.
+// IGNIS_INT4_TILED=0|1 (A/B measurements).
+void CudaLlamaImpl::tile_int4_weights() {
+  static const bool on = [] {
+    const char* e = std::getenv("IGNIS_INT4_TILED");
+    return e ? *e == '1' : kInt4TiledDefault;
+  }();
+  if (!on) return;
+  std::vector<QWeight*> ws;
+  auto add = [&](QWeight& q) {
+    if (q.w && q.type == QType::kInt4 && !q.tiled && q.N % 16 == 0 && q.K % 128 == 0 && cuda::int4_tc_supported(q))
+      ws.push_back(&q);
+  };
+  for (auto& q : lq_) add(q.qkv), add(q.o), add(q.gu), add(q.down);
+  add(q_out_);
+  if (ws.empty()) return;
+  size_t need = 0;
+  for (const QWeight* q : ws) need = std::max(need, size_t(q->N) * q->K / 2);
+  DeviceBuffer scratch(need);
+  for (QWeight* q : ws) cuda::tile_int4(*q, scratch.get(), scratch.size(), stream_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
 void CudaLlamaImpl::finish_warmup() {
+  tile_int4_weights();
   // One eager step (sets kernel attributes, loads modules), then capture the batch-1 graphs.
   const int32_t tok = 0;
   SamplingParams sp;

@@ -60,7 +60,24 @@ struct QWeight {
   const void* mins = nullptr;
   int group = 128;                  // kInt4
   int N = 0, K = 0;
+  // kInt4 nibbles in the tensor-core GEMV's tile order instead of row-major (int4_tile_index; set by
+  // tile_int4 once a weight is complete): N % 16 == 0, K % 128 == 0; read by the tensor-core GEMV and
+  // dequantize_bf16 only.
+  bool tiled = false;
 };
+
+// Byte offset of the 16 bytes (32 values from k = 32 chunk) of `row` in the tiled int4 layout: per
+// tile of 16 rows and 128-k step one contiguous KB, whose first 512 bytes hold rows 0..7 and the next
+// 512 rows 8..15, each half lane-major: lane (g, c) = 4 g + c holds row g (or g + 8) at k = 128 s + 32 c,
+// exactly what lane (g, c) of the GEMV's warp loads for its mma fragments, so each of its two 16-byte
+// loads per step reads 512 contiguous bytes.
+__host__ __device__ inline size_t int4_tile_index(int row, int chunk, int K) {
+  const int step = chunk >> 2, c = chunk & 3, r = row & 15;
+  return ((size_t(row >> 4) * size_t(K / 128) + size_t(step)) * 2 + size_t(r >> 3)) * 512 + size_t(((r & 7) << 2) | c) * 16;
+}
+// Rewrites a complete row-major int4 weight into the tiled layout in place (through a device scratch
+// of N K / 2 bytes) and sets W.tiled. Needs N % 16 == 0 and K % 128 == 0.
+void tile_int4(QWeight& W, void* scratch, size_t scratch_bytes, cudaStream_t stream);
 
 // y[B, N] = x[B, K] W^T, x bf16 (contiguous), with the epilogues of kernels.h: kStore (bf16 out),
 // kStoreF32, kAddF32 (out += y, the residual stream), kSwiGLU (rows in gemv.cu's fused gate/up

@@ -269,6 +269,90 @@ TEST(CudaQuant, DequantizeBf16) {
   }
 }
 
+// int4 nibbles in the tiled order (tile_int4, int4_tile_index): the tensor-core GEMV and
+// dequantize_bf16 give bit-identical results to the row-major weight (same values, same summation
+// order), at B = 1, 3, 8, plain / SwiGLU epilogues, with and without split K; and they match the CPU
+// reference. Bad shapes and the kernels that cannot read the layout are refused.
+TEST(CudaQuant, Int4TiledLayout) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  const int N = 96, K = 1536;
+  for (const Fmt& f : kFormats) {
+    if (f.t != QType::kInt4) continue;
+    SCOPED_TRACE(fmt_name(f));
+    TestWeight w;
+    make_weight(f.t, N, K, f.group, f.sym, f.sd, rng, w);
+    const size_t bytes = size_t(N) * K / 2;
+    DeviceBuffer copy(bytes), scratch(bytes);
+    CUDA_CHECK(cudaMemcpy(copy.get(), w.view.w, bytes, cudaMemcpyDeviceToDevice));
+    QWeight t = w.view;
+    t.w = copy.get();
+    tile_int4(t, scratch.get(), scratch.size(), nullptr);
+    ASSERT_TRUE(t.tiled);
+    EXPECT_THROW(tile_int4(t, scratch.get(), scratch.size(), nullptr), Error) << "already tiled";
+    {  // the layout moved the bytes: the raw buffers differ, the dequantized values do not
+      std::vector<uint8_t> a(bytes), b(bytes);
+      CUDA_CHECK(cudaMemcpy(a.data(), w.view.w, bytes, cudaMemcpyDeviceToHost));
+      CUDA_CHECK(cudaMemcpy(b.data(), copy.get(), bytes, cudaMemcpyDeviceToHost));
+      EXPECT_NE(a, b);
+      DeviceBuffer da(size_t(N) * K * 2), db(size_t(N) * K * 2);
+      dequantize_bf16(w.view, 0, N, da.get(), nullptr);
+      dequantize_bf16(t, 0, N, db.get(), nullptr);
+      EXPECT_EQ(download(DType::BF16, da.get(), size_t(N) * K), download(DType::BF16, db.get(), size_t(N) * K));
+    }
+    DeviceBuffer ws(size_t(1) << 20), counters(size_t(N) * 4);
+    CUDA_CHECK(cudaMemset(counters.get(), 0, counters.size()));
+    for (int B : {1, 3, 8}) {
+      std::vector<float> x = random_vec(size_t(B) * K, rng);
+      round_to(DType::BF16, x);
+      auto dx = upload(DType::BF16, x);
+      const std::vector<float> y = ref_linear(w.deq, x, B, N, K);
+      for (GemvEpilogue epi : {GemvEpilogue::kStoreF32, GemvEpilogue::kSwiGLU})
+        for (bool split : {false, true}) {
+          SCOPED_TRACE("B=" + std::to_string(B) + " epi=" + std::to_string(int(epi)) + (split ? " split" : ""));
+          const int n_out = epi == GemvEpilogue::kSwiGLU ? N / 2 : N;
+          const DType ot = epi == GemvEpilogue::kSwiGLU ? DType::BF16 : DType::F32;
+          std::vector<float> got[2];
+          for (int tiled = 0; tiled < 2; ++tiled) {
+            DeviceBuffer dout(size_t(B) * n_out * esize(ot));
+            poison(dout);
+            QGemvArgs a;
+            a.W = tiled ? t : w.view;
+            a.impl = QGemvImpl::kTensorCore;
+            a.x = dx.get(), a.B = B, a.epi = epi, a.out = dout.get();
+            if (split) {
+              a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+              a.counters = counters.as<unsigned>(), a.n_counters = N;
+              a.splits = 3;
+            }
+            gemv_quant(a, nullptr);
+            got[tiled] = download(ot, dout.get(), size_t(B) * n_out);
+          }
+          EXPECT_EQ(got[0], got[1]) << "tiled and row-major results differ";
+          if (epi == GemvEpilogue::kStoreF32) EXPECT_LE(rel_err(got[1], y), f.group < 128 ? 1e-2 : 1e-4);
+        }
+    }
+    {
+      std::vector<float> x = random_vec(size_t(K), rng);
+      auto dx = upload(DType::BF16, x);
+      DeviceBuffer dout(size_t(N) * 4);
+      QGemvArgs a;
+      a.W = t, a.x = dx.get(), a.B = 1, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
+      a.impl = QGemvImpl::kCudaCore;
+      EXPECT_THROW(gemv_quant(a, nullptr), Error) << "the CUDA-core kernel reads rows";
+    }
+  }
+  QWeight bad;
+  bad.type = QType::kInt4, bad.group = 128, bad.N = 40, bad.K = 256;
+  DeviceBuffer buf(size_t(64) * 256), scratch(size_t(64) * 256);
+  bad.w = buf.get();
+  EXPECT_THROW(tile_int4(bad, scratch.get(), scratch.size(), nullptr), Error) << "N % 16 != 0";
+  bad.N = 32, bad.K = 192, bad.group = 64;
+  EXPECT_THROW(tile_int4(bad, scratch.get(), scratch.size(), nullptr), Error) << "K % 128 != 0";
+  bad.K = 256;
+  EXPECT_THROW(tile_int4(bad, scratch.get(), 16, nullptr), Error) << "scratch too small";
+}
+
 TEST(CudaQuant, PrefillThroughDequantizedTiles) {
   REQUIRE_GPU();
   std::mt19937 rng(9);
@@ -427,6 +511,12 @@ TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
       // real quantizers on a random row replicated (timing only needs the right byte count).
       TestWeight w;
       make_weight(f.t, s.N, s.K, f.group, f.sym, f.sd, rng, w);
+      // IGNIS_BW_TILED=1: int4 in the tiled nibble order (as the decoder runs it with IGNIS_INT4_TILED=1)
+      if (f.t == QType::kInt4 && std::getenv("IGNIS_BW_TILED") && *std::getenv("IGNIS_BW_TILED") == '1') {
+        DeviceBuffer scratch(size_t(s.N) * s.K / 2);
+        tile_int4(w.view, scratch.get(), scratch.size(), nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+      }
       const double mb = [&] {
         double bytes = 0;
         switch (f.t) {
