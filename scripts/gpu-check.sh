@@ -15,6 +15,7 @@
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
+#   scripts/gpu-check.sh abtiled   int4 tiled nibble order vs row-major: tests, load patterns, GEMV GB/s, decode tok/s
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
@@ -167,6 +168,21 @@ for stage in "$@"; do
         $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" ${BENCH_ARGS:-} -p 8 -n 8 -r 1 --batch 1 > "$LOG/ncu$NCU_TAG.csv" 2> "$LOG/ncu$NCU_TAG.err"
       echo "ncu exit $?"
       python3 scripts/ncu_summary.py "$LOG/ncu$NCU_TAG.csv" | tee "$LOG/ncu_summary$NCU_TAG.txt" ;;
+    abtiled)  # int4 nibbles tiled (IGNIS_INT4_TILED=1) or row-major: tests, load patterns, GEMV GB/s from a cold L2, tok/s
+      TAIL=6 run tiled_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*'
+      TAIL=6 run tiled_model_tests env IGNIS_INT4_TILED=1 $B/ignis_gpu_tests --gtest_filter='CudaLlama.*:CudaGptq*'
+      TAIL=8 run load_patterns $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_LoadPatterns'
+      for t in 0 1; do
+        TAIL=12 run "qbw_tiled$t" env IGNIS_BW_TILED=$t IGNIS_BW_FORMATS=int8,int4 $B/ignis_gpu_tests \
+          --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
+      done
+      for q in "int4 --group 128" "q4_0" "q4_k" "int4 --group 128"; do
+        for t in 0 1; do
+          v=$(IGNIS_INT4_TILED=$t $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant $q -p 8 -n 128 -r 2 --json \
+              2>/dev/null | decode_rows)
+          echo "--quant $q IGNIS_INT4_TILED=$t $v" | tee -a "$LOG/abtiled.txt"
+        done
+      done ;;
     chaintrace)  # the decode chain's tests and its per-block trace timing only (no sanitizers, no A/B)
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*'
       TAIL=40 run chain_timing $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
