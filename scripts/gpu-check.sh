@@ -16,6 +16,7 @@
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh abtiled   int4 tiled nibble order vs row-major: tests, load patterns, GEMV GB/s, decode tok/s
+#   scripts/gpu-check.sh abrms     decode tok/s with the float4 RMSNorm kernel or the scalar one
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
@@ -181,6 +182,13 @@ for stage in "$@"; do
           v=$(IGNIS_INT4_TILED=$t $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant $q -p 8 -n 128 -r 2 --json \
               2>/dev/null | decode_rows)
           echo "--quant $q IGNIS_INT4_TILED=$t $v" | tee -a "$LOG/abtiled.txt"
+        done
+      done ;;
+    abrms)  # decode tok/s with the float4 RMSNorm kernel (default) or the scalar one (IGNIS_RMSNORM=scalar)
+      for q in "" "--quant int4 --group 128"; do
+        for k in scalar vec scalar vec; do
+          v=$(IGNIS_RMSNORM=$k $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" $q -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+          echo "${q:-bf16} IGNIS_RMSNORM=$k $v" | tee -a "$LOG/abrms.txt"
         done
       done ;;
     chaintrace)  # the decode chain's tests and its per-block trace timing only (no sanitizers, no A/B)

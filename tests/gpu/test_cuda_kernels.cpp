@@ -219,7 +219,7 @@ TEST(CudaKernels, RmsNorm) {
   std::mt19937 rng(2);
   for (DType dt : {DType::F32, DType::BF16})
     for (bool with_res : {false, true})
-      for (int dim : {64, 576, 4100}) {
+      for (int dim : {64, 66, 576, 4100, 20000}) {  // float4 kernel (1 or 2 per thread), scalar: dim % 4, > 16384
         SCOPED_TRACE(std::string(dtype_name(dt)) + " dim " + std::to_string(dim) + (with_res ? " +residual" : ""));
         const int n = 3;
         std::vector<float> x = random_vec(size_t(n) * dim, rng, -2, 2), res = random_vec(size_t(n) * dim, rng);
