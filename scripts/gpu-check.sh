@@ -17,6 +17,7 @@
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh abtiled   int4 tiled nibble order vs row-major: tests, load patterns, GEMV GB/s, decode tok/s
 #   scripts/gpu-check.sh abrms     decode tok/s with the float4 RMSNorm kernel or the scalar one
+#   scripts/gpu-check.sh int4var   int4 GEMV register variants from a cold L2 and in the decoder; int8 kernels at b1
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
@@ -190,6 +191,25 @@ for stage in "$@"; do
           v=$(IGNIS_RMSNORM=$k $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" $q -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
           echo "${q:-bf16} IGNIS_RMSNORM=$k $v" | tee -a "$LOG/abrms.txt"
         done
+      done ;;
+    int4var)  # int4 tensor-core GEMV register variants (IGNIS_QGEMV_VARIANT) from a cold L2, and in the decoder; int8 kernels at b1
+      for v in a b c; do
+        TAIL=12 run "qbw_var_$v" env IGNIS_QGEMV_VARIANT=$v IGNIS_BW_TILED=1 IGNIS_BW_FORMATS=int4 $B/ignis_gpu_tests \
+          --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
+      done
+      for q in "int4 --group 128" "q4_0"; do
+        for v in auto a b c; do
+          v2=$v; [ $v = auto ] && v2=
+          r=$(IGNIS_QGEMV_VARIANT=$v2 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant $q -p 8 -n 128 -r 2 --json \
+              2>/dev/null | decode_rows)
+          echo "--quant $q IGNIS_QGEMV_VARIANT=$v $r" | tee -a "$LOG/int4var.txt"
+        done
+      done
+      for g in auto tc; do
+        g2=$g; [ $g = auto ] && g2=
+        r=$(IGNIS_QGEMV=$g2 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8 -p 8 -n 128 -r 2 --json \
+            2>/dev/null | decode_rows)
+        echo "--quant int8 IGNIS_QGEMV=$g $r" | tee -a "$LOG/int4var.txt"
       done ;;
     chaintrace)  # the decode chain's tests and its per-block trace timing only (no sanitizers, no A/B)
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*'
