@@ -193,6 +193,7 @@ for stage in "$@"; do
         done
       done ;;
     int4var)  # int4 tensor-core GEMV register variants (IGNIS_QGEMV_VARIANT) from a cold L2, and in the decoder; int8 kernels at b1
+      TAIL=6 run quant_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaLlama.*Quant*:CudaLlama.*Gguf*:CudaGptq*'
       for v in a b c; do
         TAIL=12 run "qbw_var_$v" env IGNIS_QGEMV_VARIANT=$v IGNIS_BW_TILED=1 IGNIS_BW_FORMATS=int4 $B/ignis_gpu_tests \
           --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'

@@ -41,6 +41,13 @@ namespace {
 constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 
+// A 16-bit scale (sdt: 1 bf16, 2 f16) as a float, both conversions computed and one selected (no
+// branch in the load path; f32 scales are not served by this kernel, see int4_tc_supported).
+__device__ __forceinline__ float half16_to_f(uint32_t h, int sdt) {
+  const float f16 = __half2float(__ushort_as_half(uint16_t(h))), b16 = __uint_as_float(h << 16);
+  return sdt == 2 ? f16 : b16;
+}
+
 // U: steps of 128 k per register buffer; ZM: 0 symmetric (z = 8), 1 zero points per (row, group),
 // 2 mins per (row, group) (W = s q - m, groups of 32 / 64 only: from GGUF Q4_K, see repack_q4_k); MINB:
 // blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound);
@@ -48,7 +55,7 @@ constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
 template <int EPI, int U, int ZM, int MINB, bool SMALLG>
-__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
+__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, int gsh, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -80,18 +87,22 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       const int s = s_begin + warp + kWarps * (t0 + u);
       const bool ok = s < s_end;
       const int sc = ok ? s : 0;
-      const int gi = (sc * kStep + 32 * c) / W.group;  // lane c's 32 values lie in one group
+      const int kk = sc * kStep + 32 * c;                 // lane c's 32 values lie in one group
+      const int gi = gsh >= 0 ? kk >> gsh : kk / W.group;  // (a shift for the usual power-of-two groups)
+      // rows g and g + 8 are neighbours in the tile's group (qmeta_index): one load for both
+      const size_t mi = (size_t(tile) * G + gi) * 16 + 2 * g;
       bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
       bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
-      bf.sa[u] = ok ? scale_at(W.scales, sdt, qmeta_index(ra, gi, G)) : 0.f;
-      bf.sb[u] = ok ? scale_at(W.scales, sdt, qmeta_index(rb, gi, G)) : 0.f;
+      const uint32_t sp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.scales) + mi / 2) : 0u;
+      bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
       if constexpr (ZM == 1) {
-        bf.za[u] = bias_pair(__ldg(W.zeros + qmeta_index(ra, gi, G)));
-        bf.zb[u] = bias_pair(__ldg(W.zeros + qmeta_index(rb, gi, G)));
+        const uint32_t zp = __ldg(reinterpret_cast<const uint16_t*>(W.zeros + mi));
+        bf.za[u] = bias_pair(int(zp & 0xffu));
+        bf.zb[u] = bias_pair(int(zp >> 8));
       }
       if constexpr (ZM == 2) {
-        bf.ma[u] = ok ? scale_at(W.mins, sdt, qmeta_index(ra, gi, G)) : 0.f;
-        bf.mb[u] = ok ? scale_at(W.mins, sdt, qmeta_index(rb, gi, G)) : 0.f;
+        const uint32_t mp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.mins) + mi / 2) : 0u;
+        bf.ma[u] = half16_to_f(mp & 0xffffu, sdt), bf.mb[u] = half16_to_f(mp >> 16, sdt);
       }
     }
   };
@@ -117,9 +128,12 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       };
       auto qa = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, za), s2a, m2a); };
       auto qb = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, zb), s2b, m2b); };
+      uint4 xs[4];  // the step's activations, all four loads in flight before the first is used
+#pragma unroll
+      for (int w = 0; w < 4; ++w) xs[w] = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
-        const uint4 X = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));  // x0..x7
+        const uint4 X = xs[w];  // x0..x7
         const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w);
         // (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
         mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
@@ -195,11 +209,12 @@ int splits_for(const QGemvArgs& a, int tiles) {
 
 template <int EPI, int U, int ZM, int MINB>
 void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
+  const int g = a.W.group, gsh = (g & (g - 1)) == 0 ? __builtin_ctz(unsigned(g)) : -1;
   if (a.W.group < kStep)
-    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
                   static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
   if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
-    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
            static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
 }
 
@@ -224,12 +239,12 @@ void launch_epi(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
 
 bool int4_tc_supported(const QWeight& W) {
   return W.type == QType::kInt4 && (W.group == 32 || W.group == 64 || (W.group % kStep == 0 && !W.mins)) &&
-         W.K % kStep == 0;
+         W.K % kStep == 0 && (W.scale_dtype == DType::BF16 || W.scale_dtype == DType::F16);
 }
 
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream) {
   IGNIS_CHECK(int4_tc_supported(a.W), "int4 tensor-core GEMV: needs groups of 32, 64 or a multiple of 128 (got ",
-              a.W.group, ") and K % 128 == 0 (K = ", a.W.K, ")");
+              a.W.group, "), K % 128 == 0 (K = ", a.W.K, ") and bf16 / f16 scales");
   const int sdt = scale_code(a.W.scale_dtype);
   switch (a.epi) {
     case GemvEpilogue::kStore: return launch_epi<int(GemvEpilogue::kStore)>(a, sdt, ldo, stream);
