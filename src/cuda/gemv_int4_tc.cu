@@ -26,10 +26,6 @@
 // scales and zero points; see variant() for which); partial sums meet in shared memory and warp 0
 // runs the epilogue (gemv_common.cuh), after split_combine when the row is split (splits_for: the
 // shapes with few tiles, given a workspace). Weights and scales are loaded before the PDL wait.
-// Tiled weights (QWeight::tiled, int4_tile_word): the same fragments, each lane's 16 bytes a step from
-// one contiguous KB per tile; with split groups (32 / 64, symmetric) a lane's word w holds k = 128 s +
-// 32 w + 8 c, so each mma pair covers one group and its scale multiplies the fp32 result (SPLITG: exact
-// weights, no bf16 rounding of s q, one FFMA per output instead of a bf16x2 multiply per weight pair).
 // Bytes: N K / 2 of weights + N K / group (2 or 3 bytes) of scales / zeros + B K 2 of x (L1 / L2),
 // + 2 B N splits floats of workspace when split.
 #include <algorithm>
@@ -58,7 +54,7 @@ __device__ __forceinline__ float half16_to_f(uint32_t h, int sdt) {
 // SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
-template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool SPLITG>
+template <int EPI, int U, int ZM, int MINB, bool SMALLG>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, int gsh, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters) {
@@ -82,7 +78,6 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     float sa[U], sb[U];      // their group scales
     uint32_t za[ZM == 1 ? U : 1], zb[ZM == 1 ? U : 1];  // bias_pair of their zero points
     float ma[ZM == 2 ? U : 1], mb[ZM == 2 ? U : 1];       // their mins
-    uint32_t sw[SPLITG ? 4 * U : 1];  // SPLITG: the 16-bit scale pair (rows g, g + 8) of each word's group
   };
   // Steps past the end load zero weights and zero scales: their (finite) products are multiplied
   // by 0, so compute() has no branch and its U mma chains can interleave.
@@ -98,16 +93,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       const size_t mi = (size_t(tile) * G + gi) * 16 + 2 * g;
       bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
       bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
-      if constexpr (SPLITG) {  // word w: k = 128 s + 32 w + 8 c, in group (128 s + 32 w) >> gsh
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const size_t mw = (size_t(tile) * G + ((sc * kStep + 32 * w) >> gsh)) * 16 + 2 * g;
-          bf.sw[4 * u + w] = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.scales) + mw / 2) : 0u;
-        }
-      } else {
-        const uint32_t sp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.scales) + mi / 2) : 0u;
-        bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
-      }
+      const uint32_t sp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.scales) + mi / 2) : 0u;
+      bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
       if constexpr (ZM == 1) {
         const uint32_t zp = __ldg(reinterpret_cast<const uint16_t*>(W.zeros + mi));
         bf.za[u] = bias_pair(int(zp & 0xffu));
@@ -120,7 +107,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     }
   };
 
-  const bf16* xr = x + size_t(min(g, B - 1)) * K + (SPLITG ? 8 * c : 32 * c);
+  const bf16* xr = x + size_t(min(g, B - 1)) * K + 32 * c;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   auto compute = [&](const Buf& bf, int t0) {
     float st[U][4];  // one accumulator per step: U independent mma chains
@@ -131,12 +118,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       uint32_t za = bias_pair(ZM == 2 ? 0 : 8), zb = za;
       if constexpr (ZM == 1) za = bf.za[u], zb = bf.zb[u];
       // SMALLG: the rows' scales (and - mins) as bf16 pairs, applied to the A operands: s (q - z), or s q - m
-      constexpr bool kScaleA = SMALLG && !SPLITG;  // scales on the A operands (else on the fp32 results)
-      const uint32_t s2a = kScaleA ? pack_bf16x2(bf.sa[u], bf.sa[u]) : 0u, s2b = kScaleA ? pack_bf16x2(bf.sb[u], bf.sb[u]) : 0u;
+      const uint32_t s2a = SMALLG ? pack_bf16x2(bf.sa[u], bf.sa[u]) : 0u, s2b = SMALLG ? pack_bf16x2(bf.sb[u], bf.sb[u]) : 0u;
       uint32_t m2a = 0u, m2b = 0u;
       if constexpr (ZM == 2) m2a = pack_bf16x2(-bf.ma[u], -bf.ma[u]), m2b = pack_bf16x2(-bf.mb[u], -bf.mb[u]);
       auto scaled = [&](uint32_t q, uint32_t s2, uint32_t m2) {
-        if constexpr (!kScaleA) return q;
+        if constexpr (!SMALLG) return q;
         if constexpr (ZM == 2) return fma_bf16x2(q, s2, m2);
         return mul_bf16x2(q, s2);
       };
@@ -144,35 +130,22 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       auto qb = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, zb), s2b, m2b); };
       uint4 xs[4];  // the step's activations, all four loads in flight before the first is used
 #pragma unroll
-      for (int w = 0; w < 4; ++w)
-        xs[w] = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + (SPLITG ? 32 * w : 8 * w)));
+      for (int w = 0; w < 4; ++w) xs[w] = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const uint4 X = xs[w];  // x0..x7
         const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w);
         // (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
-        float t[4] = {0.f, 0.f, 0.f, 0.f};
-        float (&d)[4] = SPLITG ? t : st[u];  // SPLITG: this word's group alone, scaled below
-        mma_bf16(d, qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
+        mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
                  __byte_perm(X.x, X.z, 0x7632));
-        mma_bf16(d, qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), __byte_perm(X.y, X.w, 0x5410),
+        mma_bf16(st[u], qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), __byte_perm(X.y, X.w, 0x5410),
                  __byte_perm(X.y, X.w, 0x7632));
-        if constexpr (SPLITG) {
-          const uint32_t sp = bf.sw[4 * u + w];
-          const float sa = half16_to_f(sp & 0xffffu, sdt), sb = half16_to_f(sp >> 16, sdt);
-          acc[0] = fmaf(sa, t[0], acc[0]);
-          acc[1] = fmaf(sa, t[1], acc[1]);
-          acc[2] = fmaf(sb, t[2], acc[2]);
-          acc[3] = fmaf(sb, t[3], acc[3]);
-        }
       }
     }
     // st: (row g, batch 2c), (row g, 2c + 1), (row g + 8, 2c), (row g + 8, 2c + 1)
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if constexpr (SPLITG) {
-        // accumulated per word above
-      } else if constexpr (SMALLG) {
+      if constexpr (SMALLG) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) acc[i] += st[u][i];
       } else {
@@ -237,15 +210,11 @@ int splits_for(const QGemvArgs& a, int tiles) {
 template <int EPI, int U, int ZM, int MINB>
 void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
   const int g = a.W.group, gsh = (g & (g - 1)) == 0 ? __builtin_ctz(unsigned(g)) : -1;
-  if constexpr (ZM == 0)  // split groups: the tiled layout's word order for groups of 32 / 64 (int4_tile_word)
-    if (a.W.group < kStep && a.W.tiled && int4_split_groups(a.W.group, false, false))
-      return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
-                    gsh, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
   if (a.W.group < kStep)
-    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
+    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
                   static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
   if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
-    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
+    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
            static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
 }
 

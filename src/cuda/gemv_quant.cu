@@ -642,15 +642,7 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
       break;
     }
     case QType::kInt4: {
-      uint8_t qt[16];
-      const uint8_t* q = base + size_t(row) * (K / 2) + chunk * 16;
-      if (W.tiled) {  // the chunk's 4 words from where the tiled layout put them
-        const bool split = int4_split_groups(W.group, W.zeros != nullptr, W.mins != nullptr);
-        for (int i = 0; i < 4; ++i)
-          *reinterpret_cast<uint32_t*>(qt + 4 * i) =
-              *reinterpret_cast<const uint32_t*>(base + int4_tile_word(row, 4 * chunk + i, K, split));
-        q = qt;
-      }
+      const uint8_t* q = base + (W.tiled ? int4_tile_index(row, chunk, K) : size_t(row) * (K / 2) + chunk * 16);
       const int G = K / W.group, g = chunk * 32 / W.group;
       const float s = scale_at(W.scales, sdt, qmeta_index(row, g, G));
       if (W.mins) {  // s q - m
@@ -750,13 +742,13 @@ __global__ void dequant_bf16_kernel(QWeight W, int sdt, int row0, int rows, bf16
   }
 }
 
-// Thread per 8-nibble word of the row-major weight: where it goes in the tiled one.
-__global__ void tile_int4_kernel(const uint32_t* __restrict__ src, uint8_t* __restrict__ dst, int N, int K, bool split) {
-  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x, total = size_t(N) * K / 8;
+// Thread per 16 bytes of the destination: where they come from in the row-major weight.
+__global__ void tile_int4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int N, int K) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x, total = size_t(N) * K / 32;
   if (i >= total) return;
-  const int words = K / 8;  // a row's words
-  const int row = int(i / words), wi = int(i % words);
-  *reinterpret_cast<uint32_t*>(dst + int4_tile_word(row, wi, K, split)) = src[i];
+  const int chunks = K / 32;  // 16-byte chunks a row
+  const int row = int(i / chunks), chunk = int(i % chunks);
+  dst[int4_tile_index(row, chunk, K) / 16] = src[i];
 }
 
 __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, bf16* out) {
@@ -1032,10 +1024,9 @@ void tile_int4(QWeight& W, void* scratch, size_t scratch_bytes, cudaStream_t str
   const size_t bytes = size_t(W.N) * W.K / 2;
   IGNIS_CHECK(scratch && scratch_bytes >= bytes, "tile_int4: needs ", bytes, " bytes of scratch");
   CUDA_CHECK(cudaMemcpyAsync(scratch, W.w, bytes, cudaMemcpyDeviceToDevice, stream));
-  const size_t n = bytes / 4;
-  launch(tile_int4_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream,
-         static_cast<const uint32_t*>(scratch), static_cast<uint8_t*>(const_cast<void*>(W.w)), W.N, W.K,
-         int4_split_groups(W.group, W.zeros != nullptr, W.mins != nullptr));
+  const size_t n = bytes / 16;
+  launch(tile_int4_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream, static_cast<const uint4*>(scratch),
+         static_cast<uint4*>(const_cast<void*>(W.w)), W.N, W.K);
   W.tiled = true;
 }
 

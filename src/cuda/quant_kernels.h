@@ -60,31 +60,20 @@ struct QWeight {
   const void* mins = nullptr;
   int group = 128;                  // kInt4
   int N = 0, K = 0;
-  // kInt4 nibbles in the tensor-core GEMV's tile order instead of row-major (int4_tile_word; set by
+  // kInt4 nibbles in the tensor-core GEMV's tile order instead of row-major (int4_tile_index; set by
   // tile_int4 once a weight is complete): N % 16 == 0, K % 128 == 0; read by the tensor-core GEMV and
   // dequantize_bf16 only.
   bool tiled = false;
 };
 
-// The tiled int4 layout: per tile of 16 rows and 128-k step s one contiguous KB, whose first 512 bytes
-// hold rows 0..7 and the next 512 rows 8..15, each half lane-major: lane (g, c) = 4 g + c holds 16
-// bytes (4 words of 8 nibbles) of row g (or g + 8), exactly what lane (g, c) of the tensor-core GEMV's
-// warp loads for its mma fragments, so each of its two 16-byte loads per step reads 512 contiguous bytes.
-// Which k a lane's word w holds:
-//   groups of 128 or more, zero points, or mins: k = 128 s + 32 c + 8 w (lane c: 32 consecutive values,
-//     one group);
-//   split groups (int4_split_groups: groups of 32 / 64, symmetric, no mins): k = 128 s + 32 w + 8 c, so
-//     the 16 k of the mma pair a warp runs for word w all lie in one group, and the group scale can
-//     multiply the fp32 mma result (exact weights) instead of each bf16 weight pair before the mma.
-__host__ __device__ inline bool int4_split_groups(int group, bool zeros, bool mins) {
-  return group < 128 && !zeros && !mins;
-}
-// Byte offset of 8-nibble word wi (k = 8 wi .. 8 wi + 7) of `row`.
-__host__ __device__ inline size_t int4_tile_word(int row, int wi, int K, bool split) {
-  const int step = wi >> 4, j = wi & 15, r = row & 15;
-  const int c = split ? j & 3 : j >> 2, w = split ? j >> 2 : j & 3;
-  return ((size_t(row >> 4) * size_t(K / 128) + size_t(step)) * 2 + size_t(r >> 3)) * 512 +
-         size_t(((r & 7) << 2) | c) * 16 + size_t(w) * 4;
+// Byte offset of the 16 bytes (32 values from k = 32 chunk) of `row` in the tiled int4 layout: per
+// tile of 16 rows and 128-k step one contiguous KB, whose first 512 bytes hold rows 0..7 and the next
+// 512 rows 8..15, each half lane-major: lane (g, c) = 4 g + c holds row g (or g + 8) at k = 128 s + 32 c,
+// exactly what lane (g, c) of the GEMV's warp loads for its mma fragments, so each of its two 16-byte
+// loads per step reads 512 contiguous bytes.
+__host__ __device__ inline size_t int4_tile_index(int row, int chunk, int K) {
+  const int step = chunk >> 2, c = chunk & 3, r = row & 15;
+  return ((size_t(row >> 4) * size_t(K / 128) + size_t(step)) * 2 + size_t(r >> 3)) * 512 + size_t(((r & 7) << 2) | c) * 16;
 }
 // Rewrites a complete row-major int4 weight into the tiled layout in place (through a device scratch
 // of N K / 2 bytes) and sets W.tiled. Needs N % 16 == 0 and K % 128 == 0.
