@@ -12,18 +12,14 @@
 //   kWarpRow:     the bf16 CUDA-core GEMV's pattern (gemv.cu): a warp per row, lane l loads 16 bytes at
 //                 512 i + 16 l, 4 loads in flight; 4 warps a block.
 #include "cuda/common.h"
+#include "cuda/gemv_common.cuh"
 #include "cuda/kernels.h"
 
 namespace ignis::cuda {
 namespace {
 
-__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
+// the GEMVs' own 16-byte weight load (gemv_common.cuh)
+__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) { return ld_w16(p); }
 __device__ __forceinline__ unsigned fold(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 template <int U, bool CONTIG>
