@@ -969,7 +969,14 @@ void CudaLlamaImpl::tile_int4_weights() {
   if (ws.empty()) return;
   size_t need = 0;
   for (const QWeight* q : ws) need = std::max(need, size_t(q->N) * q->K / 2);
-  DeviceBuffer scratch(need);
+  DeviceBuffer scratch;
+  try {
+    scratch.alloc(need);
+  } catch (const Error&) {  // the row-major layout is correct too, only slower
+    std::fprintf(stderr, "note: no GPU memory left for the %.0f MiB scratch that reorders the int4 weights for "
+                 "faster decoding: they stay row-major\n", double(need) / (1 << 20));
+    return;
+  }
   for (QWeight* q : ws) cuda::tile_int4(*q, scratch.get(), scratch.size(), stream_);
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
