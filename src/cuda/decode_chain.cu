@@ -309,6 +309,21 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks) decode_chain_kernel(Chai
 
 }  // namespace
 
+// Which grid size each barrier count serves (decode_chain_barrier_init forgets a barrier, so a
+// buffer freed and allocated again at the same address starts afresh).
+namespace {
+std::mutex barrier_mu;
+std::unordered_map<const void*, int> barrier_grid;
+}  // namespace
+
+void decode_chain_barrier_init(unsigned long long* barrier, cudaStream_t stream) {
+  {
+    std::lock_guard<std::mutex> lock(barrier_mu);
+    barrier_grid.erase(barrier);
+  }
+  CUDA_CHECK(cudaMemsetAsync(barrier, 0, sizeof(unsigned long long), stream));
+}
+
 size_t decode_chain_smem(int max_k, int norm_k) { return size_t(max_k) * 2 + size_t(norm_k) * 8; }
 
 int decode_chain_grid(int max_k, int norm_k) {
@@ -346,10 +361,8 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
   }
   const int grid = decode_chain_grid(a.max_k, a.norm_k);
   {  // the barrier count is a multiple of the grid size between launches: one barrier, one grid
-    static std::mutex mu;
-    static std::unordered_map<const void*, int> grid_of;
-    std::lock_guard<std::mutex> lock(mu);
-    auto [it, fresh] = grid_of.emplace(a.barrier, grid);
+    std::lock_guard<std::mutex> lock(barrier_mu);
+    auto [it, fresh] = barrier_grid.emplace(a.barrier, grid);
     IGNIS_CHECK(fresh || it->second == grid, "decode_chain: this barrier was used with a grid of ", it->second,
                 " blocks, now ", grid, " (another max_k / norm_k or device): give each its own barrier");
   }

@@ -106,14 +106,17 @@ struct ChainArgs {
   int norm_k = 0;            // >= the K of every normed step (likewise)
   const float* x = nullptr;  // fp32 [K] residual stream of the normed steps
   float eps = 0.f;
-  // The grid barrier: a 64-bit count, 8-byte aligned, zeroed once, used with one grid size (one
-  // max_k / norm_k); it only grows (by the grid size per barrier), so every launch leaves it ready.
+  // The grid barrier: a 64-bit count, 8-byte aligned, set up once by decode_chain_barrier_init, used
+  // with one grid size (one max_k / norm_k); it only grows (by the grid size per barrier), so every
+  // launch leaves it ready.
   unsigned long long* barrier = nullptr;
   // Optional, for measurements: [n_steps][blocks][2] %globaltimer readings (ns) of each block when
   // its step's input is staged and when all its warps are done with the step.
   unsigned long long* trace = nullptr;
 };
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
+// Zeroes a barrier count (queued on stream) for its first launch, with any grid size.
+void decode_chain_barrier_init(unsigned long long* barrier, cudaStream_t stream);
 // Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.
 int decode_chain_grid(int max_k, int norm_k);
 size_t decode_chain_smem(int max_k, int norm_k);

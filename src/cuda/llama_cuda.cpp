@@ -471,7 +471,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
   CUDA_CHECK(cudaMemsetAsync(attn_cnt_.get(), 0, attn_cnt_.size(), stream_));
   chain_bar_.alloc(sizeof(unsigned long long));
-  CUDA_CHECK(cudaMemsetAsync(chain_bar_.get(), 0, chain_bar_.size(), stream_));
+  cuda::decode_chain_barrier_init(chain_bar_.as<unsigned long long>(), stream_);
 }
 
 CudaLlamaImpl::~CudaLlamaImpl() {
@@ -961,7 +961,7 @@ void CudaLlamaImpl::tile_int4_weights() {
   if (!on) return;
   std::vector<QWeight*> ws;
   auto add = [&](QWeight& q) {
-    if (q.w && q.type == QType::kInt4 && !q.tiled && q.N % 16 == 0 && q.K % 128 == 0 && cuda::int4_tc_supported(q))
+    if (q.w && q.type == QType::kInt4 && !q.tiled && q.N % 16 == 0 && cuda::int4_tc_supported(q))  // (K % 128 too)
       ws.push_back(&q);
   };
   for (auto& q : lq_) add(q.qkv), add(q.o), add(q.gu), add(q.down);

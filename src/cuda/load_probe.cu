@@ -1,7 +1,8 @@
 // Diagnostics: kernels that only load bytes, in the access patterns of the decode GEMVs, so a
 // timing test can tell how fast each pattern streams from DRAM with no arithmetic in the way
 // (CudaQuant.DISABLED_LoadPatterns). Each thread folds what it loads into one word with XOR and
-// stores it only if it equals a value it never has (so the loads cannot be dropped).
+// stores it only if it equals a value it never has (so the loads cannot be dropped). Loads are the
+// GEMVs' own (ld_w16: no L1 allocation).
 //
 // A matrix of `rows` rows of `rbytes` bytes, rows % 16 == 0, rbytes % 64 == 0:
 //   kTile16:      the int4 tensor-core GEMV's pattern (gemv_int4_tc.cu): block per 16-row tile, 4
@@ -18,8 +19,6 @@
 namespace ignis::cuda {
 namespace {
 
-// the GEMVs' own 16-byte weight load (gemv_common.cuh)
-__device__ __forceinline__ uint4 ld_stream16(const uint8_t* p) { return ld_w16(p); }
 __device__ __forceinline__ unsigned fold(uint4 v) { return v.x ^ v.y ^ v.z ^ v.w; }
 
 template <int U, bool CONTIG>
@@ -38,8 +37,8 @@ __global__ void __launch_bounds__(128) probe_tile_kernel(const uint8_t* __restri
     for (int u = 0; u < U; ++u) {
       const int s = warp + 4 * (t0 + u);
       const bool ok = s < nsteps;
-      b[2 * u] = ok ? ld_stream16(pa + s * stride) : make_uint4(0, 0, 0, 0);
-      b[2 * u + 1] = ok ? ld_stream16(pb + s * stride) : make_uint4(0, 0, 0, 0);
+      b[2 * u] = ok ? ld_w16(pa + s * stride) : make_uint4(0, 0, 0, 0);
+      b[2 * u + 1] = ok ? ld_w16(pb + s * stride) : make_uint4(0, 0, 0, 0);
     }
   };
   auto use = [&](const uint4 (&b)[2 * U]) {
@@ -68,12 +67,12 @@ __global__ void __launch_bounds__(128) probe_warp_row_kernel(const uint8_t* __re
   for (; i + 4 <= n; i += 4) {
     uint4 v[4];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) v[u] = ld_stream16(p + size_t(i + u) * 512);
+    for (int u = 0; u < 4; ++u) v[u] = ld_w16(p + size_t(i + u) * 512);
 #pragma unroll
     for (int u = 0; u < 4; ++u) acc ^= fold(v[u]);
   }
   for (; size_t(i) * 512 < size_t(rbytes); ++i)
-    if (i * 512 + 16 * lane < rbytes) acc ^= fold(ld_stream16(p + size_t(i) * 512));
+    if (i * 512 + 16 * lane < rbytes) acc ^= fold(ld_w16(p + size_t(i) * 512));
   if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 

@@ -60,7 +60,7 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   auto dnw1 = upload(DType::F32, nw1), dnw2 = upload(DType::F32, nw2), dx = upload(DType::F32, x);
   auto datt = upload(DType::BF16, att);
   DeviceBuffer dff(size_t(HP) * 2), dlog(size_t(V) * 4), dqkv(size_t(QKV) * 2), bar(8);
-  CUDA_CHECK(cudaMemset(bar.get(), 0, bar.size()));
+  decode_chain_barrier_init(bar.as<unsigned long long>(), nullptr);
 
   auto step = [](const DeviceBuffer& w, int n, int k, GemvEpilogue epi, void* out, const void* in,
                  const DeviceBuffer* nw) {
@@ -155,7 +155,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
   CUDA_CHECK(cudaMemset(nw.get(), 0, nw.size()));
   CUDA_CHECK(cudaMemset(att.get(), 0, att.size()));
   CUDA_CHECK(cudaMemset(ff.get(), 0, ff.size()));
-  CUDA_CHECK(cudaMemset(bar.get(), 0, bar.size()));
+  decode_chain_barrier_init(bar.as<unsigned long long>(), nullptr);
   struct Mats { const void *o, *gu, *dn, *qkv; };
   auto mats = [&](int c) {
     const char* b = w.as<char>() + size_t(c) * per * 2;
