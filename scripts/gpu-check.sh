@@ -21,12 +21,15 @@
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
+#   scripts/gpu-check.sh bertncu   Nsight Compute per-kernel durations of the BERT-base encoder pass ($BERT_SHAPES)
+#   scripts/gpu-check.sh abbertbin BERT-base fp16 latencies of the CLI against $ALT_BIN (another build packed beside it)
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
 #                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), L2::256B load hint ($TUNE_L2)
 #   scripts/gpu-check.sh bert      encoder (BERT family): GPU tests, compute-sanitizer memcheck on its kernels,
 #                                  bench/peers_bert.py (BERT-base fp16: ignis vs HF eager / sdpa / torch.compile + parity)
+#   scripts/gpu-check.sh bertcheck the encoder's GPU tests and memcheck alone (no peers)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -222,9 +225,23 @@ for stage in "$@"; do
         i=$((i + 1))
         ( export "$v"; TAIL=14 run "bert_bench_${i}_${v%%=*}" $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 )
       done ;;
+    abbertbin)  # encoder latencies of $B/ignis against another build's CLI ($B/$ALT_BIN, packed beside it), alternated
+      for i in 1 2; do
+        for bin in ignis "${ALT_BIN:-ignis_alt}"; do
+          TAIL=14 run "bert_${bin}_$i" $B/$bin bench-encoder --synthetic bert-base --dtype f16 -r 30
+        done
+      done ;;
     gptqtime)  # GPTQ on the GPU: the tests, then the solve time of Llama-2-7B-sized layers
       TAIL=12 run gptq_tests $B/ignis_gpu_tests --gtest_filter='CudaGptq.*'
       TAIL=6 run gptq_time $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaGptq.DISABLED_SolveTime7BLayers' ;;
+    bertncu)  # Nsight Compute: every kernel of the BERT-base fp16 encoder pass (graph nodes one by one), by shape
+      for sh in ${BERT_SHAPES:-1x16 1x128 32x128}; do
+        timeout 240 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
+          --csv $B/ignis bench-encoder --synthetic bert-base --dtype f16 --shapes $sh -r 2 > "$LOG/bertncu_$sh.csv" 2> "$LOG/bertncu_$sh.err"
+        echo "ncu $sh exit $?"
+        python3 scripts/ncu_summary.py "$LOG/bertncu_$sh.csv" | tee "$LOG/bertncu_summary_$sh.txt"
+      done
+      TAIL=20 run bert_eager $B/ignis bench-encoder --synthetic bert-base --dtype f16 --no-graphs -r 30 --shapes 1x16,1x128,8x128,32x128 ;;
     bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the shapes (PDLQ=1: also with PDL)
       TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
       [ -n "${PDLQ:-}" ] && IGNIS_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
@@ -284,9 +301,10 @@ for stage in "$@"; do
       done; done; done ;;
     peers)
       TAIL=40 run peers python3 bench/peers.py --shape "${SHAPE:-llama-2-7b}" --ignis $B/ignis --out "$LOG" ;;
-    bert)
+    bert|bertcheck)
       TAIL=40 run bert_tests $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
       run bert_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*:CudaEncoder.BucketReplay*'
+      [ "$stage" = bertcheck ] && continue
       TAIL=45 run peers_bert python3 bench/peers_bert.py --ignis $B/ignis --out "$LOG" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac
