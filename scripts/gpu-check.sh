@@ -22,7 +22,7 @@
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
 #   scripts/gpu-check.sh bertncu   Nsight Compute per-kernel durations of the BERT-base encoder pass ($BERT_SHAPES)
-#   scripts/gpu-check.sh abbertbin BERT-base fp16 latencies of the CLI against $ALT_BIN (another build packed beside it)
+#   scripts/gpu-check.sh abbertbin BERT-base fp16 latencies of builds / settings alternated ($BERT_VARIANTS, $ALT_BIN)
 #   scripts/gpu-check.sh bertquick ignis BERT-base fp16 latencies alone (no peers)
 #   scripts/gpu-check.sh peers     bench/peers.py: ignis vs HF eager vs torch.compile, same GPU, same run
 #   scripts/gpu-check.sh tune      decode tok/s of llama-2-7b over GEMV settings: fused RMSNorm
@@ -225,10 +225,12 @@ for stage in "$@"; do
         i=$((i + 1))
         ( export "$v"; TAIL=14 run "bert_bench_${i}_${v%%=*}" $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 )
       done ;;
-    abbertbin)  # encoder latencies of $B/ignis against another build's CLI ($B/$ALT_BIN, packed beside it), alternated
+    abbertbin)  # encoder latencies of builds / settings alternated: $BERT_VARIANTS = "bin[:VAR=value] ..." (bins in $B,
+      # packed beside the CLI), default "ignis ${ALT_BIN:-ignis_alt}"
       for i in 1 2; do
-        for bin in ignis "${ALT_BIN:-ignis_alt}"; do
-          TAIL=14 run "bert_${bin}_$i" $B/$bin bench-encoder --synthetic bert-base --dtype f16 -r 30
+        for v in ${BERT_VARIANTS:-ignis ${ALT_BIN:-ignis_alt}}; do
+          bin=${v%%:*}; env=X=0; [ "$bin" != "$v" ] && env=${v#*:}
+          ( export "$env"; TAIL=14 run "bert_${bin}_${env%%=*}_$i" $B/$bin bench-encoder --synthetic bert-base --dtype f16 -r 30 )
         done
       done ;;
     gptqtime)  # GPTQ on the GPU: the tests, then the solve time of Llama-2-7B-sized layers

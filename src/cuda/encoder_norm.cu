@@ -14,7 +14,12 @@
 //    half the bandwidth: 16384 tiny blocks with two __syncthreads each.
 //  - block per row (larger H, or fewer rows): grid = rows of the bucket, block = 32..1024 threads
 //    (about 2 groups of 4 per thread), block reductions through shared memory.
-// Rows at or past n (device count of the bucket's valid rows) exit at once.
+// Rows at or past n (device count of the bucket's valid rows) store nothing. Block per row: n, the
+// row and gamma / beta are all loaded before anything waits for one of them (the kernel is ~5 us at
+// small buckets, a chain of dependent loads; Nsight Compute, H200, BERT-base 1x128), so n decides
+// only the stores: 1x16 0.387 vs 0.404 ms, 1x128 0.438 vs 0.455 (H200, 2026-12-03, bench-encoder).
+// Warp per row keeps the early exit at n and loads gamma / beta at their use: preloading them there
+// cost 32x128 1.687 vs 1.612 ms, 32x512 7.49 vs 7.31 (same run; docs/results/abbertln-H200-20261203.txt).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -74,13 +79,26 @@ struct RowThreads {
   }
 };
 
-// Normalises the row held in v (this thread's groups, see RowThreads) and stores it to out;
-// gamma/beta float [4 G].
+// Normalises the row held in v (this thread's groups, see RowThreads) and stores it to out if
+// `valid` (uniform over the row's threads, which all take part in the reductions); gamma/beta float [4 G].
 template <typename T, bool WARP>
 __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, float (&v)[kMaxG][4], int G,
-                                                const float* gamma, const float* beta, float eps, T* out) {
+                                                const float* gamma, const float* beta, float eps, T* out,
+                                                bool valid) {
   __shared__ float red[32];
   const int H = 4 * G;
+  // Block per row (small buckets, latency-bound): gamma / beta loaded before the reductions wait
+  // for v. Warp per row (large buckets, bandwidth-bound): at their use, fewer registers.
+  float4 ga[kMaxG], be[kMaxG];
+  auto load_gb = [&](int i, int g) {
+    ga[i] = __ldg(reinterpret_cast<const float4*>(gamma) + g);
+    be[i] = __ldg(reinterpret_cast<const float4*>(beta) + g);
+  };
+  if constexpr (!WARP) {
+#pragma unroll
+    for (int i = 0; i < kMaxG; ++i)
+      if (rt.group(i) < G) load_gb(i, rt.group(i));
+  }
   float s = 0.f;
 #pragma unroll
   for (int i = 0; i < kMaxG; ++i)
@@ -95,17 +113,17 @@ __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, floa
     }
   }
   const float rstd = rsqrtf(rt.sum(q, red) / float(H) + eps);
+  if (!valid) return;
 #pragma unroll
   for (int i = 0; i < kMaxG; ++i) {
     const int g = rt.group(i);
     if (g < G) {
-      const float4 ga = *reinterpret_cast<const float4*>(gamma + 4 * g);
-      const float4 be = *reinterpret_cast<const float4*>(beta + 4 * g);
+      if constexpr (WARP) load_gb(i, g);
       float y[4];
-      y[0] = (v[i][0] - mean) * rstd * ga.x + be.x;
-      y[1] = (v[i][1] - mean) * rstd * ga.y + be.y;
-      y[2] = (v[i][2] - mean) * rstd * ga.z + be.z;
-      y[3] = (v[i][3] - mean) * rstd * ga.w + be.w;
+      y[0] = (v[i][0] - mean) * rstd * ga[i].x + be[i].x;
+      y[1] = (v[i][1] - mean) * rstd * ga[i].y + be[i].y;
+      y[2] = (v[i][2] - mean) * rstd * ga[i].z + be[i].z;
+      y[3] = (v[i][3] - mean) * rstd * ga[i].w + be[i].w;
       store4(out + 4 * g, y);
     }
   }
@@ -117,8 +135,9 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
   pdl_wait();
   const RowThreads<WARP> rt;
   const int r = rt.row;
-  const int n = a.n_dev ? *a.n_dev : a.rows;
-  if (r >= min(n, a.rows)) return;  // whole warps (WARP) or the whole block
+  if (r >= a.rows) return;  // whole warps (WARP) or the whole block
+  const int n = a.n_dev ? __ldg(a.n_dev) : a.rows;
+  if (WARP && r >= n) return;  // warp per row: padding rows cost no bandwidth; block per row: n gates the stores only
   const int G = a.hidden / 4;
   const int id = a.ids[r], p = a.pos[r], ty = a.types ? a.types[r] : 0;
   const bool id_ok = id >= 0 && id < a.vocab, p_ok = p >= 0 && p < a.max_positions,
@@ -150,7 +169,7 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
       }
     }
   }
-  layernorm_store(rt, v, G, a.gamma, a.beta, a.eps, static_cast<T*>(a.out) + size_t(r) * a.hidden);
+  layernorm_store(rt, v, G, a.gamma, a.beta, a.eps, static_cast<T*>(a.out) + size_t(r) * a.hidden, r < n);
 }
 
 template <typename T, bool WARP>
@@ -160,8 +179,9 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
   pdl_wait();
   const RowThreads<WARP> rt;
   const int r = rt.row;
-  const int n = n_dev ? *n_dev : rows;
-  if (r >= min(n, rows)) return;  // whole warps (WARP) or the whole block
+  if (r >= rows) return;  // whole warps (WARP) or the whole block
+  const int n = n_dev ? __ldg(n_dev) : rows;
+  if (WARP && r >= n) return;  // warp per row: padding rows cost no bandwidth; block per row: n gates the stores only
   const int G = hidden / 4;
   T* xr = x + size_t(r) * hidden;
   const T* ar = a ? a + size_t(r) * hidden : nullptr;
@@ -182,7 +202,7 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
   }
   // In place: every thread has read its own groups before anything is written (and each group is
   // read and written by the same thread).
-  layernorm_store(rt, v, G, gamma, beta, eps, xr);
+  layernorm_store(rt, v, G, gamma, beta, eps, xr, r < n);
 }
 
 template <typename T>
