@@ -20,6 +20,7 @@
 #   scripts/gpu-check.sh int4var   int4 GEMV register variants from a cold L2 and in the decoder; int8 kernels at b1
 #   scripts/gpu-check.sh chaintrace  decode chain tests and its per-block trace timing only
 #   scripts/gpu-check.sh abbert    ignis BERT-base fp16 latencies with the encoder kernel variants (A/B)
+#   scripts/gpu-check.sh abquantbin decode tok/s (int4 g128, Q4_0, Q4_K, bf16) of the CLI against $ALT_BIN, alternated
 #   scripts/gpu-check.sh gptqtime  GPTQ on the GPU: tests (vs the CPU GPTQ) and the solve time of 7B-sized layers
 #   scripts/gpu-check.sh bertncu   Nsight Compute per-kernel durations of the BERT-base encoder pass ($BERT_SHAPES)
 #   scripts/gpu-check.sh abbertbin BERT-base fp16 latencies of builds / settings alternated ($BERT_VARIANTS, $ALT_BIN)
@@ -231,6 +232,16 @@ for stage in "$@"; do
         for v in ${BERT_VARIANTS:-ignis ${ALT_BIN:-ignis_alt}}; do
           bin=${v%%:*}; env=X=0; [ "$bin" != "$v" ] && env=${v#*:}
           ( export "$env"; TAIL=14 run "bert_${bin}_${env%%=*}_$i" $B/$bin bench-encoder --synthetic bert-base --dtype f16 -r 30 )
+        done
+      done ;;
+    abquantbin)  # decode tok/s of the CLI against $ALT_BIN (another build packed beside it) per weight format ($QFORMATS), alternated
+      for q in ${QFORMATS:-"int4 --group 128" q4_0 q4_k bf16}; do
+        qa="--quant $q"; [ "$q" = bf16 ] && qa=
+        for i in 1 2; do
+          for bin in ignis "${ALT_BIN:-ignis_alt}"; do
+            r=$($B/$bin bench --synthetic "${SHAPE:-llama-2-7b}" $qa -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+            echo "$bin ${q} $r" | tee -a "$LOG/abquantbin.txt"
+          done
         done
       done ;;
     gptqtime)  # GPTQ on the GPU: the tests, then the solve time of Llama-2-7B-sized layers

@@ -54,8 +54,8 @@ __device__ __forceinline__ float half16_to_f(uint32_t h, int sdt) {
 // SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
-template <int EPI, int U, int ZM, int MINB, bool SMALLG>
-__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, int gsh, const bf16* __restrict__ x,
+template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool TILED>
+__global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, uint32_t gmul, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -65,10 +65,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const int ra = min(row0 + g, N - 1), rb = min(row0 + g + 8, N - 1);  // rows past N: computed, not stored
   const size_t rbytes = size_t(K) / 2;
   // row-major: rows g, g + 8 at 16 c, 64 bytes a step; tiled (int4_tile_index): the step's KB, 512 apart
+  // (TILED: compile-time strides, so the loads of a buffer are immediate offsets from one pointer)
   const uint8_t* wa = static_cast<const uint8_t*>(W.w) +
-                      (W.tiled ? size_t(tile) * 16 * rbytes + 16 * lane : size_t(ra) * rbytes + 16 * c);
-  const uint8_t* wb = W.tiled ? wa + 512 : static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
-  const size_t sstride = W.tiled ? 1024 : kStep / 2;
+                      (TILED ? size_t(tile) * 16 * rbytes + 16 * lane : size_t(ra) * rbytes + 16 * c);
+  const uint8_t* wb = TILED ? wa + 512 : static_cast<const uint8_t*>(W.w) + size_t(rb) * rbytes + 16 * c;
+  constexpr size_t sstride = TILED ? 1024 : kStep / 2;
   // split-K: block (tile, split) takes steps [s_begin, s_end) of the row (gridDim.y splits)
   const int nsteps = K / kStep, split = blockIdx.y, splits = gridDim.y;
   const int s_begin = int(int64_t(nsteps) * split / splits), s_end = int(int64_t(nsteps) * (split + 1) / splits);
@@ -79,41 +80,59 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     uint32_t za[ZM == 1 ? U : 1], zb[ZM == 1 ? U : 1];  // bias_pair of their zero points
     float ma[ZM == 2 ? U : 1], mb[ZM == 2 ? U : 1];       // their mins
   };
+  // This warp's steps are s_begin + warp + kWarps t, t = 0, 1, ...; load() and compute() each walk
+  // them in order (two buffers, alternately), so each keeps running pointers advanced by a constant
+  // per step instead of computing 64-bit addresses from the step index (ptxas: ~50 integer
+  // instructions a step before, of ~210).
+  const int s_first = s_begin + warp;
+  constexpr size_t wstride = size_t(kWarps) * sstride;
+  const uint8_t* pwa = wa + size_t(s_first) * sstride;
+  const uint8_t* pwb = wb + size_t(s_first) * sstride;
+  int s_load = s_first;
+  // scales / zeros / mins of row pair (g, g + 8) of this tile: entry (tile G + gi) 16 + 2 g (qmeta_index)
+  const uint32_t* sbase = reinterpret_cast<const uint32_t*>(W.scales) + (size_t(tile) * G * 16 + 2 * g) / 2;
+  const uint32_t* mbase =
+      ZM == 2 ? reinterpret_cast<const uint32_t*>(W.mins) + (size_t(tile) * G * 16 + 2 * g) / 2 : nullptr;
+  const uint8_t* zbase = ZM == 1 ? W.zeros + size_t(tile) * G * 16 + 2 * g : nullptr;
   // Steps past the end load zero weights and zero scales: their (finite) products are multiplied
   // by 0, so compute() has no branch and its U mma chains can interleave.
-  auto load = [&](Buf& bf, int t0) {
+  auto load = [&](Buf& bf) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int s = s_begin + warp + kWarps * (t0 + u);
-      const bool ok = s < s_end;
-      const int sc = ok ? s : 0;
-      const int kk = sc * kStep + 32 * c;                 // lane c's 32 values lie in one group
-      const int gi = gsh >= 0 ? kk >> gsh : kk / W.group;  // (a shift for the usual power-of-two groups)
+      const bool ok = s_load < s_end;
+      const int kk = s_load * kStep + 32 * c;             // lane c's 32 values lie in one group
+      const int gi = int(__umulhi(uint32_t(kk), gmul));    // kk / group (group_mul)
+      // past the end: the row's first step (valid memory, finite values, multiplied by scale 0)
+      const uint8_t* qa = ok ? pwa : wa;
+      bf.lo[u] = ld_w16(qa);
+      bf.hi[u] = ld_w16(TILED ? qa + 512 : ok ? pwb : wb);
       // rows g and g + 8 are neighbours in the tile's group (qmeta_index): one load for both
-      const size_t mi = (size_t(tile) * G + gi) * 16 + 2 * g;
-      bf.lo[u] = ok ? ld_w16(wa + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
-      bf.hi[u] = ok ? ld_w16(wb + size_t(sc) * sstride) : make_uint4(0, 0, 0, 0);
-      const uint32_t sp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.scales) + mi / 2) : 0u;
+      const uint32_t sp = ok ? __ldg(sbase + 8 * gi) : 0u;
       bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
       if constexpr (ZM == 1) {
-        const uint32_t zp = __ldg(reinterpret_cast<const uint16_t*>(W.zeros + mi));
+        const uint32_t zp = ok ? __ldg(reinterpret_cast<const uint16_t*>(zbase + 16 * gi)) : 0x0808u;
         bf.za[u] = bias_pair(int(zp & 0xffu));
         bf.zb[u] = bias_pair(int(zp >> 8));
       }
       if constexpr (ZM == 2) {
-        const uint32_t mp = ok ? __ldg(reinterpret_cast<const uint32_t*>(W.mins) + mi / 2) : 0u;
+        const uint32_t mp = ok ? __ldg(mbase + 8 * gi) : 0u;
         bf.ma[u] = half16_to_f(mp & 0xffffu, sdt), bf.mb[u] = half16_to_f(mp >> 16, sdt);
       }
+      pwa += wstride, s_load += kWarps;
+      if constexpr (!TILED) pwb += wstride;
     }
   };
 
-  const bf16* xr = x + size_t(min(g, B - 1)) * K + 32 * c;
+  // the activations of batch row g (lanes past B: row B - 1), this warp's first step, lane c's 32 values
+  const bf16* px0 = x + size_t(min(g, B - 1)) * K + 32 * c;
+  const bf16* px = px0 + size_t(s_first) * kStep;
+  int s_comp = s_first;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  auto compute = [&](const Buf& bf, int t0) {
+  auto compute = [&](const Buf& bf) {
     float st[U][4];  // one accumulator per step: U independent mma chains
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const int s = min(s_begin + warp + kWarps * (t0 + u), s_end - 1);  // past the end: any valid x (scale 0)
+      const bool ok = s_comp < s_end;  // past the end: step 0's activations (finite; the scale is 0)
       st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
       uint32_t za = bias_pair(ZM == 2 ? 0 : 8), zb = za;
       if constexpr (ZM == 1) za = bf.za[u], zb = bf.zb[u];
@@ -130,17 +149,25 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       auto qb = [&](uint32_t w, int sh) { return scaled(deq_pair(w, sh, zb), s2b, m2b); };
       uint4 xs[4];  // the step's activations, all four loads in flight before the first is used
 #pragma unroll
-      for (int w = 0; w < 4; ++w) xs[w] = __ldg(reinterpret_cast<const uint4*>(xr + size_t(s) * kStep + 8 * w));
+      for (int w = 0; w < 4; ++w) xs[w] = __ldg(reinterpret_cast<const uint4*>(ok ? px : px0) + w);
 #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const uint4 X = xs[w];  // x0..x7
         const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w);
-        // (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
-        mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
-                 __byte_perm(X.x, X.z, 0x7632));
-        mma_bf16(st[u], qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), __byte_perm(X.y, X.w, 0x5410),
-                 __byte_perm(X.y, X.w, 0x7632));
+        if constexpr (TILED) {
+          // interleaved words (int4_interleave_word): (v0, v4) = (k0, k1) and (v1, v5) = (k2, k3)
+          // against x (x0, x1), (x2, x3); then (v2, v6), (v3, v7) against (x4, x5), (x6, x7)
+          mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), X.x, X.y);
+          mma_bf16(st[u], qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), X.z, X.w);
+        } else {
+          // row-major words: (v0, v4) and (v1, v5) against (x0, x4), (x1, x5); then (v2, v6), (v3, v7)
+          mma_bf16(st[u], qa(la, 0), qb(lb, 0), qa(la, 4), qb(lb, 4), __byte_perm(X.x, X.z, 0x5410),
+                   __byte_perm(X.x, X.z, 0x7632));
+          mma_bf16(st[u], qa(la, 8), qb(lb, 8), qa(la, 12), qb(lb, 12), __byte_perm(X.y, X.w, 0x5410),
+                   __byte_perm(X.y, X.w, 0x7632));
+        }
       }
+      px += kWarps * kStep, s_comp += kWarps;
     }
     // st: (row g, batch 2c), (row g, 2c + 1), (row g + 8, 2c), (row g + 8, 2c + 1)
 #pragma unroll
@@ -158,15 +185,15 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   };
 
   Buf b0, b1;
-  load(b0, 0);
-  load(b1, U);
+  load(b0);
+  load(b1);
   pdl_wait();
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
-    compute(b0, t0);
-    load(b0, t0 + 2 * U);
+    compute(b0);
+    load(b0);
     if (s_begin + warp + kWarps * (t0 + U) >= s_end) break;
-    compute(b1, t0 + U);
-    load(b1, t0 + 3 * U);
+    compute(b1);
+    load(b1);
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 
@@ -207,15 +234,29 @@ int splits_for(const QGemvArgs& a, int tiles) {
   return std::max(1, s);
 }
 
+// ceil(2^32 / group) = (2^32 + e) / group, 0 <= e < group: __umulhi(k, group_mul(group)) == k / group
+// when the excess k e / 2^32 stays below the distance 1 / group to the next integer, i.e. k e < 2^32:
+// always for powers of two (e = 0), else for K group <= 2^32 (group_mul_exact, in int4_tc_supported).
+uint32_t group_mul(int group) { return uint32_t(((uint64_t(1) << 32) + uint64_t(group) - 1) / uint64_t(group)); }
+bool group_mul_exact(int group, int K) {
+  return group > 0 && ((group & (group - 1)) == 0 || uint64_t(K) * uint64_t(group) <= (uint64_t(1) << 32));
+}
+
+template <int EPI, int U, int ZM, int MINB, bool TILED>
+void launch_t(const QGemvArgs& a, dim3 grid, int sdt, uint32_t gmul, int ldo, cudaStream_t stream) {
+  if (a.W.group < kStep)
+    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
+                  gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+  if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
+    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gmul,
+           static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+}
+
 template <int EPI, int U, int ZM, int MINB>
 void launch_v(const QGemvArgs& a, dim3 grid, int sdt, int ldo, cudaStream_t stream) {
-  const int g = a.W.group, gsh = (g & (g - 1)) == 0 ? __builtin_ctz(unsigned(g)) : -1;
-  if (a.W.group < kStep)
-    return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
-                  static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
-  if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
-    launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gsh,
-           static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+  const uint32_t gmul = group_mul(a.W.group);
+  if (a.W.tiled) return launch_t<EPI, U, ZM, MINB, true>(a, grid, sdt, gmul, ldo, stream);
+  launch_t<EPI, U, ZM, MINB, false>(a, grid, sdt, gmul, ldo, stream);
 }
 
 template <int EPI, int ZM>
@@ -239,7 +280,7 @@ void launch_epi(const QGemvArgs& a, int sdt, int ldo, cudaStream_t stream) {
 
 bool int4_tc_supported(const QWeight& W) {
   return W.type == QType::kInt4 && (W.group == 32 || W.group == 64 || (W.group % kStep == 0 && !W.mins)) &&
-         W.K % kStep == 0 && (W.scale_dtype == DType::BF16 || W.scale_dtype == DType::F16);
+         W.K % kStep == 0 && group_mul_exact(W.group, W.K) && (W.scale_dtype == DType::BF16 || W.scale_dtype == DType::F16);
 }
 
 void gemv_int4_tc(const QGemvArgs& a, int ldo, cudaStream_t stream) {

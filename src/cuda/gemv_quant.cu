@@ -643,6 +643,12 @@ __device__ void dequant32(const QWeight& W, int sdt, int row, int chunk, float (
     }
     case QType::kInt4: {
       const uint8_t* q = base + (W.tiled ? int4_tile_index(row, chunk, K) : size_t(row) * (K / 2) + chunk * 16);
+      uint32_t words[4];  // tiled: the words back in row-major nibble order
+      if (W.tiled) {
+        memcpy(words, q, 16);
+        for (uint32_t& w : words) w = int4_deinterleave_word(w);
+        q = reinterpret_cast<const uint8_t*>(words);
+      }
       const int G = K / W.group, g = chunk * 32 / W.group;
       const float s = scale_at(W.scales, sdt, qmeta_index(row, g, G));
       if (W.mins) {  // s q - m
@@ -742,13 +748,15 @@ __global__ void dequant_bf16_kernel(QWeight W, int sdt, int row0, int rows, bf16
   }
 }
 
-// Thread per 16 bytes of the destination: where they come from in the row-major weight.
+// Thread per 16 bytes of the source: where they go in the tiled layout, words interleaved.
 __global__ void tile_int4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int N, int K) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x, total = size_t(N) * K / 32;
   if (i >= total) return;
   const int chunks = K / 32;  // 16-byte chunks a row
   const int row = int(i / chunks), chunk = int(i % chunks);
-  dst[int4_tile_index(row, chunk, K) / 16] = src[i];
+  const uint4 v = src[i];
+  dst[int4_tile_index(row, chunk, K) / 16] = make_uint4(int4_interleave_word(v.x), int4_interleave_word(v.y),
+                                                        int4_interleave_word(v.z), int4_interleave_word(v.w));
 }
 
 __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, bf16* out) {

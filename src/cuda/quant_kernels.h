@@ -66,7 +66,7 @@ struct QWeight {
   bool tiled = false;
 };
 
-// Byte offset of the 16 bytes (32 values from k = 32 chunk) of `row` in the tiled int4 layout: per
+// Byte offset of the 16 bytes (32 values from k = 32 chunk, words interleaved as below) of `row` in the tiled int4 layout: per
 // tile of 16 rows and 128-k step one contiguous KB, whose first 512 bytes hold rows 0..7 and the next
 // 512 rows 8..15, each half lane-major: lane (g, c) = 4 g + c holds row g (or g + 8) at k = 128 s + 32 c,
 // exactly what lane (g, c) of the GEMV's warp loads for its mma fragments, so each of its two 16-byte
@@ -74,6 +74,21 @@ struct QWeight {
 __host__ __device__ inline size_t int4_tile_index(int row, int chunk, int K) {
   const int step = chunk >> 2, c = chunk & 3, r = row & 15;
   return ((size_t(row >> 4) * size_t(K / 128) + size_t(step)) * 2 + size_t(r >> 3)) * 512 + size_t(((r & 7) << 2) | c) * 16;
+}
+// Inside each 32-bit word of the tiled layout the 8 nibbles are interleaved: nibble j (bits 4j) holds
+// k 2j of the word's 8 (j < 4), or k 2 (j - 4) + 1 (j >= 4), so the pairs (nibble j, nibble j + 4) the
+// GEMV turns into bf16 pairs are consecutive k, the order of the activations in memory (its B
+// fragments are then the activation words themselves, no byte permutes). Row-major words hold k 0..7
+// in nibbles 0..7.
+__host__ __device__ inline uint32_t int4_interleave_word(uint32_t w) {
+  uint32_t r = 0;
+  for (int i = 0; i < 8; ++i) r |= ((w >> (4 * i)) & 15u) << (4 * ((i & 1) ? 4 + (i >> 1) : (i >> 1)));
+  return r;
+}
+__host__ __device__ inline uint32_t int4_deinterleave_word(uint32_t w) {
+  uint32_t r = 0;
+  for (int j = 0; j < 8; ++j) r |= ((w >> (4 * j)) & 15u) << (4 * (j < 4 ? 2 * j : 2 * (j - 4) + 1));
+  return r;
 }
 // Rewrites a complete row-major int4 weight into the tiled layout in place (through a device scratch
 // of N K / 2 bytes) and sets W.tiled. Needs N % 16 == 0 and K % 128 == 0.
