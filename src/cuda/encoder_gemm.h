@@ -3,10 +3,8 @@
 // x, W, bias and y all of one dtype: F16, BF16, or F32 (pure fp32, no TF32: the parity mode).
 // kBiasGelu is cuBLASLt's GELU, the tanh approximation (gelu_new / gelu_pytorch_tanh); the exact
 // erf GELU of BERT is kBias followed by encoder_bias_act(kGeluErf) (see bert_cuda.cpp).
-// One handle and one workspace per object; each shape's algorithm is chosen once, at its first call,
-// and cached (so a CUDA graph capture after one eager call makes no heuristic query): the fastest of
-// cuBLASLt's heuristic candidates timed on that call's operands when the stream is not capturing,
-// else the heuristic's first.
+// One handle and one workspace per object; each shape's algorithm is chosen once by cuBLASLt's
+// heuristic and cached (so a CUDA graph capture after one eager call makes no heuristic query).
 // If cuBLASLt offers no algorithm with the epilogue, the plain product runs and the bias /
 // activation follow as a separate kernel (fused() tells which).
 #pragma once
@@ -33,8 +31,6 @@ class EncoderGemm {
   // enqueued by our count (1, or 2 with the fallback bias kernel).
   int matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias, GemmEpilogue epi,
              cudaStream_t stream);
-  // Which of the heuristic's candidates (t, M, N, K, epi) runs with (0: its first), -1 before its first call.
-  int choice(DType t, int M, int N, int K, GemmEpilogue epi) const;
   // Whether (t, M, N, K, epi) runs with the epilogue inside cuBLASLt (after a matmul of that shape).
   bool fused(DType t, int M, int N, int K, GemmEpilogue epi) const;
 

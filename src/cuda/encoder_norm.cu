@@ -14,12 +14,12 @@
 //    half the bandwidth: 16384 tiny blocks with two __syncthreads each.
 //  - block per row (larger H, or fewer rows): grid = rows of the bucket, block = 32..1024 threads
 //    (about 2 groups of 4 per thread), block reductions through shared memory.
-// Rows at or past n (device count of the bucket's valid rows) store nothing. Block per row: n, the
-// row and gamma / beta are all loaded before anything waits for one of them (the kernel is ~5 us at
-// small buckets, a chain of dependent loads; Nsight Compute, H200, BERT-base 1x128), so n decides
-// only the stores: 1x16 0.387 vs 0.404 ms, 1x128 0.438 vs 0.455 (H200, 2026-12-03, bench-encoder).
-// Warp per row keeps the early exit at n and loads gamma / beta at their use: preloading them there
-// cost 32x128 1.687 vs 1.612 ms, 32x512 7.49 vs 7.31 (same run; docs/results/abbertln-H200-20261203.txt).
+// Rows at or past n (device count of the bucket's valid rows) store nothing. EAGER (a block per row,
+// at most kEagerMaxRows rows): n, the row and gamma / beta are all loaded before anything waits for
+// one of them (the kernel is ~5 us at small buckets, a chain of dependent loads; Nsight Compute,
+// H200, BERT-base 1x128), so n decides only the stores. Otherwise rows past n exit at once and gamma /
+// beta are loaded at their use: preloading them in the warp form cost 32x128 1.687 vs 1.612 ms, 32x512
+// 7.49 vs 7.31 (H200, 2026-12-03; docs/results/abbertln-H200-20261203.txt).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -51,6 +51,10 @@ void check_hidden(int hidden, const char* what) {
 // also with fewer rows per block. A warp holds rows of up to 4 * kMaxG * 32 values. IGNIS_ENC_LN=block
 // forces a block per row (A/B measurements).
 constexpr int kRowsPerBlock = 8;
+// A block per row up to 512 rows loads everything before it waits (EAGER: 1x16 0.384 vs 0.406 ms, 1x128
+// 0.429 vs 0.448, 1x512 0.642 vs 0.654, 32x16 0.493 vs 0.506) but was slower at 1024 rows (8x128 0.691
+// vs 0.667; H200, 2026-12-03, docs/results/abbert-tune-ln-H200-20261203.txt).
+constexpr int kEagerMaxRows = 512;
 bool warp_mode(int rows, int hidden) {
   static const bool block = [] {
     const char* e = std::getenv("IGNIS_ENC_LN");
@@ -81,20 +85,20 @@ struct RowThreads {
 
 // Normalises the row held in v (this thread's groups, see RowThreads) and stores it to out if
 // `valid` (uniform over the row's threads, which all take part in the reductions); gamma/beta float [4 G].
-template <typename T, bool WARP>
+template <typename T, bool WARP, bool EAGER>
 __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, float (&v)[kMaxG][4], int G,
                                                 const float* gamma, const float* beta, float eps, T* out,
                                                 bool valid) {
   __shared__ float red[32];
   const int H = 4 * G;
-  // Block per row (small buckets, latency-bound): gamma / beta loaded before the reductions wait
-  // for v. Warp per row (large buckets, bandwidth-bound): at their use, fewer registers.
+  // EAGER (a block per row, small buckets, latency-bound): gamma / beta loaded before the reductions
+  // wait for v. Otherwise at their use (fewer registers).
   float4 ga[kMaxG], be[kMaxG];
   auto load_gb = [&](int i, int g) {
     ga[i] = __ldg(reinterpret_cast<const float4*>(gamma) + g);
     be[i] = __ldg(reinterpret_cast<const float4*>(beta) + g);
   };
-  if constexpr (!WARP) {
+  if constexpr (EAGER) {
 #pragma unroll
     for (int i = 0; i < kMaxG; ++i)
       if (rt.group(i) < G) load_gb(i, rt.group(i));
@@ -118,7 +122,7 @@ __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, floa
   for (int i = 0; i < kMaxG; ++i) {
     const int g = rt.group(i);
     if (g < G) {
-      if constexpr (WARP) load_gb(i, g);
+      if constexpr (!EAGER) load_gb(i, g);
       float y[4];
       y[0] = (v[i][0] - mean) * rstd * ga[i].x + be[i].x;
       y[1] = (v[i][1] - mean) * rstd * ga[i].y + be[i].y;
@@ -129,7 +133,7 @@ __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, floa
   }
 }
 
-template <typename T, bool WARP>
+template <typename T, bool WARP, bool EAGER>
 __global__ void embed_ln_kernel(EmbedLnArgs a) {
   pdl_trigger();
   pdl_wait();
@@ -137,7 +141,7 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
   const int r = rt.row;
   if (r >= a.rows) return;  // whole warps (WARP) or the whole block
   const int n = a.n_dev ? __ldg(a.n_dev) : a.rows;
-  if (WARP && r >= n) return;  // warp per row: padding rows cost no bandwidth; block per row: n gates the stores only
+  if (!EAGER && r >= n) return;  // padding rows cost nothing; EAGER: n gates the stores only
   const int G = a.hidden / 4;
   const int id = a.ids[r], p = a.pos[r], ty = a.types ? a.types[r] : 0;
   const bool id_ok = id >= 0 && id < a.vocab, p_ok = p >= 0 && p < a.max_positions,
@@ -169,10 +173,11 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
       }
     }
   }
-  layernorm_store(rt, v, G, a.gamma, a.beta, a.eps, static_cast<T*>(a.out) + size_t(r) * a.hidden, r < n);
+  layernorm_store<T, WARP, EAGER>(rt, v, G, a.gamma, a.beta, a.eps, static_cast<T*>(a.out) + size_t(r) * a.hidden,
+                                  r < n);
 }
 
-template <typename T, bool WARP>
+template <typename T, bool WARP, bool EAGER>
 __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden,
                               float eps, const int* n_dev) {
   pdl_trigger();
@@ -181,7 +186,7 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
   const int r = rt.row;
   if (r >= rows) return;  // whole warps (WARP) or the whole block
   const int n = n_dev ? __ldg(n_dev) : rows;
-  if (WARP && r >= n) return;  // warp per row: padding rows cost no bandwidth; block per row: n gates the stores only
+  if (!EAGER && r >= n) return;  // padding rows cost nothing; EAGER: n gates the stores only
   const int G = hidden / 4;
   T* xr = x + size_t(r) * hidden;
   const T* ar = a ? a + size_t(r) * hidden : nullptr;
@@ -202,7 +207,7 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
   }
   // In place: every thread has read its own groups before anything is written (and each group is
   // read and written by the same thread).
-  layernorm_store(rt, v, G, gamma, beta, eps, xr, r < n);
+  layernorm_store<T, WARP, EAGER>(rt, v, G, gamma, beta, eps, xr, r < n);
 }
 
 template <typename T>
@@ -232,9 +237,12 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
   if (a.rows <= 0) return;
   IGNIS_ENC_DISPATCH(a.dtype, T, {
     if (warp_mode(a.rows, a.hidden))
-      launch(embed_ln_kernel<T, true>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, a);
+      launch(embed_ln_kernel<T, true, false>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0,
+             stream, a);
+    else if (a.rows <= kEagerMaxRows)
+      launch(embed_ln_kernel<T, false, true>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
     else
-      launch(embed_ln_kernel<T, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+      launch(embed_ln_kernel<T, false, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
   });
 }
 
@@ -244,10 +252,13 @@ void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, 
   if (rows <= 0) return;
   IGNIS_ENC_DISPATCH(t, T, {
     if (warp_mode(rows, hidden))
-      launch(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream,
+      launch(add_ln_kernel<T, true, false>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream,
              static_cast<const T*>(a), static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
+    else if (rows <= kEagerMaxRows)
+      launch(add_ln_kernel<T, false, true>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
+             static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
     else
-      launch(add_ln_kernel<T, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
+      launch(add_ln_kernel<T, false, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
              static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
   });
 }

@@ -279,13 +279,6 @@ TEST(CudaEncoderKernels, GemmEpilogues) {
         encref::linear(x.data(), W.data(), epi == GemmEpilogue::kNone ? nullptr : b.data(), c.M, c.N, c.K,
                        epi == GemmEpilogue::kBiasGelu ? encref::Act::kGeluTanh : encref::Act::kNone, want.data());
         EXPECT_LE(rel_err(down(dt, dy.get(), want.size()), want), dt == DType::F32 ? 1e-5 : 1e-2);
-        // the algorithm picked by timing the heuristic's candidates (cached): a second call, into a
-        // fresh poisoned output, gives the same values
-        EXPECT_GE(gemm.choice(dt, c.M, c.N, c.K, epi), 0);
-        DeviceBuffer dy2 = poisoned(size_t(c.M) * c.N * esz(dt));
-        gemm.matmul(dt, dW.get(), dx.get(), dy2.get(), c.M, c.N, c.K, epi == GemmEpilogue::kNone ? nullptr : db.get(),
-                    epi, nullptr);
-        EXPECT_LE(rel_err(down(dt, dy2.get(), want.size()), want), dt == DType::F32 ? 1e-5 : 1e-2);
         if (epi != GemmEpilogue::kNone && !gemm.fused(dt, c.M, c.N, c.K, epi))
           std::printf("note: %s %dx%dx%d epilogue %d runs as a separate kernel (no cuBLASLt algorithm)\n", dname(dt),
                       c.M, c.N, c.K, int(epi));
