@@ -68,7 +68,7 @@ for stage in "$@"; do
             | decode_rows)
         echo "IGNIS_FUSED_NORM=$fn $v" | tee -a "$LOG/abnorm.txt"
       done ;;
-    abtail)  # decode tok/s with the RMSNorm tail of the residual GEMVs on (default) / off (IGNIS_NORM_TAIL=0), alternated
+    abtail)  # decode tok/s with the RMSNorm tail of the residual GEMVs on (IGNIS_NORM_TAIL=1) / off (default), alternated
       for sh in ${SHAPE:-llama-2-7b} smollm2-135m; do
         for t in 1 0 1 0; do
           v=$(IGNIS_NORM_TAIL=$t $B/ignis bench --synthetic "$sh" -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)

@@ -301,9 +301,13 @@ class CudaLlamaImpl final : public CudaLlama {
   // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
   FuseNorm fuse_norm_ = FuseNorm::kOff;
-  // IGNIS_NORM_TAIL (default 1): the residual GEMVs (o, down) of bf16 layers write the next RMSNorm's
+  // IGNIS_NORM_TAIL=1 (default 0): the residual GEMVs (o, down) of bf16 layers write the next RMSNorm's
   // output themselves (GemvArgs::tail_h: the CUDA-core kernel's last block), one launch less each.
-  bool norm_tail_ = true;
+  // Correct (CudaKernels.GemvNormTail, HF parity) but slower on an H200 (2026-12-03, Llama-2-7B b1
+  // 201.4 vs 262.6 tok/s, SmolLM2-135M 1,080 vs 1,306; docs/results/abtail-H200-20261203.txt): the
+  // fence and counter in every block and a 128-thread norm of 4096 floats from L2 in the last block
+  // cost ~18 us a norm, more than the launch they save. Off until the tail is made cheap.
+  bool norm_tail_ = false;
   const float* h_norm_ = nullptr;  // the norm weights whose rmsnorm(x) h_ holds now, or null
   DeviceBuffer tail_cnt_;          // GemvArgs::tail_counter
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
@@ -421,7 +425,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   }
   {
     const char* e = std::getenv("IGNIS_NORM_TAIL");
-    norm_tail_ = !(e && std::strcmp(e, "0") == 0);
+    norm_tail_ = e && std::strcmp(e, "1") == 0;
   }
   {
     const char* e = std::getenv("IGNIS_FUSED_ROPE");
