@@ -10,7 +10,6 @@
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
-#   scripts/gpu-check.sh abtail    decode tok/s with the residual GEMVs' RMSNorm tail on / off (IGNIS_NORM_TAIL)
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
@@ -67,13 +66,6 @@ for stage in "$@"; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
             | decode_rows)
         echo "IGNIS_FUSED_NORM=$fn $v" | tee -a "$LOG/abnorm.txt"
-      done ;;
-    abtail)  # decode tok/s with the RMSNorm tail of the residual GEMVs on (IGNIS_NORM_TAIL=1) / off (default), alternated
-      for sh in ${SHAPE:-llama-2-7b} smollm2-135m; do
-        for t in 1 0 1 0; do
-          v=$(IGNIS_NORM_TAIL=$t $B/ignis bench --synthetic "$sh" -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
-          echo "$sh IGNIS_NORM_TAIL=$t $v" | tee -a "$LOG/abtail.txt"
-        done
       done ;;
     abgemv)  # decode tok/s with each GEMV kernel (bulk-copy, register tensor-core) and the GEMV shapes alone
       for impl in auto bulk tc simple auto; do

@@ -222,54 +222,24 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
   }
 }
 
-// The RMSNorm tail (GemvArgs::tail_h, kAddF32 only): when every block has added its rows into x
-// (out), the last one to finish (a counter, left zero again for the next launch or graph replay)
-// writes h[b] = T(x[b] / sqrt(mean(x[b]^2) + eps) * w) for the B rows, which is the next rmsnorm()'s
-// work without its launch. The other blocks' stores are made visible by __threadfence() before the
-// counter; the last block reads x from L2 (__ldcg), not from its L1.
-struct NormTail {
-  const float* w = nullptr;
-  void* h = nullptr;
-  unsigned* counter = nullptr;
-  float eps = 0.f;
-};
-
-template <typename T>
-__device__ void norm_tail(const float* x, int B, int N, const NormTail& t) {
-  __shared__ float red[32];
-  for (int b = 0; b < B; ++b) {
-    const float* xr = x + size_t(b) * N;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < N; i += blockDim.x) {
-      const float v = __ldcg(xr + i);
-      ss = fmaf(v, v, ss);
-    }
-    ss = block_sum(ss, red);
-    const float r = rsqrtf(ss / float(N) + t.eps);
-    T* h = static_cast<T*>(t.h) + size_t(b) * N;
-    for (int i = threadIdx.x; i < N; i += blockDim.x) h[i] = from_f<T>(__ldcg(xr + i) * r * t.w[i]);
-  }
-}
-
-template <typename T, int VEC, int BMAX, int EPI, bool TAIL>
+template <typename T, int VEC, int BMAX, int EPI>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo, NormTail tail) {
+                                                           int N, int K, void* out, int ldo) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
   const int n_out = R == 2 ? N / 2 : N;
   pdl_wait();
-  if (!TAIL && j >= n_out) return;
-  const bool active = j < n_out;  // (TAIL: every warp reaches the block's barriers)
+  if (j >= n_out) return;
   int rows[R];
-  rows[0] = R == 2 ? int(swiglu_row_of_gate(active ? j : 0)) : (active ? j : 0);
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(j)) : j;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  for (int k = lane * VEC; active && k < K; k += 32 * VEC) {
+  for (int k = lane * VEC; k < K; k += 32 * VEC) {
     float w[R][VEC];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
@@ -292,23 +262,12 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
     float s[R];
 #pragma unroll
     for (int r = 0; r < R; ++r) s[r] = warp_sum(acc[r][b]);
-    if (lane == 0 && active) {
+    if (lane == 0) {
       if constexpr (R == 2)
         simple_store<T, EPI>(out, ldo, b, j, silu(s[0]) * s[1]);
       else
         simple_store<T, EPI>(out, ldo, b, j, s[0]);
     }
-  }
-  if constexpr (TAIL) {
-    __shared__ bool last;
-    __threadfence();  // this block's rows of x, visible before the counter says so
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(tail.counter, 1u) == gridDim.x - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    norm_tail<T>(static_cast<const float*>(out), B, N, tail);
-    if (threadIdx.x == 0) *tail.counter = 0u;
   }
 }
 
@@ -318,25 +277,12 @@ void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const dim3 grid(ceil_div(n_out, 4));
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
-  NormTail t;
-  t.w = a.tail_norm_w, t.h = a.tail_h, t.counter = a.tail_counter, t.eps = a.norm_eps;
-  if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
-    if (a.tail_h) {  // (ldo == N: gemv checks it)
-      if (a.B <= 1)
-        launch(gemv_simple_kernel<T, VEC, 1, EPI, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
-      else if (a.B <= 4)
-        launch(gemv_simple_kernel<T, VEC, 4, EPI, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
-      else
-        launch(gemv_simple_kernel<T, VEC, 8, EPI, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
-      return;
-    }
-  }
   if (a.B <= 1)
-    launch(gemv_simple_kernel<T, VEC, 1, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
+    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else if (a.B <= 4)
-    launch(gemv_simple_kernel<T, VEC, 4, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
+    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
   else
-    launch(gemv_simple_kernel<T, VEC, 8, EPI, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, t);
+    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
 }
 
 template <typename T, int EPI>
@@ -454,17 +400,7 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
   if (want == GemvImpl::kAuto) want = a.B == 1 && !a.norm_w && !a.ss_out ? GemvImpl::kSimple : GemvImpl::kTensorCore;
   const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && (want != GemvImpl::kSimple || a.norm_w || a.ss_out);
-  IGNIS_CHECK(!a.tail_h || (a.epi == GemvEpilogue::kAddF32 && ldo == a.N && a.tail_norm_w && a.tail_counter),
-              "gemv: the RMSNorm tail needs the kAddF32 epilogue into a contiguous x, its weights and a counter");
-  // the paths without the RMSNorm tail: the rmsnorm kernel after them (the same result)
-  auto tail_kernel = [&] {
-    if (a.tail_h)
-      rmsnorm(a.dtype, static_cast<float*>(a.out), nullptr, a.tail_norm_w, a.tail_h, a.B, a.N, a.norm_eps, stream);
-  };
-  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) {
-    gemv_bulk(a, ldo, stream);
-    return tail_kernel();
-  }
+  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) return gemv_bulk(a, ldo, stream);
   IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
   IGNIS_CHECK(!a.ss_in || a.norm_w, "gemv: ss_in is the input of the fused RMSNorm (norm_w)");
   IGNIS_CHECK(!a.ss_out || (tc && a.epi == GemvEpilogue::kAddF32),
@@ -476,7 +412,6 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
       dispatch_simple<bf16>(a, ldo, stream);
     return;
   }
-
   const int tiles = ceil_div(a.N, 16);
   int max_by_ws = 1;
   if (a.ws && a.counters && a.n_counters >= tiles)
@@ -488,7 +423,6 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     hint ? launch_tc<true, true>(a, grid, block, ldo, stream) : launch_tc<true, false>(a, grid, block, ldo, stream);
   else
     hint ? launch_tc<false, true>(a, grid, block, ldo, stream) : launch_tc<false, false>(a, grid, block, ldo, stream);
-  tail_kernel();
 }
 
 }  // namespace ignis::cuda

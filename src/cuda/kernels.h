@@ -66,13 +66,6 @@ struct GemvArgs {
   // kAddF32 (tensor-core path): after out += y, ss_out[t * B + b] = sum of out[b, r]^2 over the 16
   // rows r of tile t (t < ceil(N / 16)): what the next fused-norm GEMV needs as ss_in.
   float* ss_out = nullptr;
-  // kAddF32: the next RMSNorm of the updated x, fused after the product: tail_h[B, N] (dtype) =
-  // x / sqrt(mean(x^2) + norm_eps) * tail_norm_w, as rmsnorm() writes it. The CUDA-core kernel has its
-  // last block do it (tail_counter: one zeroed unsigned, left zero); the other paths run rmsnorm().
-  // (Measured slower than the separate rmsnorm launch at batch 1 on an H200: off in the decoder.)
-  const float* tail_norm_w = nullptr;
-  void* tail_h = nullptr;
-  unsigned* tail_counter = nullptr;
 };
 void gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).

@@ -241,14 +241,12 @@ class CudaLlamaImpl final : public CudaLlama {
                      bool interleave8);
   void upload_vector(const Tensor& t, float* dst, int64_t n);
   void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
-            const float* norm_w = nullptr, const float* ss_in = nullptr, float* ss_out = nullptr,
-            const float* tail_norm_w = nullptr) {
+            const float* norm_w = nullptr, const float* ss_in = nullptr, float* ss_out = nullptr) {
     GemvArgs a;
     a.dtype = dt_, a.W = W, a.x = x, a.B = B, a.N = N, a.K = K, a.epi = epi, a.out = out;
     a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
     a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
     a.norm_w = norm_w, a.norm_eps = cfg_.norm_eps, a.ss_in = ss_in, a.ss_out = ss_out;
-    if (tail_norm_w) a.tail_norm_w = tail_norm_w, a.tail_h = h_.get(), a.tail_counter = tail_cnt_.as<unsigned>();
     cuda::gemv(a, stream_);
   }
   // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
@@ -256,7 +254,6 @@ class CudaLlamaImpl final : public CudaLlama {
   // (the embedding), so there are no partial sums of squares in ss_ to use.
   void norm_gemv(float* x, const float* norm_w, const void* W, const QWeight& Wq, int B, int N, GemvEpilogue epi,
                  void* out, bool x_is_fresh = false) {
-    if (take_normed_h(norm_w)) return lin(W, Wq, h_.get(), B, N, dim_, epi, out);
     if (fuse_norm_ != FuseNorm::kOff && !Wq.w) {
       const bool partials = fuse_norm_ == FuseNorm::kPartials && !x_is_fresh && all_bf16();
       gemv(W, x, B, N, dim_, epi, out, norm_w, partials ? ss_.as<float>() : nullptr);
@@ -270,26 +267,10 @@ class CudaLlamaImpl final : public CudaLlama {
   bool all_bf16() const { return !quant_ && lq_.empty(); }
   // The residual-add products (Wo, down): x += W . in, leaving the partial sums of squares of the
   // new x in ss_ for the next norm_gemv.
-  // next_norm: the weights of the RMSNorm that reads x next; with norm_tail_ the GEMV leaves
-  // rmsnorm(x) * next_norm in h_ itself (GemvArgs::tail_h) and the next norm_gemv / qkv_decode skips
-  // its rmsnorm launch (h_norm_ says which norm h_ holds).
-  void residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x,
-                    const float* next_norm = nullptr) {
-    h_norm_ = nullptr;
+  void residual_lin(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x) {
     if (fuse_norm_ == FuseNorm::kPartials && all_bf16())
       return gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, ss_.as<float>());
-    if (next_norm && norm_tail_ && !Wq.w && fuse_norm_ == FuseNorm::kOff) {
-      gemv(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x, nullptr, nullptr, nullptr, next_norm);
-      h_norm_ = next_norm;
-      return;
-    }
     lin(Wb, Wq, in, B, dim_, K, GemvEpilogue::kAddF32, x);
-  }
-  // Whether h_ already holds rmsnorm(x) * norm_w (written by the last residual GEMV); consumes it.
-  bool take_normed_h(const float* norm_w) {
-    const bool ok = h_norm_ && h_norm_ == norm_w;
-    h_norm_ = nullptr;
-    return ok;
   }
   // IGNIS_FUSED_NORM: 0 (default) = separate rmsnorm kernels, 1 = fused into the register GEMV,
   // each block summing x^2 itself, 2 = fused, sums of squares from the previous residual GEMV's
@@ -301,15 +282,6 @@ class CudaLlamaImpl final : public CudaLlama {
   // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
   FuseNorm fuse_norm_ = FuseNorm::kOff;
-  // IGNIS_NORM_TAIL=1 (default 0): the residual GEMVs (o, down) of bf16 layers write the next RMSNorm's
-  // output themselves (GemvArgs::tail_h: the CUDA-core kernel's last block), one launch less each.
-  // Correct (CudaKernels.GemvNormTail, HF parity) but slower on an H200 (2026-12-03, Llama-2-7B b1
-  // 201.4 vs 262.6 tok/s, SmolLM2-135M 1,080 vs 1,306; docs/results/abtail-H200-20261203.txt): the
-  // fence and counter in every block and a 128-thread norm of 4096 floats from L2 in the last block
-  // cost ~18 us a norm, more than the launch they save. Off until the tail is made cheap.
-  bool norm_tail_ = false;
-  const float* h_norm_ = nullptr;  // the norm weights whose rmsnorm(x) h_ holds now, or null
-  DeviceBuffer tail_cnt_;          // GemvArgs::tail_counter
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
   bool chain_ = false;
   DeviceBuffer chain_bar_;  // the chain kernel's grid barrier (one 64-bit count)
@@ -424,10 +396,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
                                                          : FuseNorm::kPartials;
   }
   {
-    const char* e = std::getenv("IGNIS_NORM_TAIL");
-    norm_tail_ = e && std::strcmp(e, "1") == 0;
-  }
-  {
     const char* e = std::getenv("IGNIS_FUSED_ROPE");
     fused_rope_ = opt.fused_rope >= 0 ? opt.fused_rope != 0 : !(e && std::strcmp(e, "0") == 0);
   }
@@ -498,8 +466,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   gemv_cnt_.alloc(size_t(ceil_div(maxN, 16)) * 4);
   ss_.alloc(size_t(ceil_div(dim_, 16)) * opt_.max_batch * 4);
   CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
-  tail_cnt_.alloc(4);
-  CUDA_CHECK(cudaMemsetAsync(tail_cnt_.get(), 0, tail_cnt_.size(), stream_));
   const int max_splits = attn_decode_splits(1, nkv_, ctx_);
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
   attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
@@ -833,10 +799,8 @@ void CudaLlamaImpl::upload_blocks(const Tensor& t, const QWeight& q, int64_t row
 void CudaLlamaImpl::qkv_decode(float* x, const LayerW& w, const LayerQ& q, int B, bool x_is_fresh) {
   if (!q.qkv_part[0].w)
     return norm_gemv(x, w.attn_norm, w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), x_is_fresh);
-  if (!take_normed_h(w.attn_norm)) {
-    rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
-    tick("rmsnorm");
-  }
+  rmsnorm(dt_, x, nullptr, w.attn_norm, h_.get(), B, dim_, cfg_.norm_eps, stream_);
+  tick("rmsnorm");
   const int col[3] = {0, qdim_, qdim_ + kvdim_};
   for (int i = 0; i < 3; ++i) {
     if (i) tick("gemv");
@@ -1070,7 +1034,6 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   float* x = x_.as<float>();
   embed(dt_, tok_embd_, sd->tokens, B, dim_, vocab_, x, stream_);
   tick("embed");
-  h_norm_ = nullptr;
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   const bool chain = chain_ok(B);
   const int L = cfg_.n_layers;
@@ -1114,11 +1077,11 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
                  chain_step(w.wdown, dim_, hp_, GemvEpilogue::kAddF32, x, ff_.get(), nullptr), next});
       continue;
     }
-    residual_lin(w.wo, q.o, att_.get(), B, qdim_, x, w.ffn_norm);
+    residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);
     tick("gemv");
     norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
     tick("gemv");
-    residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x, l + 1 < L ? layers_[size_t(l) + 1].attn_norm : out_norm_);
+    residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x);
     tick("gemv");
   }
   if (!chain) {
@@ -1227,7 +1190,6 @@ void CudaLlamaImpl::decode_batch_sample(const int32_t* tokens, int B, int pos, c
 // ---- prefill ---------------------------------------------------------------------------------------
 
 void CudaLlamaImpl::enqueue_prefill_chunk(int slot, int tok_off, int pos_idx, int n) {
-  h_norm_ = nullptr;  // prefill overwrites h_
   float* x = x_.as<float>();
   const int* pos = pf_pos_.as<int>() + pos_idx;
   embed(dt_, tok_embd_, pf_tokens_.as<int>() + tok_off, n, dim_, vocab_, x, stream_);

@@ -214,44 +214,6 @@ TEST(CudaKernels, GemvResidualSumsFeedFusedNorm) {
   }
 }
 
-// The RMSNorm tail of a residual GEMV (GemvArgs::tail_h): x += W in, then h = rmsnorm(x) * w, by the
-// CUDA-core kernel's last block (B = 1, and B = 3 forced simple) or by rmsnorm() after the other paths
-// (tensor-core, B = 2); repeated launches (the counter must be left zero) and an odd N.
-TEST(CudaKernels, GemvNormTail) {
-  REQUIRE_GPU();
-  std::mt19937 rng(12);
-  struct Case { int B, N, K; GemvImpl impl; DType dt; };
-  for (const Case c : {Case{1, 4096, 4096, GemvImpl::kAuto, DType::BF16}, Case{3, 1000, 576, GemvImpl::kSimple, DType::BF16},
-                       Case{2, 576, 1536, GemvImpl::kAuto, DType::BF16}, Case{1, 333, 200, GemvImpl::kAuto, DType::F32}}) {
-    SCOPED_TRACE("B=" + std::to_string(c.B) + " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " " +
-                 std::string(dtype_name(c.dt)) + " impl " + std::to_string(int(c.impl)));
-    std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), in = random_vec(size_t(c.B) * c.K, rng);
-    std::vector<float> x = random_vec(size_t(c.B) * c.N, rng, -3, 3), nw = random_vec(size_t(c.N), rng, 0.5f, 1.5f);
-    round_to(c.dt, W), round_to(c.dt, in);
-    auto dW = upload(c.dt, W), din = upload(c.dt, in), dx = upload(DType::F32, x), dnw = upload(DType::F32, nw);
-    DeviceBuffer cnt(4), dh(size_t(c.B) * c.N * esize(c.dt));
-    CUDA_CHECK(cudaMemset(cnt.get(), 0, 4));
-    std::vector<float> want_x = x, y(size_t(c.B) * c.N), want_h(x.size());
-    for (int rep = 0; rep < 3; ++rep) {
-      poison(dh);
-      GemvArgs a;
-      a.dtype = c.dt, a.W = dW.get(), a.x = din.get(), a.B = c.B, a.N = c.N, a.K = c.K, a.impl = c.impl;
-      a.epi = GemvEpilogue::kAddF32, a.out = dx.get(), a.norm_eps = 1e-5f;
-      a.tail_norm_w = dnw.as<float>(), a.tail_h = dh.get(), a.tail_counter = cnt.as<unsigned>();
-      gemv(a, nullptr);
-      ref::linear(W.data(), in.data(), c.B, c.N, c.K, y.data());
-      for (size_t i = 0; i < want_x.size(); ++i) want_x[i] += y[i];
-      std::vector<float> got_x = download(DType::F32, dx.get(), x.size());
-      EXPECT_LE(rel_err(got_x, want_x), 1e-5);
-      ref::rmsnorm(got_x.data(), nullptr, nw.data(), want_h.data(), c.B, c.N, 1e-5f);
-      EXPECT_LE(rel_err(download(c.dt, dh.get(), want_h.size()), want_h), tol(c.dt)) << "launch " << rep;
-      unsigned left = 1;
-      CUDA_CHECK(cudaMemcpy(&left, cnt.get(), 4, cudaMemcpyDeviceToHost));
-      EXPECT_EQ(left, 0u) << "the counter is left zero";
-    }
-  }
-}
-
 TEST(CudaKernels, RmsNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(2);
