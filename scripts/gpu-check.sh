@@ -8,6 +8,7 @@
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
+#   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
@@ -61,6 +62,18 @@ for stage in "$@"; do
       export LD_LIBRARY_PATH="$P/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"; B=$P/build-gpu
       ldd $B/ignis | grep -i "not found" && status=1
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt" ;;
+    abfold)  # the folded RMSNorm (batch 1): its tests + memcheck, then decode tok/s IGNIS_NORM_FOLD=0 / 1 alternated
+      TAIL=6 run fold_tests $B/ignis_gpu_tests --gtest_filter='CudaKernels.GemvFolded*:CudaKernels.Gemv:CudaLlama.*'
+      TAIL=6 run fold_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests \
+        --gtest_filter='CudaKernels.GemvFolded*:CudaLlama.DecodeFusions*'
+      for sh in ${FOLD_SHAPES:-llama-2-7b llama-3-8b smollm2-135m}; do
+        for i in 1 2; do
+          for fo in 0 1; do
+            v=$(IGNIS_NORM_FOLD=$fo $B/ignis bench --synthetic "$sh" -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+            echo "$sh IGNIS_NORM_FOLD=$fo $v" | tee -a "$LOG/abfold.txt"
+          done
+        done
+      done ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \

@@ -36,7 +36,16 @@
 //
 // gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
 //   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
-//   fp32 models, odd K, and as a fallback (IGNIS_GEMV=simple). Launch: ceil(outputs/4) x 128.
+//   fp32 models, odd K, batch 1 (where it streams best), and as a fallback (IGNIS_GEMV=simple).
+//   Launch: ceil(outputs/4) x 128.
+//   Folded RMSNorm (GemvArgs::rms_ss / next_ss, batch-1 decode): rmsnorm(x) * w = (x * w) / rms(x),
+//   and the division commutes with the product, so the residual GEMV that writes x also writes
+//   bf16(x * w_next) and per-block sums of x^2 in its epilogue, and the next GEMV multiplies its dot
+//   products by 1 / rms at the end. The sums are loaded before the main loop and added after it:
+//   unlike the fused norm above, nothing waits for the rms before the weights stream, and the
+//   RMSNorm launch between the two products goes (64 of the ~290 launches of a 7B step).
+//   The input the product sees is bf16(x * w) instead of bf16(x / rms * w): the same relative
+//   rounding, other ties.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -222,24 +231,50 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
   }
 }
 
-template <typename T, int VEC, int BMAX, int EPI>
+// The folded RMSNorm's arguments (GemvArgs::rms_ss / next_*; see the header comment).
+struct SimpleFold {
+  const float* rms_ss = nullptr;       // FIN: partial sums of squares of the input's rows
+  float eps = 0.f;
+  const float* next_w = nullptr;       // FOUT: the next norm's weight [N]
+  void* next_h = nullptr;              // FOUT: T[B, N] = T(new x * next_w)
+  float* next_ss = nullptr;            // FOUT: [gridDim.x][B] sums of the new x^2 over each block's rows
+};
+
+constexpr int kSimpleWarps = 4;  // rows (outputs) per block of the CUDA-core kernel
+
+// FIN: the input is h = x * norm_w (not yet divided by rms(x)); every dot product is multiplied by
+// 1 / rms from rms_ss (ceil(K / 4) partials per batch row, the producer's blocks). The block loads the
+// first 1024 partials into registers before its main loop (their latency hides behind the weight
+// stream) and sums them in the epilogue, so nothing waits for the rms before the first FMA.
+// FOUT (kAddF32): after x += y, lane 0 of each row also writes T(x * next_w) and the block the sum of
+// its rows' new x^2 per batch row: the next FIN GEMV's input, without an RMSNorm launch in between.
+template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo) {
+                                                           int N, int K, void* out, int ldo, SimpleFold f) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
-  const int lane = threadIdx.x & 31;
-  const int j = blockIdx.x * 4 + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int j = blockIdx.x * kSimpleWarps + warp;
   const int n_out = R == 2 ? N / 2 : N;
+  const bool active = j < n_out;  // (no early exit: FIN / FOUT reduce over the block at the end)
   pdl_wait();
-  if (j >= n_out) return;
+  const int ss_len = FIN ? (K + kSimpleWarps - 1) / kSimpleWarps * B : 0;
+  float4 ss_pre[2];
+  if constexpr (FIN) {  // float4s t and t + 128 of rms_ss when they lie inside it; the rest in the epilogue
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int i4 = threadIdx.x + 128 * q;
+      ss_pre[q] = 4 * i4 + 4 <= ss_len ? reinterpret_cast<const float4*>(f.rms_ss)[i4] : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
   int rows[R];
-  rows[0] = R == 2 ? int(swiglu_row_of_gate(j)) : j;
+  rows[0] = !active ? 0 : R == 2 ? int(swiglu_row_of_gate(j)) : j;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  for (int k = lane * VEC; k < K; k += 32 * VEC) {
+  for (int k = lane * VEC; active && k < K; k += 32 * VEC) {
     float w[R][VEC];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
@@ -256,33 +291,105 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
+  float inv_rms[BMAX];
+  if constexpr (FIN) {
+    // this thread's partials per batch row (element e of rms_ss belongs to row e % B), then the block's sum
+    __shared__ float s_ss[kSimpleWarps][BMAX];
+    float part[BMAX];
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) part[b] = 0.f;
+    auto add = [&](int e, float v) {
+      const int b = B == 1 ? 0 : e % B;
+#pragma unroll
+      for (int bb = 0; bb < BMAX; ++bb)
+        if (bb == b) part[bb] += v;
+    };
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const int e = 4 * (threadIdx.x + 128 * q);
+      add(e, ss_pre[q].x), add(e + 1, ss_pre[q].y), add(e + 2, ss_pre[q].z), add(e + 3, ss_pre[q].w);
+    }
+    for (int e = min(ss_len / 4, 256) * 4 + threadIdx.x; e < ss_len; e += 128) add(e, f.rms_ss[e]);
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      const float t = warp_sum(part[b]);
+      if (lane == 0) s_ss[warp][b] = t;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      float t = 0.f;
+#pragma unroll
+      for (int w = 0; w < kSimpleWarps; ++w) t += s_ss[w][b];
+      inv_rms[b] = rsqrtf(t / float(K) + f.eps);
+    }
+  }
+  [[maybe_unused]] float sq[BMAX];  // FOUT: lane 0's new x^2 per batch row (0 for inactive rows)
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
+    if constexpr (FOUT) sq[b] = 0.f;
     if (b >= B) break;
     float s[R];
 #pragma unroll
-    for (int r = 0; r < R; ++r) s[r] = warp_sum(acc[r][b]);
-    if (lane == 0) {
-      if constexpr (R == 2)
+    for (int r = 0; r < R; ++r) {
+      s[r] = warp_sum(acc[r][b]);
+      if constexpr (FIN) s[r] *= inv_rms[b];
+    }
+    if (lane == 0 && active) {
+      if constexpr (R == 2) {
         simple_store<T, EPI>(out, ldo, b, j, silu(s[0]) * s[1]);
-      else
+      } else if constexpr (FOUT) {  // kAddF32: x += y, and the next norm's input
+        float* xo = static_cast<float*>(out) + size_t(b) * ldo + j;
+        const float xn = *xo + s[0];
+        *xo = xn;
+        static_cast<T*>(f.next_h)[size_t(b) * N + j] = from_f<T>(xn * f.next_w[j]);
+        sq[b] = xn * xn;
+      } else {
         simple_store<T, EPI>(out, ldo, b, j, s[0]);
+      }
     }
   }
+  if constexpr (FOUT) {
+    __shared__ float s_sq[kSimpleWarps][BMAX];
+    if (lane == 0)
+#pragma unroll
+      for (int b = 0; b < BMAX; ++b) s_sq[warp][b] = sq[b];
+    __syncthreads();
+    if (threadIdx.x < B) {
+      float t = 0.f;
+#pragma unroll
+      for (int w = 0; w < kSimpleWarps; ++w) t += s_sq[w][threadIdx.x];
+      f.next_ss[size_t(blockIdx.x) * B + threadIdx.x] = t;
+    }
+  }
+}
+
+template <typename T, int VEC, int BMAX, int EPI>
+void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
+  const T* W = static_cast<const T*>(a.W);
+  const T* x = static_cast<const T*>(a.x);
+  SimpleFold f;
+  f.rms_ss = a.rms_ss, f.eps = a.norm_eps, f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;
+  const bool fin = a.rms_ss != nullptr;
+  if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+    if (a.next_ss)  // (not with rms_ss: gemv() checks)
+      return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
+                    a.out, ldo, f);
+  }
+  if (fin)
+    return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, true, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
+                  a.out, ldo, f);
+  launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out,
+         ldo, f);
 }
 
 template <typename T, int VEC, int EPI>
 void launch_simple(const GemvArgs& a, int ldo, cudaStream_t stream) {
   const int n_out = a.epi == GemvEpilogue::kSwiGLU ? a.N / 2 : a.N;
-  const dim3 grid(ceil_div(n_out, 4));
-  const T* W = static_cast<const T*>(a.W);
-  const T* x = static_cast<const T*>(a.x);
-  if (a.B <= 1)
-    launch(gemv_simple_kernel<T, VEC, 1, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
-  else if (a.B <= 4)
-    launch(gemv_simple_kernel<T, VEC, 4, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
-  else
-    launch(gemv_simple_kernel<T, VEC, 8, EPI>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo);
+  const dim3 grid(ceil_div(n_out, kSimpleWarps));
+  if (a.B <= 1) return launch_simple_b<T, VEC, 1, EPI>(a, grid, ldo, stream);
+  if (a.B <= 4) return launch_simple_b<T, VEC, 4, EPI>(a, grid, ldo, stream);
+  launch_simple_b<T, VEC, 8, EPI>(a, grid, ldo, stream);
 }
 
 template <typename T, int EPI>
@@ -363,6 +470,9 @@ bool device_has_bulk_copy() {  // sm_90+ (cached for the current device at first
   return v;
 }
 
+int gemv_fold_parts(int N) { return ceil_div(N, kSimpleWarps); }
+bool gemv_fold_ok(int B) { return B == 1 && (env_impl() == GemvImpl::kAuto || env_impl() == GemvImpl::kSimple); }
+
 bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K % 8 == 0 && !force_simple(); }
 
 int gemv_splits(int N, int K, int max_splits_by_ws) {
@@ -397,6 +507,21 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
   // and 2.9 / 3.6 / 2.8 / 3.8 for the bulk-copy one); from B = 2 the tensor-core kernel, whose cost
   // does not grow with B (the CUDA-core one does B FMAs per weight). A fused norm needs the
   // tensor-core kernel. The bulk-copy kernel is taken only when asked for (kBulk, IGNIS_GEMV=bulk).
+  const bool fold = a.rms_ss || a.next_ss;
+  if (fold) {
+    IGNIS_CHECK(!a.norm_w && !a.ss_in && !a.ss_out, "gemv: the folded RMSNorm (rms_ss / next_ss) and the fused one "
+                "(norm_w / ss_in / ss_out) exclude each other");
+    IGNIS_CHECK(!(a.rms_ss && a.next_ss), "gemv: rms_ss and next_ss on one product are not supported");
+    IGNIS_CHECK(!a.next_ss || (a.epi == GemvEpilogue::kAddF32 && a.next_norm_w && a.next_h),
+                "gemv: next_ss needs the kAddF32 epilogue, next_norm_w and next_h");
+    IGNIS_CHECK(a.impl == GemvImpl::kAuto || a.impl == GemvImpl::kSimple,
+                "gemv: the folded RMSNorm runs on the CUDA-core kernel only");
+    if (a.dtype == DType::F32)
+      dispatch_simple<float>(a, ldo, stream);
+    else
+      dispatch_simple<bf16>(a, ldo, stream);
+    return;
+  }
   GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
   if (want == GemvImpl::kAuto) want = a.B == 1 && !a.norm_w && !a.ss_out ? GemvImpl::kSimple : GemvImpl::kTensorCore;
   const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && (want != GemvImpl::kSimple || a.norm_w || a.ss_out);

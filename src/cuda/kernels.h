@@ -66,7 +66,25 @@ struct GemvArgs {
   // kAddF32 (tensor-core path): after out += y, ss_out[t * B + b] = sum of out[b, r]^2 over the 16
   // rows r of tile t (t < ceil(N / 16)): what the next fused-norm GEMV needs as ss_in.
   float* ss_out = nullptr;
+  // Folded RMSNorm (CUDA-core kernel; what batch-1 decode uses): the norm's division by rms(x) moves
+  // to the end of the next product, y = (W . (x * norm_w)) / rms(x), so no RMSNorm kernel runs
+  // between a residual product and the next normed one:
+  //  - producer (kAddF32, next_ss set): after out += y it also writes next_h[b, r] = T(out[b, r] *
+  //    next_norm_w[r]) (T = dtype, [B, N]) and next_ss[blk * B + b] = the sum of the new out[b, r]^2
+  //    over the rows r of block blk (gemv_fold_parts(N) blocks);
+  //  - consumer (rms_ss set): x is such a next_h; every dot product of batch row b is multiplied by
+  //    1 / sqrt(sum_blk rms_ss[blk * B + b] / K + norm_eps) before the epilogue (gemv_fold_parts(K)
+  //    partials, summed in a fixed order).
+  const float* rms_ss = nullptr;
+  const float* next_norm_w = nullptr;
+  void* next_h = nullptr;
+  float* next_ss = nullptr;
 };
+// Partial sums a folded-norm producer of N rows writes per batch row (GemvArgs::next_ss).
+int gemv_fold_parts(int N);
+// Whether gemv() at batch B takes the CUDA-core kernel that the folded RMSNorm needs (batch 1,
+// unless IGNIS_GEMV forces another kernel).
+bool gemv_fold_ok(int B);
 void gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).
 bool device_has_bulk_copy();

@@ -281,6 +281,26 @@ class CudaLlamaImpl final : public CudaLlama {
   // x * norm_w), was slower again on an H200 (2026-12-02, 244 vs 253 tok/s: four times the bytes
   // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
+  // CudaOptions::norm_fold / IGNIS_NORM_FOLD: the folded RMSNorm at batch 1 (fold_ok).
+  bool fold_ = false;
+  bool fold_ok(int B) const {
+    return fold_ && B == 1 && all_bf16() && !q_out_.w && fuse_norm_ == FuseNorm::kOff && !chain_ok(B) &&
+           gemv_fold_ok(B);
+  }
+  // Folded norm, consumer: out = epi(W . h_ / rms(x)), h_ = x * norm_w from the last fold_residual.
+  void fold_gemv(const void* W, int B, int N, GemvEpilogue epi, void* out) {
+    GemvArgs a;
+    a.dtype = dt_, a.W = W, a.x = h_.get(), a.B = B, a.N = N, a.K = dim_, a.epi = epi, a.out = out;
+    a.rms_ss = ss_.as<float>(), a.norm_eps = cfg_.norm_eps;
+    cuda::gemv(a, stream_);
+  }
+  // Folded norm, producer: x += W . in, then h_ = x * next_norm_w and the partial sums of x^2 in ss_.
+  void fold_residual(const void* W, const void* in, int B, int K, float* x, const float* next_norm_w) {
+    GemvArgs a;
+    a.dtype = dt_, a.W = W, a.x = in, a.B = B, a.N = dim_, a.K = K, a.epi = GemvEpilogue::kAddF32, a.out = x;
+    a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>();
+    cuda::gemv(a, stream_);
+  }
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
   bool chain_ = false;
@@ -403,6 +423,10 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     const char* e = std::getenv("IGNIS_DECODE_CHAIN");
     chain_ = opt.decode_chain >= 0 ? opt.decode_chain != 0 : e && *e ? std::strcmp(e, "0") != 0 : kChainDefault;
   }
+  {
+    const char* e = std::getenv("IGNIS_NORM_FOLD");
+    fold_ = opt.norm_fold >= 0 ? opt.norm_fold != 0 : !(e && std::strcmp(e, "0") == 0);
+  }
   ctx_ = opt.context > 0 ? opt.context : std::min(cfg.max_seq_len > 0 ? cfg.max_seq_len : 4096, 4096);
   rows_ = std::max(opt_.prefill_chunk, opt_.max_batch);
   scale_ = 1.f / std::sqrt(float(hd_));
@@ -464,7 +488,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   const int maxN = std::max({qkvdim_, dim_, 2 * hp_, vocab_});
   gemv_ws_.alloc(size_t(16) * opt_.max_batch * std::max({qkvdim_, dim_, 2 * hp_}) * 4);
   gemv_cnt_.alloc(size_t(ceil_div(maxN, 16)) * 4);
-  ss_.alloc(size_t(ceil_div(dim_, 16)) * opt_.max_batch * 4);
+  ss_.alloc(size_t(std::max(ceil_div(dim_, 16), gemv_fold_parts(dim_))) * opt_.max_batch * 4);
   CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
   const int max_splits = attn_decode_splits(1, nkv_, ctx_);
   attn_ws_.alloc(std::max<size_t>(4, attn_ws_floats(opt_.max_batch, nh_, hd_, max_splits) * 4));
@@ -1036,6 +1060,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   tick("embed");
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   const bool chain = chain_ok(B);
+  const bool fold = fold_ok(B);  // layer 0's norm runs as a kernel (x comes from the embedding), the others fold
   const int L = cfg_.n_layers;
   if (chain) run_chain({chain_step(layers_[0].wqkv, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get(), nullptr,
                                    layers_[0].attn_norm)});
@@ -1043,7 +1068,10 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     const LayerW& w = layers_[size_t(l)];
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
     if (!chain) {
-      qkv_decode(x, w, q, B, l == 0);
+      if (fold && l > 0)
+        fold_gemv(w.wqkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+      else
+        qkv_decode(x, w, q, B, l == 0);
       tick("gemv");
     }
     if (!fused_rope_) {
@@ -1077,6 +1105,15 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
                  chain_step(w.wdown, dim_, hp_, GemvEpilogue::kAddF32, x, ff_.get(), nullptr), next});
       continue;
     }
+    if (fold) {
+      fold_residual(w.wo, att_.get(), B, qdim_, x, w.ffn_norm);
+      tick("gemv");
+      fold_gemv(w.wgu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
+      tick("gemv");
+      fold_residual(w.wdown, ff_.get(), B, hp_, x, l + 1 < L ? layers_[size_t(l) + 1].attn_norm : out_norm_);
+      tick("gemv");
+      continue;
+    }
     residual_lin(w.wo, q.o, att_.get(), B, qdim_, x);
     tick("gemv");
     norm_gemv(x, w.ffn_norm, w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
@@ -1084,7 +1121,10 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     residual_lin(w.wdown, q.down, ff_.get(), B, hp_, x);
     tick("gemv");
   }
-  if (!chain) {
+  if (fold) {
+    fold_gemv(w_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
+    tick("gemv");
+  } else if (!chain) {
     norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
     tick("gemv");
   }

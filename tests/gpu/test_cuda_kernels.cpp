@@ -214,6 +214,85 @@ TEST(CudaKernels, GemvResidualSumsFeedFusedNorm) {
   }
 }
 
+// The folded RMSNorm (batch-1 decode): a residual GEMV (x += Wo . in) that also writes h = x * w
+// and per-block sums of the new x^2 (next_h / next_ss), then a GEMV that divides its products by
+// the rms from those sums (rms_ss). Checked against the CPU: x; h bit for bit from the GPU's x (one
+// fp32 product, rounded to nearest); the sums; and rmsnorm + linear of the new x (the reference rounds
+// x / rms * w to bf16, the folded path x * w: equal within the bf16 tolerance). K = 4104 has 1026
+// partials: past the 1024 the consumer loads before its main loop.
+TEST(CudaKernels, GemvFoldedRmsNorm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(19);
+  struct Case { int B, K, Kin, N; GemvEpilogue epi; };
+  for (DType dt : {DType::F32, DType::BF16})
+    for (const Case c : {Case{1, 4096, 4096, 12288, GemvEpilogue::kStore}, Case{1, 576, 1536, 2 * 1536, GemvEpilogue::kSwiGLU},
+                         Case{1, 4104, 11008, 1000, GemvEpilogue::kStoreF32}, Case{3, 576, 1536, 2 * 1536, GemvEpilogue::kSwiGLU},
+                         Case{8, 4104, 520, 1000, GemvEpilogue::kStoreF32}, Case{2, 24, 40, 33, GemvEpilogue::kStore},
+                         Case{1, 66, 30, 35, GemvEpilogue::kStore}}) {
+      SCOPED_TRACE(std::string(dtype_name(dt)) + " B=" + std::to_string(c.B) + " K=" + std::to_string(c.K) +
+                   " Kin=" + std::to_string(c.Kin) + " N=" + std::to_string(c.N) + " " + epi_name(c.epi));
+      std::vector<float> Wo = random_vec(size_t(c.K) * c.Kin, rng), in = random_vec(size_t(c.B) * c.Kin, rng);
+      std::vector<float> W = random_vec(size_t(c.N) * c.K, rng), x = random_vec(size_t(c.B) * c.K, rng, -5, 5);
+      std::vector<float> nw = random_vec(size_t(c.K), rng, 0.5f, 1.5f);
+      round_to(dt, Wo), round_to(dt, in), round_to(dt, W);
+      auto dWo = upload(dt, Wo), din = upload(dt, in), dW = upload(dt, W);
+      auto dx = upload(DType::F32, x), dnw = upload(DType::F32, nw);
+      const int parts = gemv_fold_parts(c.K);
+      DeviceBuffer ss(size_t(parts) * c.B * 4), dh(size_t(c.B) * c.K * esize(dt));
+      poison(ss), poison(dh);
+      GemvArgs r;
+      r.dtype = dt, r.W = dWo.get(), r.x = din.get(), r.B = c.B, r.N = c.K, r.K = c.Kin;
+      r.epi = GemvEpilogue::kAddF32, r.out = dx.get();
+      r.next_norm_w = dnw.as<float>(), r.next_h = dh.get(), r.next_ss = ss.as<float>();
+      gemv(r, nullptr);
+      std::vector<float> y(size_t(c.B) * c.K), want_x = x;
+      ref::linear(Wo.data(), in.data(), c.B, c.K, c.Kin, y.data());
+      for (size_t i = 0; i < want_x.size(); ++i) want_x[i] += y[i];
+      const std::vector<float> got_x = download(DType::F32, dx.get(), x.size());
+      EXPECT_LE(rel_err(got_x, want_x), 1e-5);
+      std::vector<float> want_h(got_x.size()), want_ss(size_t(parts) * c.B, 0.f);
+      for (int b = 0; b < c.B; ++b)
+        for (int k = 0; k < c.K; ++k) {
+          const float v = got_x[size_t(b) * c.K + k];
+          want_h[size_t(b) * c.K + k] = v * nw[size_t(k)];
+          want_ss[size_t(k / 4) * c.B + b] += v * v;
+        }
+      round_to(dt, want_h);
+      EXPECT_EQ(download(dt, dh.get(), want_h.size()), want_h) << "h = x * w, rounded once";
+      EXPECT_LE(rel_err(download(DType::F32, ss.get(), want_ss.size()), want_ss), 1e-6);
+
+      const bool swiglu = c.epi == GemvEpilogue::kSwiGLU;
+      const int n_out = swiglu ? c.N / 2 : c.N;
+      const DType out_t = c.epi == GemvEpilogue::kStoreF32 ? DType::F32 : dt;
+      DeviceBuffer dout(size_t(c.B) * n_out * esize(out_t));
+      poison(dout);
+      GemvArgs a;
+      a.dtype = dt, a.W = dW.get(), a.x = dh.get(), a.B = c.B, a.N = c.N, a.K = c.K, a.epi = c.epi, a.out = dout.get();
+      a.rms_ss = ss.as<float>(), a.norm_eps = 1e-5f;
+      gemv(a, nullptr);
+      std::vector<float> want;
+      if (dt == DType::BF16) {
+        want = norm_gemv_ref(W, got_x, nw, c.B, c.N, c.K, c.epi);
+      } else {  // fp32: rmsnorm then linear, no rounding
+        std::vector<float> xr = got_x, h(got_x.size()), yy(size_t(c.B) * c.N);
+        ref::rmsnorm(xr.data(), nullptr, nw.data(), h.data(), c.B, c.K, 1e-5f);
+        ref::linear(W.data(), h.data(), c.B, c.N, c.K, yy.data());
+        want = epilogue_ref(yy, c.B, c.N, c.epi);
+      }
+      EXPECT_LE(rel_err(download(out_t, dout.get(), want.size()), want), tol(dt));
+    }
+  // what the folded norm does not combine with
+  GemvArgs bad;
+  bad.B = 1, bad.N = 16, bad.K = 16, bad.epi = GemvEpilogue::kStore;
+  float dummy = 0.f;
+  bad.next_ss = &dummy, bad.next_norm_w = &dummy, bad.next_h = &dummy;
+  EXPECT_THROW(gemv(bad, nullptr), Error) << "next_ss needs kAddF32";
+  bad.epi = GemvEpilogue::kAddF32, bad.impl = GemvImpl::kTensorCore;
+  EXPECT_THROW(gemv(bad, nullptr), Error) << "the fold needs the CUDA-core kernel";
+  bad.impl = GemvImpl::kAuto, bad.rms_ss = &dummy;
+  EXPECT_THROW(gemv(bad, nullptr), Error) << "rms_ss with next_ss";
+}
+
 TEST(CudaKernels, RmsNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(2);

@@ -263,22 +263,24 @@ TEST(CudaLlama, QuantizedDecodeMatchesPrefillPath) {
   EXPECT_THROW(make_synthetic_cuda_llama("smollm2-135m", bad, 1), Error);
 }
 
-// The decode fusions against the default kernels: CudaOptions::fused_rope (RoPE and the KV-cache
-// write inside the decode attention) and fused_norm 1, 2 (RMSNorm inside the GEMVs). The same
+// The decode fusions against the separate kernels: CudaOptions::fused_rope (RoPE and the KV-cache
+// write inside the decode attention), fused_norm 1, 2 (RMSNorm inside the GEMVs) and norm_fold (the
+// RMSNorm folded into the GEMVs around it, batch 1). The same
 // decode steps (batch 2 or 1, GQA, positions that cross key tiles), each variant's cache feeding its
 // own later steps.
 TEST(CudaLlama, DecodeFusionsMatchSeparateKernels) {
   REQUIRE_GPU();
-  struct Variant { const char* name; bool rope; int norm; int B; };
+  struct Variant { const char* name; bool rope; int norm; int B; bool fold; };
   for (DType dt : {DType::F32, DType::BF16})
-    for (const Variant v : {Variant{"fused rope", true, 0, 2}, Variant{"fused norm 1", false, 1, 2},
-                            Variant{"fused norm 2", false, 2, 2}, Variant{"rope + norm 2", true, 2, 1}}) {
+    for (const Variant v : {Variant{"fused rope", true, 0, 2, false}, Variant{"fused norm 1", false, 1, 2, false},
+                            Variant{"fused norm 2", false, 2, 2, false}, Variant{"rope + norm 2", true, 2, 1, false},
+                            Variant{"folded norm", false, 0, 1, true}, Variant{"rope + folded norm", true, 0, 1, true}}) {
       SCOPED_TRACE(std::string(dtype_name(dt)) + " " + v.name);
       CudaOptions base;
       base.dtype = dt, base.max_batch = 2, base.context = 160, base.prefill_chunk = 64, base.fused_norm = 0;
-      base.fused_rope = 0;
+      base.fused_rope = 0, base.norm_fold = 0;
       CudaOptions fused = base;
-      fused.fused_rope = v.rope ? 1 : 0, fused.fused_norm = v.norm;
+      fused.fused_rope = v.rope ? 1 : 0, fused.fused_norm = v.norm, fused.norm_fold = v.fold ? 1 : 0;
       auto a = make_synthetic_cuda_llama("smollm2-135m", base, 11);
       auto f = make_synthetic_cuda_llama("smollm2-135m", fused, 11);
       const int V = a->config().vocab_size, B = v.B, P = 60;
