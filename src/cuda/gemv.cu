@@ -231,41 +231,25 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
   }
 }
 
-// The folded RMSNorm's arguments (GemvArgs::rms_ss / next_*; see the header comment).
-struct SimpleFold {
-  const float* rms_ss = nullptr;       // FIN: partial sums of squares of the input's rows
-  float eps = 0.f;
-  const float* next_w = nullptr;       // FOUT: the next norm's weight [N]
-  void* next_h = nullptr;              // FOUT: T[B, N] = T(new x * next_w)
-  float* next_ss = nullptr;            // FOUT: [gridDim.x][B] sums of the new x^2 over each block's rows
-};
-
-constexpr int kSimpleWarps = 4;  // rows (outputs) per block of the CUDA-core kernel
+constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of the CUDA-core kernel
 
 // FIN: the input is h = x * norm_w (not yet divided by rms(x)); every dot product is multiplied by
-// 1 / rms from rms_ss (ceil(K / 4) partials per batch row, the producer's blocks). The block loads the
-// first 1024 partials into registers before its main loop (their latency hides behind the weight
-// stream) and sums them in the epilogue, so nothing waits for the rms before the first FMA.
+// 1 / rms from rms_ss. At batch 1 the block loads the first 1024 partials into registers before its
+// main loop (their latency hides behind the weight stream) and sums them after it, so nothing
+// waits for the rms before the first FMA.
 // FOUT (kAddF32): after x += y, lane 0 of each row also writes T(x * next_w) and the block the sum of
 // its rows' new x^2 per batch row: the next FIN GEMV's input, without an RMSNorm launch in between.
 template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo, SimpleFold f) {
+                                                           int N, int K, void* out, int ldo, FoldArgs f) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int j = blockIdx.x * kSimpleWarps + warp;
   const int n_out = R == 2 ? N / 2 : N;
   const bool active = j < n_out;  // (no early exit: FIN / FOUT reduce over the block at the end)
   pdl_wait();
-  const int ss_len = FIN ? (K + kSimpleWarps - 1) / kSimpleWarps * B : 0;
   float4 ss_pre[2];
-  if constexpr (FIN) {  // float4s t and t + 128 of rms_ss when they lie inside it; the rest in the epilogue
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int i4 = threadIdx.x + 128 * q;
-      ss_pre[q] = 4 * i4 + 4 <= ss_len ? reinterpret_cast<const float4*>(f.rms_ss)[i4] : make_float4(0.f, 0.f, 0.f, 0.f);
-    }
-  }
+  if constexpr (FIN) fold_prefetch(f, B, ss_pre);
   int rows[R];
   rows[0] = !active ? 0 : R == 2 ? int(swiglu_row_of_gate(j)) : j;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
@@ -291,39 +275,8 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
-  float inv_rms[BMAX];
-  if constexpr (FIN) {
-    // this thread's partials per batch row (element e of rms_ss belongs to row e % B), then the block's sum
-    __shared__ float s_ss[kSimpleWarps][BMAX];
-    float part[BMAX];
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) part[b] = 0.f;
-    auto add = [&](int e, float v) {
-      const int b = B == 1 ? 0 : e % B;
-#pragma unroll
-      for (int bb = 0; bb < BMAX; ++bb)
-        if (bb == b) part[bb] += v;
-    };
-#pragma unroll
-    for (int q = 0; q < 2; ++q) {
-      const int e = 4 * (threadIdx.x + 128 * q);
-      add(e, ss_pre[q].x), add(e + 1, ss_pre[q].y), add(e + 2, ss_pre[q].z), add(e + 3, ss_pre[q].w);
-    }
-    for (int e = min(ss_len / 4, 256) * 4 + threadIdx.x; e < ss_len; e += 128) add(e, f.rms_ss[e]);
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) {
-      const float t = warp_sum(part[b]);
-      if (lane == 0) s_ss[warp][b] = t;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int b = 0; b < BMAX; ++b) {
-      float t = 0.f;
-#pragma unroll
-      for (int w = 0; w < kSimpleWarps; ++w) t += s_ss[w][b];
-      inv_rms[b] = rsqrtf(t / float(K) + f.eps);
-    }
-  }
+  __shared__ float s_inv[8];
+  if constexpr (FIN) fold_inv_rms(f, B, K, ss_pre, true, s_inv);
   [[maybe_unused]] float sq[BMAX];  // FOUT: lane 0's new x^2 per batch row (0 for inactive rows)
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
@@ -333,7 +286,7 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
 #pragma unroll
     for (int r = 0; r < R; ++r) {
       s[r] = warp_sum(acc[r][b]);
-      if constexpr (FIN) s[r] *= inv_rms[b];
+      if constexpr (FIN) s[r] *= s_inv[b];
     }
     if (lane == 0 && active) {
       if constexpr (R == 2) {
@@ -349,27 +302,16 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
       }
     }
   }
-  if constexpr (FOUT) {
-    __shared__ float s_sq[kSimpleWarps][BMAX];
-    if (lane == 0)
-#pragma unroll
-      for (int b = 0; b < BMAX; ++b) s_sq[warp][b] = sq[b];
-    __syncthreads();
-    if (threadIdx.x < B) {
-      float t = 0.f;
-#pragma unroll
-      for (int w = 0; w < kSimpleWarps; ++w) t += s_sq[w][threadIdx.x];
-      f.next_ss[size_t(blockIdx.x) * B + threadIdx.x] = t;
-    }
-  }
+  if constexpr (FOUT) fold_block_ss(f, B, sq);
 }
 
 template <typename T, int VEC, int BMAX, int EPI>
 void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
-  SimpleFold f;
-  f.rms_ss = a.rms_ss, f.eps = a.norm_eps, f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;
+  FoldArgs f;
+  f.rms_ss = a.rms_ss, f.rms_parts = a.rms_parts > 0 ? a.rms_parts : ceil_div(a.K, kSimpleWarps), f.eps = a.norm_eps;
+  f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;
   const bool fin = a.rms_ss != nullptr;
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
     if (a.next_ss)  // (not with rms_ss: gemv() checks)
@@ -493,7 +435,7 @@ int gemv_splits(int N, int K, int max_splits_by_ws) {
   return std::max(1, s);
 }
 
-void gemv(const GemvArgs& a, cudaStream_t stream) {
+int gemv(const GemvArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.dtype == DType::F32 || a.dtype == DType::BF16, "gemv: dtype must be F32 or BF16");
   IGNIS_CHECK(a.B >= 1 && a.B <= 8, "gemv: batch must be 1..8, got ", a.B);
   IGNIS_CHECK(a.N > 0 && a.K > 0, "gemv: empty shape ", a.N, "x", a.K);
@@ -520,12 +462,15 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
       dispatch_simple<float>(a, ldo, stream);
     else
       dispatch_simple<bf16>(a, ldo, stream);
-    return;
+    return a.next_ss ? gemv_fold_parts(a.N) : 0;
   }
   GemvImpl want = a.impl == GemvImpl::kAuto ? env_impl() : a.impl;
   if (want == GemvImpl::kAuto) want = a.B == 1 && !a.norm_w && !a.ss_out ? GemvImpl::kSimple : GemvImpl::kTensorCore;
   const bool tc = a.dtype == DType::BF16 && a.K % 8 == 0 && (want != GemvImpl::kSimple || a.norm_w || a.ss_out);
-  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) return gemv_bulk(a, ldo, stream);
+  if (tc && !a.norm_w && want == GemvImpl::kBulk && device_has_bulk_copy()) {
+    gemv_bulk(a, ldo, stream);
+    return 0;
+  }
   IGNIS_CHECK(!a.norm_w || tc, "gemv: the fused RMSNorm needs bf16 weights with K % 8 == 0 (tensor-core path)");
   IGNIS_CHECK(!a.ss_in || a.norm_w, "gemv: ss_in is the input of the fused RMSNorm (norm_w)");
   IGNIS_CHECK(!a.ss_out || (tc && a.epi == GemvEpilogue::kAddF32),
@@ -535,7 +480,7 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
       dispatch_simple<float>(a, ldo, stream);
     else
       dispatch_simple<bf16>(a, ldo, stream);
-    return;
+    return 0;
   }
   const int tiles = ceil_div(a.N, 16);
   int max_by_ws = 1;
@@ -548,6 +493,7 @@ void gemv(const GemvArgs& a, cudaStream_t stream) {
     hint ? launch_tc<true, true>(a, grid, block, ldo, stream) : launch_tc<true, false>(a, grid, block, ldo, stream);
   else
     hint ? launch_tc<false, true>(a, grid, block, ldo, stream) : launch_tc<false, false>(a, grid, block, ldo, stream);
+  return 0;
 }
 
 }  // namespace ignis::cuda

@@ -9,6 +9,7 @@
 
 #include "cuda/common.h"
 #include "cuda/kernels.h"
+#include "cuda/quant_kernels.h"
 
 namespace ignis::cuda {
 
@@ -110,13 +111,90 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
   return u;
 }
 
+// ---- folded RMSNorm (GemvArgs / QGemvArgs: rms_ss, next_*; kernels.h explains) ----------------------
+struct FoldArgs {
+  const float* rms_ss = nullptr;  // consumer: rms_parts partial sums of x^2 per batch row, [part][B]
+  int rms_parts = 0;
+  float eps = 0.f;
+  const float* next_w = nullptr;  // producer (kAddF32): the next norm's weight [N]
+  void* next_h = nullptr;         // producer: [B, N] new x * next_w in the compute dtype
+  float* next_ss = nullptr;       // producer: partial sums of the new x^2, [part][B]
+};
+constexpr int kFoldThreads = 128;  // the block size the fold helpers assume
+
+inline FoldArgs fold_args(const QGemvArgs& a) {
+  FoldArgs f;
+  f.rms_ss = a.rms_ss, f.rms_parts = a.rms_parts, f.eps = a.norm_eps;
+  f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;
+  return f;
+}
+
+// Consumer, batch 1: this thread's share of rms_ss (float4s t and t + 128) loaded early, so its
+// latency hides behind the main loop; zeros where it is not used (B > 1, past the end).
+__device__ __forceinline__ void fold_prefetch(const FoldArgs& f, int B, float4 (&pre)[2]) {
+#pragma unroll
+  for (int q = 0; q < 2; ++q) {
+    const int i4 = threadIdx.x + kFoldThreads * q;
+    pre[q] = B == 1 && 4 * i4 + 4 <= f.rms_parts ? reinterpret_cast<const float4*>(f.rms_ss)[i4]
+                                                 : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
+}
+
+// Consumer: s_inv[b] = 1 / sqrt(sum_p rms_ss[p B + b] / K + eps) for b < B, summed by the whole block in
+// a fixed order (thread, then warp, then the 4 warps). pre: fold_prefetch's values when prefetched,
+// else everything is loaded here. Called by every thread; s_inv is shared memory, ready on return.
+__device__ __forceinline__ void fold_inv_rms(const FoldArgs& f, int B, int K, const float4 (&pre)[2], bool prefetched,
+                                             float* s_inv) {
+  __shared__ float s_part[kFoldThreads / 32][8];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  // batch 1: the first min(parts / 4, 256) float4s came with pre
+  const int done = prefetched && B == 1 ? 4 * min(f.rms_parts / 4, 2 * kFoldThreads) : 0;
+  for (int b = 0; b < B; ++b) {
+    float t = done > 0 && b == 0 ? (pre[0].x + pre[0].y) + (pre[0].z + pre[0].w) + ((pre[1].x + pre[1].y) + (pre[1].z + pre[1].w))
+                     : 0.f;
+#pragma unroll 4
+    for (int p = done + int(threadIdx.x); p < f.rms_parts; p += kFoldThreads) t += f.rms_ss[size_t(p) * B + b];
+    t = warp_sum(t);
+    if (lane == 0) s_part[warp][b] = t;
+  }
+  __syncthreads();
+  if (threadIdx.x < B) {
+    float t = 0.f;
+#pragma unroll
+    for (int w = 0; w < kFoldThreads / 32; ++w) t += s_part[w][threadIdx.x];
+    s_inv[threadIdx.x] = rsqrtf(t / float(K) + f.eps);
+  }
+  __syncthreads();
+}
+
+// Producer of a kernel whose warps' lane 0 hold finished rows: sq[b] = the sum of this thread's new
+// x^2 of batch row b (0 where it has none); the block's sums go to next_ss[blockIdx.x B + b]
+// (the block's partials: one per block). Called by every thread.
+template <int BMAX>
+__device__ __forceinline__ void fold_block_ss(const FoldArgs& f, int B, const float (&sq)[BMAX]) {
+  __shared__ float s_sq[kFoldThreads / 32][BMAX];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0)
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) s_sq[warp][b] = sq[b];
+  __syncthreads();
+  if (threadIdx.x < B) {
+    float t = 0.f;
+#pragma unroll
+    for (int w = 0; w < kFoldThreads / 32; ++w) t += s_sq[w][threadIdx.x];
+    f.next_ss[size_t(blockIdx.x) * B + threadIdx.x] = t;
+  }
+}
+
 // Stores the finished tile `tile` (rows 16 tile .. 16 tile + 15) from warp 0's fragments v:
 // bf16 / f32 store, residual add (+ the partial sums of squares of the new rows into ss_out, see
 // GemvArgs::ss_out), or SwiGLU of the fused gate/up rows (tile = 8 gate + the 8 matching up rows).
 // Called by all 32 lanes of one warp (shuffles inside).
+// With next_h (the folded norm's producer, kAddF32): also next_h[b, row] = bf16(new x * next_w[row]).
 template <int EPI>
 __device__ __forceinline__ void tile_epilogue(const float (&v)[4], int tile, int g, int c, int B, int N, void* out,
-                                              int ldo, float* __restrict__ ss_out) {
+                                              int ldo, float* __restrict__ ss_out, const float* next_w = nullptr,
+                                              bf16* next_h = nullptr) {
   const int row0 = tile * 16;
   if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
     const int j = tile * 8 + g;  // N = 2 * hp with hp % 8 == 0: every tile is 8 gate + 8 up rows
@@ -137,6 +215,7 @@ __device__ __forceinline__ void tile_epilogue(const float (&v)[4], int tile, int
         const float nv = *p + v[i];
         *p = nv;
         sq[i & 1] = fmaf(nv, nv, sq[i & 1]);
+        if (next_h) next_h[size_t(b) * N + row] = __float2bfloat16(nv * next_w[row]);
       }
     }
     if (ss_out) {
@@ -211,12 +290,20 @@ __device__ __forceinline__ bool split_combine(float (&v)[4], int tile, int split
 // The end of a block of WARPS warps that each hold partial fragments acc of the same 16-row tile:
 // the partials meet in shared memory and warp 0 runs tile_epilogue (with splits > 1, after
 // split_combine, in the last block of the tile). Called by every thread.
+// fold: the folded norm (K = the product's K): a consumer scales the tile by 1 / rms of each batch row
+// (after the split sum), a producer writes next_h and one partial sum of squares per tile (next_ss).
 template <int EPI, int WARPS>
 __device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int B, int N, void* out, int ldo,
                                             int split = 0, int splits = 1, float* __restrict__ ws = nullptr,
-                                            unsigned* counters = nullptr) {
+                                            unsigned* counters = nullptr, const FoldArgs& fold = FoldArgs{},
+                                            int K = 0) {
   __shared__ float red[WARPS][4][32];
+  __shared__ float s_inv[8];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (fold.rms_ss) {
+    const float4 none[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+    fold_inv_rms(fold, B, K, none, false, s_inv);
+  }
 #pragma unroll
   for (int i = 0; i < 4; ++i) red[warp][i][lane] = acc[i];
   __syncthreads();
@@ -229,7 +316,16 @@ __device__ __forceinline__ void finish_tile(const float (&acc)[4], int tile, int
     for (int w = 1; w < WARPS; ++w) v[i] += red[w][i][lane];
   }
   if (splits > 1 && !split_combine(v, tile, split, splits, B, N, ws, counters)) return;
-  tile_epilogue<EPI>(v, tile, lane >> 2, lane & 3, B, N, out, ldo, nullptr);
+  if (fold.rms_ss) {
+    const int c = lane & 3;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int b = 2 * c + (i & 1);
+      if (b < B) v[i] *= s_inv[b];
+    }
+  }
+  tile_epilogue<EPI>(v, tile, lane >> 2, lane & 3, B, N, out, ldo, fold.next_ss, fold.next_w,
+                     static_cast<bf16*>(fold.next_h));
 }
 
 }  // namespace ignis::cuda

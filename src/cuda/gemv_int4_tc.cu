@@ -57,7 +57,8 @@ __device__ __forceinline__ float half16_to_f(uint32_t h, int sdt) {
 template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool TILED>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, uint32_t gmul, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
-                                                                   float* __restrict__ ws, unsigned* counters) {
+                                                                   float* __restrict__ ws, unsigned* counters,
+                                                                   FoldArgs fold) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, c = lane & 3;
   const int N = W.N, K = W.K, G = K / W.group;
@@ -197,7 +198,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 
-  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters);
+  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters, fold, K);
 }
 
 // Variants: a = 4 steps per buffer, registers free (176-204: 2-3 blocks / SM); b = 4 steps, at
@@ -246,10 +247,10 @@ template <int EPI, int U, int ZM, int MINB, bool TILED>
 void launch_t(const QGemvArgs& a, dim3 grid, int sdt, uint32_t gmul, int ldo, cudaStream_t stream) {
   if (a.W.group < kStep)
     return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
-                  gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+                  gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
   if constexpr (ZM != 2)  // mins: groups of 32 / 64 only (int4_tc_supported)
     launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt, gmul,
-           static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters);
+           static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
 }
 
 template <int EPI, int U, int ZM, int MINB>

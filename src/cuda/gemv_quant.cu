@@ -96,17 +96,28 @@ __device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_val
   return true;
 }
 
-// Warp-reduces acc and writes the epilogue (lane 0).
-template <int BMAX, int EPI>
+// Warp-reduces acc and writes the epilogue (lane 0). The folded norm (gemv_int_kernel; FIN / FOUT
+// need every thread of the block here, has = whether this warp has rows): FIN multiplies the sums by
+// 1 / rms, FOUT (kAddF32) also writes bf16(x * next_w) and the block's sums of the new x^2.
+template <int BMAX, int EPI, bool FIN = false, bool FOUT = false>
 __device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[2], bool second_valid, int B,
-                                       void* out, int ldo) {
+                                       void* out, int ldo, bool has = true, const FoldArgs& f = FoldArgs{},
+                                       int K = 0) {
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * kWarps + (threadIdx.x >> 5);  // SwiGLU output column
+  __shared__ float s_inv[8];
+  if constexpr (FIN) {
+    const float4 none[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+    fold_inv_rms(f, B, K, none, false, s_inv);
+  }
+  [[maybe_unused]] float sq[BMAX];
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
+    if constexpr (FOUT) sq[b] = 0.f;
     if (b >= B) break;
-    const float v0 = warp_sum(acc[0][b]), v1 = warp_sum(acc[1][b]);
-    if (lane != 0) continue;
+    float v0 = warp_sum(acc[0][b]), v1 = warp_sum(acc[1][b]);
+    if constexpr (FIN) v0 *= s_inv[b], v1 *= s_inv[b];
+    if (lane != 0 || !has) continue;
     if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
       static_cast<bf16*>(out)[size_t(b) * ldo + j] = __float2bfloat16(silu(v0) * v1);
     } else {
@@ -117,28 +128,40 @@ __device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[
         const size_t o = size_t(b) * ldo + rows[r];
         if constexpr (EPI == int(GemvEpilogue::kStore)) static_cast<bf16*>(out)[o] = __float2bfloat16(v);
         if constexpr (EPI == int(GemvEpilogue::kStoreF32)) static_cast<float*>(out)[o] = v;
-        if constexpr (EPI == int(GemvEpilogue::kAddF32)) static_cast<float*>(out)[o] += v;
+        if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+          float* p = static_cast<float*>(out) + o;
+          const float nv = *p + v;
+          *p = nv;
+          if constexpr (FOUT) {
+            static_cast<bf16*>(f.next_h)[size_t(b) * ldo + rows[r]] = __float2bfloat16(nv * f.next_w[rows[r]]);
+            sq[b] = fmaf(nv, nv, sq[b]);
+          }
+        }
       }
     }
   }
+  if constexpr (FOUT) fold_block_ss(f, B, sq);
 }
 
 // ---- int8 per channel / int4 group-wise ------------------------------------------------------------
 
-template <bool INT4, int BMAX, int EPI>
+// FIN / FOUT: the folded norm (finish); then warps without rows stay for the block's reductions.
+template <bool INT4, int BMAX, int EPI, bool FIN = false, bool FOUT = false>
 __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sdt, const bf16* __restrict__ x, int B,
-                                                               void* out, int ldo) {
+                                                               void* out, int ldo, FoldArgs f) {
+  static_assert(kWarps * 32 == kFoldThreads, "the fold helpers assume 128 threads");
   constexpr int U = 4;                       // 16-byte chunks per row loaded ahead
   constexpr int kVals = INT4 ? 32 : 16;      // values per chunk
   const int lane = threadIdx.x & 31;
   const int K = W.K, G = INT4 ? K / W.group : 1;
-  int rows[2];
+  int rows[2] = {0, 0};
   bool second_valid = false;
-  if (!row_pair<EPI>(W.N, rows, second_valid)) return;
+  const bool has = row_pair<EPI>(W.N, rows, second_valid);
+  if (!has && !FIN && !FOUT) return;
   const size_t row_bytes = INT4 ? size_t(K) / 2 : size_t(K);
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + rows[0] * row_bytes,
                           static_cast<const uint8_t*>(W.w) + rows[1] * row_bytes};
-  const int nchunks = K / kVals;
+  const int nchunks = has ? K / kVals : 0;
 
   uint4 wv[U][2];
   auto load = [&](int base) {
@@ -226,13 +249,13 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
   if constexpr (!INT4) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float s = scale_at(W.scales, sdt, size_t(rows[r]));
+      const float s = has ? scale_at(W.scales, sdt, size_t(rows[r])) : 0.f;
 #pragma unroll
       for (int b = 0; b < BMAX; ++b) acc[r][b] *= s;
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
-  finish<BMAX, EPI>(acc, rows, second_valid, B, out, ldo);
+  finish<BMAX, EPI, FIN, FOUT>(acc, rows, second_valid, B, out, ldo, has, f, K);
 }
 
 // ---- GGUF Q8_0 / Q4_0 / Q4_1: one 32-value block per lane ------------------------------------------
@@ -771,18 +794,29 @@ __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, 
 // ---- host dispatch ------------------------------------------------------------------------------------
 
 
+template <bool INT4, int BMAX, int EPI>
+void launch_int(const QGemvArgs& a, dim3 grid, int ldo, cudaStream_t s) {
+  const bf16* x = static_cast<const bf16*>(a.x);
+  const int sdt = scale_code(a.W.scale_dtype);
+  const dim3 block(kWarps * 32);
+  const FoldArgs f = fold_args(a);
+  if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+    if (a.next_ss)
+      return launch(gemv_int_kernel<INT4, BMAX, EPI, false, true>, grid, block, 0, s, a.W, sdt, x, a.B, a.out, ldo, f);
+  }
+  if (a.rms_ss)
+    return launch(gemv_int_kernel<INT4, BMAX, EPI, true, false>, grid, block, 0, s, a.W, sdt, x, a.B, a.out, ldo, f);
+  launch(gemv_int_kernel<INT4, BMAX, EPI>, grid, block, 0, s, a.W, sdt, x, a.B, a.out, ldo, f);
+}
+
 template <int BMAX, int EPI>
 void launch_fmt(const QGemvArgs& a, int ldo, cudaStream_t s) {
   const int pairs = EPI == int(GemvEpilogue::kSwiGLU) ? a.W.N / 2 : (a.W.N + 1) / 2;
   const dim3 grid(ceil_div(pairs, kWarps)), block(kWarps * 32);
   const bf16* x = static_cast<const bf16*>(a.x);
   switch (a.W.type) {
-    case QType::kInt8:
-      return launch(gemv_int_kernel<false, BMAX, EPI>, grid, block, 0, s, a.W, scale_code(a.W.scale_dtype), x, a.B,
-                    a.out, ldo);
-    case QType::kInt4:
-      return launch(gemv_int_kernel<true, BMAX, EPI>, grid, block, 0, s, a.W, scale_code(a.W.scale_dtype), x, a.B,
-                    a.out, ldo);
+    case QType::kInt8: return launch_int<false, BMAX, EPI>(a, grid, ldo, s);
+    case QType::kInt4: return launch_int<true, BMAX, EPI>(a, grid, ldo, s);
     case QType::kQ8_0: return launch(gemv_gguf32_kernel<0, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
     case QType::kQ4_0: return launch(gemv_gguf32_kernel<1, BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
     case QType::kQ4_K: return launch(gemv_q4k_kernel<BMAX, EPI>, grid, block, 0, s, a.W, x, a.B, a.out, ldo);
@@ -842,7 +876,64 @@ bool gguf_qtype(DType t, QType& out) {
   }
 }
 
-void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
+namespace {
+// The kernel gemv_quant runs a on (its dispatch rules, below).
+enum class QKernel { kInt4Tc, kInt8Tc, kBulk, kCudaCore };
+QKernel choose_kernel(const QGemvArgs& a) {
+  if (a.W.type != QType::kInt4 && a.W.type != QType::kInt8) return QKernel::kCudaCore;
+  const bool int4 = a.W.type == QType::kInt4;
+  const bool ok = int4 ? int4_tc_supported(a.W) : int8_tc_supported(a.W);
+  const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(a.W);
+  QGemvImpl impl = a.impl;
+  if (impl == QGemvImpl::kAuto) {
+    static const QGemvImpl env = [] {
+      const char* e = std::getenv("IGNIS_QGEMV");
+      if (e && std::strcmp(e, "simple") == 0) return QGemvImpl::kCudaCore;
+      if (e && std::strcmp(e, "tc") == 0) return QGemvImpl::kTensorCore;
+      if (e && std::strcmp(e, "bulk") == 0) return QGemvImpl::kBulk;
+      return QGemvImpl::kAuto;
+    }();
+    impl = env;
+  }
+  IGNIS_CHECK(!a.W.mins || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
+              "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", a.W.K, ")");
+  if (a.W.mins) return QKernel::kInt4Tc;
+  IGNIS_CHECK(!a.W.tiled || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
+              "int4 GEMV with tiled nibbles: only the tensor-core kernel");
+  if (a.W.tiled) return QKernel::kInt4Tc;
+  if (impl == QGemvImpl::kAuto) {
+    if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
+      impl = QGemvImpl::kTensorCore;
+    else if (bulk_ok && a.B >= 2)
+      impl = QGemvImpl::kBulk;
+    else
+      impl = QGemvImpl::kCudaCore;
+  }
+  IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
+              int4 ? "int4 groups of 32, 64 or a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
+  IGNIS_CHECK(bulk_ok || a.impl != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
+              int4 ? "int4 groups of a power of two from 32 to 1024" : "int8 with K % 64 == 0");
+  if (impl == QGemvImpl::kBulk && bulk_ok) return QKernel::kBulk;
+  if (impl == QGemvImpl::kTensorCore && ok) return int4 ? QKernel::kInt4Tc : QKernel::kInt8Tc;
+  return QKernel::kCudaCore;
+}
+bool kernel_folds(const QWeight& W, QKernel k) {
+  return k == QKernel::kInt4Tc || (k == QKernel::kCudaCore && (W.type == QType::kInt4 || W.type == QType::kInt8));
+}
+}  // namespace
+
+bool quant_fold_ok(const QWeight& W, int B) {
+  if (B != 1 || !W.w) return false;
+  QGemvArgs a;
+  a.W = W, a.B = B, a.ws = reinterpret_cast<float*>(1);  // as the decoder calls it: with a workspace
+  try {
+    return kernel_folds(W, choose_kernel(a));
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+int gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   check_weight(a.W);
   IGNIS_CHECK(a.B >= 1 && a.B <= 8, "quantized GEMV: batch must be 1..8, got ", a.B);
   IGNIS_CHECK(a.x && a.out, "quantized GEMV: null x or out");
@@ -858,48 +949,29 @@ void gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   // streamed int8 at 1.4-2.3 TB/s and int4 g128 at 0.7-1.3 at B = 1, below both register kernels
   // (int4 g128 decode 261 vs 340 tok/s; int8 251 vs 367), but at B = 8 it runs int4 g32 at 1,741
   // tok/s against the CUDA-core kernel's 782. IGNIS_QGEMV=simple|tc|bulk overrides kAuto.
-  if (a.W.type == QType::kInt4 || a.W.type == QType::kInt8) {
-    const bool int4 = a.W.type == QType::kInt4;
-    const bool ok = int4 ? int4_tc_supported(a.W) : int8_tc_supported(a.W);
-    const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(a.W);
-    QGemvImpl impl = a.impl;
-    if (impl == QGemvImpl::kAuto) {
-      static const QGemvImpl env = [] {
-        const char* e = std::getenv("IGNIS_QGEMV");
-        if (e && std::strcmp(e, "simple") == 0) return QGemvImpl::kCudaCore;
-        if (e && std::strcmp(e, "tc") == 0) return QGemvImpl::kTensorCore;
-        if (e && std::strcmp(e, "bulk") == 0) return QGemvImpl::kBulk;
-        return QGemvImpl::kAuto;
-      }();
-      impl = env;
-    }
-    IGNIS_CHECK(!a.W.mins || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
-                "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", a.W.K, ")");
-    if (a.W.mins) return gemv_int4_tc(a, ldo, stream);
-    IGNIS_CHECK(!a.W.tiled || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
-                "int4 GEMV with tiled nibbles: only the tensor-core kernel");
-    if (a.W.tiled) return gemv_int4_tc(a, ldo, stream);
-    if (impl == QGemvImpl::kAuto) {
-      if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
-        impl = QGemvImpl::kTensorCore;
-      else if (bulk_ok && a.B >= 2)
-        impl = QGemvImpl::kBulk;
-      else
-        impl = QGemvImpl::kCudaCore;
-    }
-    IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
-                int4 ? "int4 groups of 32, 64 or a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
-    IGNIS_CHECK(bulk_ok || a.impl != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
-                int4 ? "int4 groups of a power of two from 32 to 1024" : "int8 with K % 64 == 0");
-    if (impl == QGemvImpl::kBulk && bulk_ok) return gemv_quant_bulk(a, ldo, stream);
-    if (impl == QGemvImpl::kTensorCore && ok) return int4 ? gemv_int4_tc(a, ldo, stream) : gemv_int8_tc(a, ldo, stream);
+  const QKernel k = choose_kernel(a);
+  const bool fold = a.rms_ss || a.next_ss;
+  if (fold) {
+    IGNIS_CHECK(kernel_folds(a.W, k), "quantized GEMV: the folded RMSNorm needs int8 / int4 weights on the CUDA-core "
+                "or int4 tensor-core kernel");
+    IGNIS_CHECK(!(a.rms_ss && a.next_ss), "quantized GEMV: rms_ss and next_ss on one product are not supported");
+    IGNIS_CHECK(!a.rms_ss || a.rms_parts > 0, "quantized GEMV: rms_ss needs rms_parts");
+    IGNIS_CHECK(!a.next_ss || (a.epi == GemvEpilogue::kAddF32 && a.next_norm_w && a.next_h && ldo == a.W.N),
+                "quantized GEMV: next_ss needs the kAddF32 epilogue into a [B, N] output, next_norm_w and next_h");
+  }
+  switch (k) {
+    case QKernel::kBulk: gemv_quant_bulk(a, ldo, stream); return 0;
+    case QKernel::kInt8Tc: gemv_int8_tc(a, ldo, stream); return 0;
+    case QKernel::kInt4Tc: gemv_int4_tc(a, ldo, stream); return a.next_ss ? ceil_div(a.W.N, 16) : 0;
+    case QKernel::kCudaCore: break;
   }
   switch (a.epi) {
-    case GemvEpilogue::kStore: return launch_b<int(GemvEpilogue::kStore)>(a, ldo, stream);
-    case GemvEpilogue::kStoreF32: return launch_b<int(GemvEpilogue::kStoreF32)>(a, ldo, stream);
-    case GemvEpilogue::kAddF32: return launch_b<int(GemvEpilogue::kAddF32)>(a, ldo, stream);
-    case GemvEpilogue::kSwiGLU: return launch_b<int(GemvEpilogue::kSwiGLU)>(a, ldo, stream);
+    case GemvEpilogue::kStore: launch_b<int(GemvEpilogue::kStore)>(a, ldo, stream); break;
+    case GemvEpilogue::kStoreF32: launch_b<int(GemvEpilogue::kStoreF32)>(a, ldo, stream); break;
+    case GemvEpilogue::kAddF32: launch_b<int(GemvEpilogue::kAddF32)>(a, ldo, stream); break;
+    case GemvEpilogue::kSwiGLU: launch_b<int(GemvEpilogue::kSwiGLU)>(a, ldo, stream); break;
   }
+  return a.next_ss ? ceil_div(ceil_div(a.W.N, 2), kWarps) : 0;  // gemv_int_kernel: a partial per block (8 rows)
 }
 
 namespace {

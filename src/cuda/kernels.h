@@ -76,6 +76,7 @@ struct GemvArgs {
   //    1 / sqrt(sum_blk rms_ss[blk * B + b] / K + norm_eps) before the epilogue (gemv_fold_parts(K)
   //    partials, summed in a fixed order).
   const float* rms_ss = nullptr;
+  int rms_parts = 0;  // partials per batch row in rms_ss (what the producer's gemv / gemv_quant returned); 0: gemv_fold_parts(K)
   const float* next_norm_w = nullptr;
   void* next_h = nullptr;
   float* next_ss = nullptr;
@@ -85,7 +86,8 @@ int gemv_fold_parts(int N);
 // Whether gemv() at batch B takes the CUDA-core kernel that the folded RMSNorm needs (batch 1,
 // unless IGNIS_GEMV forces another kernel).
 bool gemv_fold_ok(int B);
-void gemv(const GemvArgs& a, cudaStream_t stream);
+// Returns the number of partial sums per batch row it wrote to next_ss (the folded norm's producer), else 0.
+int gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).
 bool device_has_bulk_copy();
 // The bulk-copy kernel alone (gemv_bulk.cu; gemv() dispatches to it): ldo already resolved.

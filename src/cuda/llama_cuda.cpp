@@ -281,25 +281,49 @@ class CudaLlamaImpl final : public CudaLlama {
   // x * norm_w), was slower again on an H200 (2026-12-02, 244 vs 253 tok/s: four times the bytes
   // of x per weight from L1) and was not kept.
   enum class FuseNorm { kOff, kSelf, kPartials };
-  // CudaOptions::norm_fold / IGNIS_NORM_FOLD: the folded RMSNorm at batch 1 (fold_ok).
+  // CudaOptions::norm_fold / IGNIS_NORM_FOLD: the folded RMSNorm at batch 1 (fold_ok): every linear
+  // layer bf16 on the CUDA-core GEMV, or int8 / int4 on a kernel that folds (cuda::quant_fold_ok).
   bool fold_ = false;
+  int fold_parts_ = 0;  // partial sums per row the last fold_residual wrote (its consumer's rms_parts)
   bool fold_ok(int B) const {
-    return fold_ && B == 1 && all_bf16() && !q_out_.w && fuse_norm_ == FuseNorm::kOff && !chain_ok(B) &&
-           gemv_fold_ok(B);
+    if (!fold_ || B != 1 || fuse_norm_ != FuseNorm::kOff || chain_ok(B) || !gemv_fold_ok(B)) return false;
+    auto ok = [&](const QWeight& q) { return !q.w || quant_fold_ok(q, B); };
+    for (const LayerQ& q : lq_)
+      if (q.qkv_part[0].w || !ok(q.qkv) || !ok(q.o) || !ok(q.gu) || !ok(q.down)) return false;
+    return ok(q_out_);
   }
   // Folded norm, consumer: out = epi(W . h_ / rms(x)), h_ = x * norm_w from the last fold_residual.
-  void fold_gemv(const void* W, int B, int N, GemvEpilogue epi, void* out) {
+  void fold_lin(const void* Wb, const QWeight& Wq, int B, int N, GemvEpilogue epi, void* out) {
+    if (Wq.w) {
+      QGemvArgs a;
+      a.W = Wq, a.x = h_.get(), a.B = B, a.epi = epi, a.out = out;
+      a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
+      a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
+      a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_, a.norm_eps = cfg_.norm_eps;
+      gemv_quant(a, stream_);
+      return;
+    }
     GemvArgs a;
-    a.dtype = dt_, a.W = W, a.x = h_.get(), a.B = B, a.N = N, a.K = dim_, a.epi = epi, a.out = out;
-    a.rms_ss = ss_.as<float>(), a.norm_eps = cfg_.norm_eps;
+    a.dtype = dt_, a.W = Wb, a.x = h_.get(), a.B = B, a.N = N, a.K = dim_, a.epi = epi, a.out = out;
+    a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_, a.norm_eps = cfg_.norm_eps;
     cuda::gemv(a, stream_);
   }
   // Folded norm, producer: x += W . in, then h_ = x * next_norm_w and the partial sums of x^2 in ss_.
-  void fold_residual(const void* W, const void* in, int B, int K, float* x, const float* next_norm_w) {
+  void fold_residual(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x,
+                     const float* next_norm_w) {
+    if (Wq.w) {
+      QGemvArgs a;
+      a.W = Wq, a.x = in, a.B = B, a.epi = GemvEpilogue::kAddF32, a.out = x;
+      a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
+      a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
+      a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>();
+      fold_parts_ = gemv_quant(a, stream_);
+      return;
+    }
     GemvArgs a;
-    a.dtype = dt_, a.W = W, a.x = in, a.B = B, a.N = dim_, a.K = K, a.epi = GemvEpilogue::kAddF32, a.out = x;
+    a.dtype = dt_, a.W = Wb, a.x = in, a.B = B, a.N = dim_, a.K = K, a.epi = GemvEpilogue::kAddF32, a.out = x;
     a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>();
-    cuda::gemv(a, stream_);
+    fold_parts_ = cuda::gemv(a, stream_);
   }
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
@@ -488,6 +512,7 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   const int maxN = std::max({qkvdim_, dim_, 2 * hp_, vocab_});
   gemv_ws_.alloc(size_t(16) * opt_.max_batch * std::max({qkvdim_, dim_, 2 * hp_}) * 4);
   gemv_cnt_.alloc(size_t(ceil_div(maxN, 16)) * 4);
+  // (the folded norm's producers write at most one partial per 4 rows: gemv_fold_parts)
   ss_.alloc(size_t(std::max(ceil_div(dim_, 16), gemv_fold_parts(dim_))) * opt_.max_batch * 4);
   CUDA_CHECK(cudaMemsetAsync(gemv_cnt_.get(), 0, gemv_cnt_.size(), stream_));
   const int max_splits = attn_decode_splits(1, nkv_, ctx_);
@@ -1069,7 +1094,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
     if (!chain) {
       if (fold && l > 0)
-        fold_gemv(w.wqkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+        fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
       else
         qkv_decode(x, w, q, B, l == 0);
       tick("gemv");
@@ -1106,11 +1131,11 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
       continue;
     }
     if (fold) {
-      fold_residual(w.wo, att_.get(), B, qdim_, x, w.ffn_norm);
+      fold_residual(w.wo, q.o, att_.get(), B, qdim_, x, w.ffn_norm);
       tick("gemv");
-      fold_gemv(w.wgu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
+      fold_lin(w.wgu, q.gu, B, 2 * hp_, GemvEpilogue::kSwiGLU, ff_.get());
       tick("gemv");
-      fold_residual(w.wdown, ff_.get(), B, hp_, x, l + 1 < L ? layers_[size_t(l) + 1].attn_norm : out_norm_);
+      fold_residual(w.wdown, q.down, ff_.get(), B, hp_, x, l + 1 < L ? layers_[size_t(l) + 1].attn_norm : out_norm_);
       tick("gemv");
       continue;
     }
@@ -1122,7 +1147,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     tick("gemv");
   }
   if (fold) {
-    fold_gemv(w_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
+    fold_lin(w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());
     tick("gemv");
   } else if (!chain) {
     norm_gemv(x, out_norm_, w_out_, q_out_, B, vocab_, GemvEpilogue::kStoreF32, logits_.get());

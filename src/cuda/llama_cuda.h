@@ -56,7 +56,8 @@ struct CudaOptions {
   // persistent kernel (cuda::decode_chain): 2 launches a layer instead of 7. 1 on, 0 off,
   // -1: IGNIS_DECODE_CHAIN (0 / 1), else the default (see llama_cuda.cpp).
   int decode_chain = -1;
-  // Decode at batch 1 (bf16 / f32 weights, no quantized layer, the CUDA-core GEMVs): the RMSNorms
+  // Decode at batch 1 (bf16 / f32 weights on the CUDA-core GEMV, int8 / int4 on kernels that fold
+  // it: cuda::quant_fold_ok; GGUF blocks other than Q4_0 / Q4_K keep the kernel): the RMSNorms
   // folded into the products around them (cuda::GemvArgs::rms_ss / next_ss): each residual GEMV
   // writes x * w_next and sums of x^2, the next GEMV divides by the rms at its end; 64 RMSNorm launches
   // less per 7B step. 1 on, 0 off, -1: IGNIS_NORM_FOLD (0 / 1), else on.

@@ -118,8 +118,20 @@ struct QGemvArgs {
   // The int4 tensor-core kernel splits K across this many blocks per tile given the workspace
   // (0: chosen by shape; tests force a split).
   int splits = 0;
+  // The folded RMSNorm, as GemvArgs' rms_ss / next_* (kernels.h; bf16 next_h), on the kernels that batch 1
+  // takes for int8 / int4 (the CUDA-core and int4 tensor-core kernels: quant_fold_ok).
+  const float* rms_ss = nullptr;
+  int rms_parts = 0;  // partials per batch row in rms_ss (required with rms_ss)
+  float norm_eps = 0.f;
+  const float* next_norm_w = nullptr;
+  void* next_h = nullptr;
+  float* next_ss = nullptr;
 };
-void gemv_quant(const QGemvArgs& a, cudaStream_t stream);
+// Returns the number of partial sums per batch row it wrote to next_ss (the folded norm's producer), else 0.
+int gemv_quant(const QGemvArgs& a, cudaStream_t stream);
+// Whether gemv_quant at batch B runs W on a kernel with the folded RMSNorm (int8 / int4 at batch 1, unless
+// IGNIS_QGEMV forces the bulk-copy kernel or int8's tensor-core one).
+bool quant_fold_ok(const QWeight& W, int B);
 // The bulk-copy kernels (gemv_bulk.cu, sm_90+): int4 with K % 32 == 0 (any group), int8 with
 // K % 64 == 0. ws / counters: as GemvArgs' (split of tiles across blocks); without them each block
 // takes whole tiles.

@@ -303,6 +303,38 @@ TEST(CudaLlama, DecodeFusionsMatchSeparateKernels) {
     }
 }
 
+// The folded RMSNorm on quantized synthetic models (batch 1): int8 and int4 (CUDA-core kernels;
+// smollm2's 576 inputs are not a multiple of the tensor-core kernel's 128) with the tied bf16 head
+// (a bf16 consumer of a quantized producer's partials), against the same model with the RMSNorm
+// kernels, 8 decode steps from a 40-token prompt.
+TEST(CudaLlama, FoldedNormQuantizedMatches) {
+  REQUIRE_GPU();
+  for (const char* q : {"int8", "int4", "q4_0"}) {
+    SCOPED_TRACE(q);
+    CudaOptions base;
+    base.max_batch = 1, base.context = 128, base.prefill_chunk = 64, base.quant = q, base.quant_group = 64;
+    base.norm_fold = 0;
+    CudaOptions fold = base;
+    fold.norm_fold = 1;
+    auto a = make_synthetic_cuda_llama("smollm2-135m", base, 5);
+    auto f = make_synthetic_cuda_llama("smollm2-135m", fold, 5);
+    const int V = a->config().vocab_size, P = 40;
+    std::vector<int32_t> prompt;
+    for (int i = 0; i < P; ++i) prompt.push_back((i * 104729 + 3) % V);
+    int32_t next = argmax(a->forward_slot(0, prompt.data(), P, 0), V);
+    f->forward_slot(0, prompt.data(), P, 0);
+    for (int step = 0; step < 8; ++step) {
+      const float* la = a->decode_batch(&next, 1, P + step);
+      std::vector<float> ya(la, la + V);
+      const float* lf = f->decode_batch(&next, 1, P + step);
+      std::vector<float> yf(lf, lf + V);
+      for (float y : yf) ASSERT_TRUE(std::isfinite(y));
+      EXPECT_LE(rel(yf.data(), ya.data(), ya.size()), 1e-2) << "step " << step;
+      next = argmax(ya.data(), V);
+    }
+  }
+}
+
 // Batch-1 decode through the persistent chain kernel (CudaOptions::decode_chain) == the separate
 // kernels, graphs and eager, on a synthetic SmolLM2-135M shape (GQA, 30 layers) and on stories260K
 // (tiny dims: 64-wide, hidden 172 padded to 176).

@@ -26,6 +26,7 @@
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
 #include "cuda/quant_kernels.h"
+#include "cuda/ref.h"
 #include "gpu_test_util.h"
 #include "ops/quant.h"
 #include "quant/formats.h"
@@ -267,6 +268,118 @@ TEST(CudaQuant, DequantizeBf16) {
       }
     EXPECT_EQ(bad, 0);
   }
+}
+
+// The folded RMSNorm on the quantized kernels (batch-1 decode): a residual product x += Wo . in that
+// also writes h = bf16(x * w) and partial sums of the new x^2 (next_*; gemv_quant returns how many
+// per batch row), then a product that divides by the rms from them (rms_ss). Against the CPU: x, h
+// bit for bit from the GPU's x, the partials' total, and rmsnorm (rounded to bf16) then the
+// dequantized product. Kernels: CUDA-core int8 / int4, tensor-core int4 (row-major with split-K and
+// tiled); other kernels refuse the fold.
+TEST(CudaQuant, GemvFoldedRmsNorm) {
+  REQUIRE_GPU();
+  std::mt19937 rng(23);
+  struct Case { Fmt f; QGemvImpl impl; bool tiled; int B; };
+  const Case cases[] = {{{QType::kInt8, 0, true, DType::BF16}, QGemvImpl::kCudaCore, false, 1},
+                        {{QType::kInt8, 0, true, DType::F16}, QGemvImpl::kCudaCore, false, 3},
+                        {{QType::kInt4, 128, true, DType::BF16}, QGemvImpl::kCudaCore, false, 1},
+                        {{QType::kInt4, 128, true, DType::BF16}, QGemvImpl::kTensorCore, false, 1},
+                        {{QType::kInt4, 32, false, DType::F16}, QGemvImpl::kTensorCore, true, 2},
+                        {{QType::kInt4, 128, true, DType::BF16}, QGemvImpl::kTensorCore, true, 1}};
+  const int K = 1024, Kin = 1408, N = 2 * 768;  // x: K; Wo: K x Kin; W: N x K (SwiGLU-able)
+  for (const Case& c : cases)
+    for (GemvEpilogue epi : {GemvEpilogue::kStore, GemvEpilogue::kStoreF32, GemvEpilogue::kSwiGLU}) {
+      SCOPED_TRACE(fmt_name(c.f) + (c.impl == QGemvImpl::kTensorCore ? " tensor-core" : " CUDA-core") +
+                   (c.tiled ? " tiled" : "") + " B=" + std::to_string(c.B) + " epi=" + std::to_string(int(epi)));
+      const int B = c.B;
+      TestWeight wo, w;
+      make_weight(c.f.t, K, Kin, c.f.group, c.f.sym, c.f.sd, rng, wo);
+      const int kin = Kin;
+      make_weight(c.f.t, N, K, c.f.group, c.f.sym, c.f.sd, rng, w);
+      DeviceBuffer scratch(size_t(N) * std::max(K, kin));
+      if (c.tiled) {
+        tile_int4(wo.view, scratch.get(), scratch.size(), nullptr);
+        tile_int4(w.view, scratch.get(), scratch.size(), nullptr);
+      }
+      std::vector<float> in = random_vec(size_t(B) * kin, rng), x = random_vec(size_t(B) * K, rng, -5, 5);
+      std::vector<float> nw = random_vec(size_t(K), rng, 0.5f, 1.5f);
+      round_to(DType::BF16, in);
+      auto din = upload(DType::BF16, in), dx = upload(DType::F32, x), dnw = upload(DType::F32, nw);
+      DeviceBuffer dh(size_t(B) * K * 2), ss(size_t(K) * B * 4), ws(size_t(1) << 22), cnt(size_t(N) * 4);
+      poison(dh), poison(ss);
+      CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+      QGemvArgs r;
+      r.W = wo.view, r.impl = c.impl, r.x = din.get(), r.B = B, r.epi = GemvEpilogue::kAddF32, r.out = dx.get();
+      r.ws = ws.as<float>(), r.ws_floats = ws.size() / 4, r.counters = cnt.as<unsigned>(), r.n_counters = N;
+      if (c.impl == QGemvImpl::kTensorCore && !c.tiled) r.splits = 3;
+      r.next_norm_w = dnw.as<float>(), r.next_h = dh.get(), r.next_ss = ss.as<float>();
+      const int parts = gemv_quant(r, nullptr);
+      EXPECT_EQ(parts, c.impl == QGemvImpl::kTensorCore ? K / 16 : K / 8);
+      std::vector<float> want_x = x;
+      const std::vector<float> y0 = ref_linear(wo.deq, in, B, K, kin);
+      for (size_t i = 0; i < x.size(); ++i) want_x[i] += y0[i];
+      const std::vector<float> got_x = download(DType::F32, dx.get(), x.size());
+      const bool bf16_w = c.impl == QGemvImpl::kTensorCore && c.f.group < 128;  // weights rounded to bf16
+      EXPECT_LE(rel_err(got_x, want_x), bf16_w ? 1e-2 : 1e-4);
+      std::vector<float> want_h(x.size());
+      std::vector<double> tot(size_t(B), 0.0);
+      for (int b = 0; b < B; ++b)
+        for (int k = 0; k < K; ++k) {
+          const float v = got_x[size_t(b) * K + k];
+          want_h[size_t(b) * K + k] = v * nw[size_t(k)];
+          tot[size_t(b)] += double(v) * v;
+        }
+      round_to(DType::BF16, want_h);
+      EXPECT_EQ(download(DType::BF16, dh.get(), want_h.size()), want_h) << "h = x * w, rounded once";
+      const std::vector<float> got_ss = download(DType::F32, ss.get(), size_t(parts) * B);
+      for (int b = 0; b < B; ++b) {
+        double t = 0;
+        for (int p = 0; p < parts; ++p) t += got_ss[size_t(p) * B + b];
+        EXPECT_NEAR(t, tot[size_t(b)], 1e-5 * tot[size_t(b)]) << "batch row " << b;
+      }
+      // the consumer
+      const bool swiglu = epi == GemvEpilogue::kSwiGLU;
+      const int n_out = swiglu ? N / 2 : N;
+      const DType ot = epi == GemvEpilogue::kStoreF32 ? DType::F32 : DType::BF16;
+      DeviceBuffer dout(size_t(B) * n_out * esize(ot));
+      poison(dout);
+      QGemvArgs a = r;
+      a.W = w.view, a.x = dh.get(), a.epi = epi, a.out = dout.get(), a.splits = 0;
+      a.next_norm_w = nullptr, a.next_h = nullptr, a.next_ss = nullptr;
+      a.rms_ss = ss.as<float>(), a.rms_parts = parts, a.norm_eps = 1e-5f;
+      EXPECT_EQ(gemv_quant(a, nullptr), 0);
+      std::vector<float> xr = got_x, hn(got_x.size());
+      ref::rmsnorm(xr.data(), nullptr, nw.data(), hn.data(), B, K, 1e-5f);
+      round_to(DType::BF16, hn);
+      const std::vector<float> y = ref_linear(w.deq, hn, B, N, K);
+      std::vector<float> want(size_t(B) * n_out);
+      for (int b = 0; b < B; ++b)
+        for (int j = 0; j < n_out; ++j) {
+          if (swiglu) {
+            const double g = y[size_t(b) * N + swiglu_row_of_gate(j)], u = y[size_t(b) * N + swiglu_row_of_gate(j) + 8];
+            want[size_t(b) * n_out + j] = float(g / (1 + std::exp(-g)) * u);
+          } else {
+            want[size_t(b) * n_out + j] = y[size_t(b) * N + j];
+          }
+        }
+      EXPECT_LE(rel_err(download(ot, dout.get(), want.size()), want), 1e-2);
+    }
+  // kernels without the fold refuse it
+  TestWeight q8;
+  make_weight(QType::kQ8_0, 64, 256, 0, true, DType::F16, rng, q8);
+  DeviceBuffer o(64 * 4), h(64 * 2), ss(64 * 4), xin(256 * 2);
+  float dummy_w = 1.f;
+  QGemvArgs bad;
+  bad.W = q8.view, bad.x = xin.get(), bad.out = o.get(), bad.epi = GemvEpilogue::kAddF32;
+  bad.next_norm_w = &dummy_w, bad.next_h = h.get(), bad.next_ss = ss.as<float>();
+  EXPECT_THROW(gemv_quant(bad, nullptr), Error) << "Q8_0 blocks";
+  EXPECT_FALSE(quant_fold_ok(q8.view, 1));
+  TestWeight i8;
+  make_weight(QType::kInt8, 64, 256, 0, true, DType::F16, rng, i8);
+  EXPECT_TRUE(quant_fold_ok(i8.view, 1));
+  EXPECT_FALSE(quant_fold_ok(i8.view, 2)) << "batch 2";
+  bad.W = i8.view, bad.impl = QGemvImpl::kTensorCore, bad.B = 2;
+  EXPECT_THROW(gemv_quant(bad, nullptr), Error) << "int8 tensor-core kernel";
 }
 
 // int4 nibbles in the tiled order (tile_int4, int4_tile_index, interleaved words): dequantize_bf16
