@@ -63,15 +63,21 @@ for stage in "$@"; do
       ldd $B/ignis | grep -i "not found" && status=1
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt" ;;
     abfold)  # the folded RMSNorm (batch 1): its tests + memcheck, then decode tok/s IGNIS_NORM_FOLD=0 / 1 alternated
-      TAIL=6 run fold_tests $B/ignis_gpu_tests --gtest_filter='CudaKernels.GemvFolded*:CudaKernels.Gemv:CudaLlama.*'
+      TAIL=6 run fold_tests $B/ignis_gpu_tests --gtest_filter='*Folded*:CudaKernels.Gemv:CudaQuant.Gemv*:CudaLlama.*'
       TAIL=6 run fold_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests \
-        --gtest_filter='CudaKernels.GemvFolded*:CudaLlama.DecodeFusions*'
+        --gtest_filter='*Folded*:CudaLlama.DecodeFusions*'
       for sh in ${FOLD_SHAPES:-llama-2-7b llama-3-8b smollm2-135m}; do
         for i in 1 2; do
           for fo in 0 1; do
             v=$(IGNIS_NORM_FOLD=$fo $B/ignis bench --synthetic "$sh" -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
-            echo "$sh IGNIS_NORM_FOLD=$fo $v" | tee -a "$LOG/abfold.txt"
+            echo "$sh bf16 IGNIS_NORM_FOLD=$fo $v" | tee -a "$LOG/abfold.txt"
           done
+        done
+      done
+      for q in ${FOLD_QUANT:-"int4 --group 128" q4_0 q4_k int8}; do
+        for fo in 0 1 0 1; do
+          v=$(IGNIS_NORM_FOLD=$fo $B/ignis bench --synthetic llama-2-7b --quant $q -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null | decode_rows)
+          echo "llama-2-7b $q IGNIS_NORM_FOLD=$fo $v" | tee -a "$LOG/abfold.txt"
         done
       done ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
