@@ -234,9 +234,9 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
 constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of the CUDA-core kernel
 
 // FIN: the input is h = x * norm_w (not yet divided by rms(x)); every dot product is multiplied by
-// 1 / rms from rms_ss. At batch 1 the block loads the first 1024 partials into registers before its
-// main loop (their latency hides behind the weight stream) and sums them after it, so nothing
-// waits for the rms before the first FMA.
+// 1 / rms from rms_ss. At batch 1 the block copies the first 1024 partials into shared memory before
+// its main loop (fold_prefetch: their latency hides behind the weight stream) and sums them after it,
+// so nothing waits for the rms before the first FMA.
 // FOUT (kAddF32): after x += y, lane 0 of each row also writes T(x * next_w) and the block the sum of
 // its rows' new x^2 per batch row: the next FIN GEMV's input, without an RMSNorm launch in between.
 template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT>
@@ -246,19 +246,24 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int j = blockIdx.x * kSimpleWarps + warp;
   const int n_out = R == 2 ? N / 2 : N;
-  const bool active = j < n_out;  // (no early exit: FIN / FOUT reduce over the block at the end)
+  const bool active = j < n_out;
+  if constexpr (!FIN && !FOUT) {
+    if (!active) return;
+  }
   pdl_wait();
-  float4 ss_pre[2];
-  if constexpr (FIN) fold_prefetch(f, B, ss_pre);
+  __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
+  if constexpr (FIN) fold_prefetch(f, B, s_pre);
   int rows[R];
-  rows[0] = !active ? 0 : R == 2 ? int(swiglu_row_of_gate(j)) : j;
+  // (FIN / FOUT: warps past the end compute the last row again, not stored: they stay for the block's sums)
+  const int jr = min(j, n_out - 1);
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(jr)) : jr;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  for (int k = lane * VEC; active && k < K; k += 32 * VEC) {
+  for (int k = lane * VEC; k < K; k += 32 * VEC) {
     float w[R][VEC];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
@@ -276,7 +281,7 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
   __shared__ float s_inv[8];
-  if constexpr (FIN) fold_inv_rms(f, B, K, ss_pre, true, s_inv);
+  if constexpr (FIN) fold_inv_rms(f, B, K, s_pre, s_inv);
   [[maybe_unused]] float sq[BMAX];  // FOUT: lane 0's new x^2 per batch row (0 for inactive rows)
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {

@@ -189,6 +189,8 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   load(b0);
   load(b1);
   pdl_wait();
+  __shared__ float4 s_pre[2 * kFoldThreads];  // the folded norm's partials (consumer), copied while the loop runs
+  if (fold.rms_ss) fold_prefetch(fold, B, s_pre);
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0);
     load(b0);
@@ -198,7 +200,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
 
-  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters, fold, K);
+  finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters, fold, K, s_pre);
 }
 
 // Variants: a = 4 steps per buffer, registers free (176-204: 2-3 blocks / SM); b = 4 steps, at

@@ -102,14 +102,11 @@ __device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_val
 template <int BMAX, int EPI, bool FIN = false, bool FOUT = false>
 __device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[2], bool second_valid, int B,
                                        void* out, int ldo, bool has = true, const FoldArgs& f = FoldArgs{},
-                                       int K = 0) {
+                                       int K = 0, const float4* s_pre = nullptr) {
   const int lane = threadIdx.x & 31;
   const int j = blockIdx.x * kWarps + (threadIdx.x >> 5);  // SwiGLU output column
   __shared__ float s_inv[8];
-  if constexpr (FIN) {
-    const float4 none[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
-    fold_inv_rms(f, B, K, none, false, s_inv);
-  }
+  if constexpr (FIN) fold_inv_rms(f, B, K, s_pre, s_inv);
   [[maybe_unused]] float sq[BMAX];
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
@@ -174,6 +171,8 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
   };
   load(0);
   pdl_wait();
+  __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
+  if constexpr (FIN) fold_prefetch(f, B, s_pre);
 
   float acc[2][BMAX];
 #pragma unroll
@@ -255,7 +254,7 @@ __global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sd
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
-  finish<BMAX, EPI, FIN, FOUT>(acc, rows, second_valid, B, out, ldo, has, f, K);
+  finish<BMAX, EPI, FIN, FOUT>(acc, rows, second_valid, B, out, ldo, has, f, K, s_pre);
 }
 
 // ---- GGUF Q8_0 / Q4_0 / Q4_1: one 32-value block per lane ------------------------------------------
