@@ -129,8 +129,8 @@ struct QGemvArgs {
 };
 // Returns the number of partial sums per batch row it wrote to next_ss (the folded norm's producer), else 0.
 int gemv_quant(const QGemvArgs& a, cudaStream_t stream);
-// Whether gemv_quant at batch B runs W on a kernel with the folded RMSNorm (int8 / int4 at batch 1, unless
-// IGNIS_QGEMV forces the bulk-copy kernel or int8's tensor-core one).
+// Whether the decoder should fold the RMSNorm into W's GEMV at batch B: int4 at batch 1 on a kernel that
+// folds (not when IGNIS_QGEMV forces the bulk-copy one). int8 folds too (gemv_quant) but measured slower.
 bool quant_fold_ok(const QWeight& W, int B);
 // The bulk-copy kernels (gemv_bulk.cu, sm_90+): int4 with K % 32 == 0 (any group), int8 with
 // K % 64 == 0. ws / counters: as GemvArgs' (split of tiles across blocks); without them each block

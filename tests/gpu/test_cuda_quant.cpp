@@ -374,10 +374,12 @@ TEST(CudaQuant, GemvFoldedRmsNorm) {
   bad.next_norm_w = &dummy_w, bad.next_h = h.get(), bad.next_ss = ss.as<float>();
   EXPECT_THROW(gemv_quant(bad, nullptr), Error) << "Q8_0 blocks";
   EXPECT_FALSE(quant_fold_ok(q8.view, 1));
-  TestWeight i8;
+  TestWeight i8, i4;
   make_weight(QType::kInt8, 64, 256, 0, true, DType::F16, rng, i8);
-  EXPECT_TRUE(quant_fold_ok(i8.view, 1));
-  EXPECT_FALSE(quant_fold_ok(i8.view, 2)) << "batch 2";
+  make_weight(QType::kInt4, 64, 256, 128, true, DType::BF16, rng, i4);
+  EXPECT_TRUE(quant_fold_ok(i4.view, 1));
+  EXPECT_FALSE(quant_fold_ok(i4.view, 2)) << "batch 2";
+  EXPECT_FALSE(quant_fold_ok(i8.view, 1)) << "int8: measured slower, the decoder does not fold it";
   bad.W = i8.view, bad.impl = QGemvImpl::kTensorCore, bad.B = 2;
   EXPECT_THROW(gemv_quant(bad, nullptr), Error) << "int8 tensor-core kernel";
 }
