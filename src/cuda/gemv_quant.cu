@@ -771,14 +771,15 @@ __global__ void dequant_bf16_kernel(QWeight W, int sdt, int row0, int rows, bf16
 }
 
 // Thread per 16 bytes of the source: where they go in the tiled layout, words interleaved.
-__global__ void tile_int4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int N, int K) {
+// src: rows row0 .. row0 + N - 1 (row0 % 16 == 0), row-major; dst: the whole weight.
+__global__ void tile_int4_kernel(const uint4* __restrict__ src, uint4* __restrict__ dst, int row0, int N, int K) {
   const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x, total = size_t(N) * K / 32;
   if (i >= total) return;
   const int chunks = K / 32;  // 16-byte chunks a row
   const int row = int(i / chunks), chunk = int(i % chunks);
   const uint4 v = src[i];
-  dst[int4_tile_index(row, chunk, K) / 16] = make_uint4(int4_interleave_word(v.x), int4_interleave_word(v.y),
-                                                        int4_interleave_word(v.z), int4_interleave_word(v.w));
+  dst[int4_tile_index(row0 + row, chunk, K) / 16] = make_uint4(int4_interleave_word(v.x), int4_interleave_word(v.y),
+                                                               int4_interleave_word(v.z), int4_interleave_word(v.w));
 }
 
 __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, bf16* out) {
@@ -1102,12 +1103,21 @@ void repack_q4_k(const void* blocks, int rows, int64_t r0, int64_t row_offset, b
 void tile_int4(QWeight& W, void* scratch, size_t scratch_bytes, cudaStream_t stream) {
   IGNIS_CHECK(W.type == QType::kInt4 && !W.tiled && W.N % 16 == 0 && W.K % 128 == 0 && W.w,
               "tile_int4: an untiled int4 weight with N % 16 == 0 and K % 128 == 0, got ", W.N, " x ", W.K);
-  const size_t bytes = size_t(W.N) * W.K / 2;
-  IGNIS_CHECK(scratch && scratch_bytes >= bytes, "tile_int4: needs ", bytes, " bytes of scratch");
-  CUDA_CHECK(cudaMemcpyAsync(scratch, W.w, bytes, cudaMemcpyDeviceToDevice, stream));
-  const size_t n = bytes / 16;
-  launch(tile_int4_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream, static_cast<const uint4*>(scratch),
-         static_cast<uint4*>(const_cast<void*>(W.w)), W.N, W.K);
+  // A tile of 16 rows occupies the same bytes in both layouts, so the weight is reordered in chunks of whole
+  // tiles through the scratch (at least one tile: 8 K bytes).
+  const size_t tile_bytes = size_t(16) * W.K / 2;
+  IGNIS_CHECK(scratch && scratch_bytes >= tile_bytes, "tile_int4: needs at least ", tile_bytes,
+              " bytes of scratch (one 16-row tile)");
+  const int chunk_rows = int(std::min<size_t>(size_t(W.N) / 16, scratch_bytes / tile_bytes)) * 16;
+  for (int r0 = 0; r0 < W.N; r0 += chunk_rows) {
+    const int rows = std::min(chunk_rows, W.N - r0);
+    const size_t bytes = size_t(rows) * W.K / 2;
+    CUDA_CHECK(cudaMemcpyAsync(scratch, static_cast<const uint8_t*>(W.w) + size_t(r0) * W.K / 2, bytes,
+                               cudaMemcpyDeviceToDevice, stream));
+    const size_t n = bytes / 16;
+    launch(tile_int4_kernel, dim3(unsigned((n + 255) / 256)), dim3(256), 0, stream, static_cast<const uint4*>(scratch),
+           static_cast<uint4*>(const_cast<void*>(W.w)), r0, rows, W.K);
+  }
   W.tiled = true;
 }
 

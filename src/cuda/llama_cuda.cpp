@@ -1016,8 +1016,11 @@ void CudaLlamaImpl::tile_int4_weights() {
   for (auto& q : lq_) add(q.qkv), add(q.o), add(q.gu), add(q.down);
   add(q_out_);
   if (ws.empty()) return;
-  size_t need = 0;
-  for (const QWeight* q : ws) need = std::max(need, size_t(q->N) * q->K / 2);
+  // the scratch: the largest weight, at most 64 MiB (tile_int4 reorders in chunks of whole 16-row tiles), at
+  // least one tile of the widest weight
+  size_t need = 0, tile = 0;
+  for (const QWeight* q : ws) need = std::max(need, size_t(q->N) * q->K / 2), tile = std::max(tile, size_t(8) * q->K);
+  need = std::max(tile, std::min<size_t>(need, size_t(64) << 20));
   DeviceBuffer scratch;
   try {
     scratch.alloc(need);

@@ -90,8 +90,9 @@ __host__ __device__ inline uint32_t int4_deinterleave_word(uint32_t w) {
   for (int j = 0; j < 8; ++j) r |= ((w >> (4 * j)) & 15u) << (4 * (j < 4 ? 2 * j : 2 * (j - 4) + 1));
   return r;
 }
-// Rewrites a complete row-major int4 weight into the tiled layout in place (through a device scratch
-// of N K / 2 bytes) and sets W.tiled. Needs N % 16 == 0 and K % 128 == 0.
+// Rewrites a complete row-major int4 weight into the tiled layout in place (through a device scratch of
+// at least one 16-row tile, 8 K bytes; larger scratch, fewer copies) and sets W.tiled. Needs N % 16 == 0
+// and K % 128 == 0.
 void tile_int4(QWeight& W, void* scratch, size_t scratch_bytes, cudaStream_t stream);
 
 // y[B, N] = x[B, K] W^T, x bf16 (contiguous), with the epilogues of kernels.h: kStore (bf16 out),

@@ -412,7 +412,8 @@ TEST(CudaQuant, Int4TiledLayout) {
     TestWeight w;
     make_weight(f.t, N, K, f.group, f.sym, f.sd, rng, w);
     const size_t bytes = size_t(N) * K / 2;
-    DeviceBuffer copy(bytes), scratch(bytes);
+    // a scratch of two and a half tiles: reordered in chunks of 32 rows (3 chunks)
+    DeviceBuffer copy(bytes), scratch(size_t(5) * 8 * K / 2);
     CUDA_CHECK(cudaMemcpy(copy.get(), w.view.w, bytes, cudaMemcpyDeviceToDevice));
     QWeight t = w.view;
     t.w = copy.get();
@@ -481,7 +482,7 @@ TEST(CudaQuant, Int4TiledLayout) {
   bad.N = 32, bad.K = 192, bad.group = 64;
   EXPECT_THROW(tile_int4(bad, scratch.get(), scratch.size(), nullptr), Error) << "K % 128 != 0";
   bad.K = 256;
-  EXPECT_THROW(tile_int4(bad, scratch.get(), 16, nullptr), Error) << "scratch too small";
+  EXPECT_THROW(tile_int4(bad, scratch.get(), 16, nullptr), Error) << "scratch smaller than a tile";
 }
 
 TEST(CudaQuant, PrefillThroughDequantizedTiles) {
