@@ -314,9 +314,8 @@ template <typename T, int VEC, int BMAX, int EPI>
 void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
-  FoldArgs f;
-  f.rms_ss = a.rms_ss, f.rms_parts = a.rms_parts > 0 ? a.rms_parts : ceil_div(a.K, kSimpleWarps), f.eps = a.norm_eps;
-  f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;
+  FoldArgs f = fold_args(a);
+  if (f.rms_parts <= 0) f.rms_parts = gemv_fold_parts(a.K);  // (GemvArgs::rms_parts: 0 = this kernel's producer)
   const bool fin = a.rms_ss != nullptr;
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
     if (a.next_ss)  // (not with rms_ss: gemv() checks)

@@ -122,7 +122,9 @@ struct FoldArgs {
 };
 constexpr int kFoldThreads = 128;  // the block size the fold helpers assume
 
-inline FoldArgs fold_args(const QGemvArgs& a) {
+// The fold fields of GemvArgs / QGemvArgs (same names in both).
+template <typename Args>
+inline FoldArgs fold_args(const Args& a) {
   FoldArgs f;
   f.rms_ss = a.rms_ss, f.rms_parts = a.rms_parts, f.eps = a.norm_eps;
   f.next_w = a.next_norm_w, f.next_h = a.next_h, f.next_ss = a.next_ss;

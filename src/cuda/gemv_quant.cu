@@ -879,12 +879,13 @@ bool gguf_qtype(DType t, QType& out) {
 namespace {
 // The kernel gemv_quant runs a on (its dispatch rules, below).
 enum class QKernel { kInt4Tc, kInt8Tc, kBulk, kCudaCore };
-QKernel choose_kernel(const QGemvArgs& a) {
-  if (a.W.type != QType::kInt4 && a.W.type != QType::kInt8) return QKernel::kCudaCore;
-  const bool int4 = a.W.type == QType::kInt4;
-  const bool ok = int4 ? int4_tc_supported(a.W) : int8_tc_supported(a.W);
-  const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(a.W);
-  QGemvImpl impl = a.impl;
+// (has_ws: a split-K workspace is given, which lets int4 take the tensor-core kernel with few tiles)
+QKernel choose_kernel(const QWeight& W, QGemvImpl asked, int B, bool has_ws) {
+  if (W.type != QType::kInt4 && W.type != QType::kInt8) return QKernel::kCudaCore;
+  const bool int4 = W.type == QType::kInt4;
+  const bool ok = int4 ? int4_tc_supported(W) : int8_tc_supported(W);
+  const bool bulk_ok = device_has_bulk_copy() && quant_bulk_supported(W);
+  QGemvImpl impl = asked;
   if (impl == QGemvImpl::kAuto) {
     static const QGemvImpl env = [] {
       const char* e = std::getenv("IGNIS_QGEMV");
@@ -895,23 +896,23 @@ QKernel choose_kernel(const QGemvArgs& a) {
     }();
     impl = env;
   }
-  IGNIS_CHECK(!a.W.mins || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
-              "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", a.W.K, ")");
-  if (a.W.mins) return QKernel::kInt4Tc;
-  IGNIS_CHECK(!a.W.tiled || (ok && a.impl != QGemvImpl::kCudaCore && a.impl != QGemvImpl::kBulk),
+  IGNIS_CHECK(!W.mins || (ok && asked != QGemvImpl::kCudaCore && asked != QGemvImpl::kBulk),
+              "int4 GEMV with mins (repacked Q4_K): only the tensor-core kernel, K % 128 == 0 (K = ", W.K, ")");
+  if (W.mins) return QKernel::kInt4Tc;
+  IGNIS_CHECK(!W.tiled || (ok && asked != QGemvImpl::kCudaCore && asked != QGemvImpl::kBulk),
               "int4 GEMV with tiled nibbles: only the tensor-core kernel");
-  if (a.W.tiled) return QKernel::kInt4Tc;
+  if (W.tiled) return QKernel::kInt4Tc;
   if (impl == QGemvImpl::kAuto) {
-    if (ok && (int4 || a.B >= 2) && (ceil_div(a.W.N, 16) >= sm_count() || (int4 && a.ws)))
+    if (ok && (int4 || B >= 2) && (ceil_div(W.N, 16) >= sm_count() || (int4 && has_ws)))
       impl = QGemvImpl::kTensorCore;
-    else if (bulk_ok && a.B >= 2)
+    else if (bulk_ok && B >= 2)
       impl = QGemvImpl::kBulk;
     else
       impl = QGemvImpl::kCudaCore;
   }
-  IGNIS_CHECK(ok || a.impl != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
+  IGNIS_CHECK(ok || asked != QGemvImpl::kTensorCore, "quantized GEMV: the tensor-core kernel needs ",
               int4 ? "int4 groups of 32, 64 or a multiple of 128 and K % 128 == 0" : "int8 with K % 64 == 0");
-  IGNIS_CHECK(bulk_ok || a.impl != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
+  IGNIS_CHECK(bulk_ok || asked != QGemvImpl::kBulk, "quantized GEMV: the bulk-copy kernel needs sm_90 and ",
               int4 ? "int4 groups of a power of two from 32 to 1024" : "int8 with K % 64 == 0");
   if (impl == QGemvImpl::kBulk && bulk_ok) return QKernel::kBulk;
   if (impl == QGemvImpl::kTensorCore && ok) return int4 ? QKernel::kInt4Tc : QKernel::kInt8Tc;
@@ -926,10 +927,8 @@ bool quant_fold_ok(const QWeight& W, int B) {
   // int8 (the CUDA-core kernel at batch 1) folds correctly but decoded slower with it on an H200
   // (2026-12-03, Llama-2-7B b1 369 vs 380.5 tok/s), so the decoder keeps its RMSNorm kernels.
   if (B != 1 || !W.w || W.type == QType::kInt8) return false;
-  QGemvArgs a;
-  a.W = W, a.B = B, a.ws = reinterpret_cast<float*>(1);  // as the decoder calls it: with a workspace
   try {
-    return kernel_folds(W, choose_kernel(a));
+    return kernel_folds(W, choose_kernel(W, QGemvImpl::kAuto, B, true));  // as the decoder calls it: with a workspace
   } catch (const Error&) {
     return false;
   }
@@ -951,7 +950,7 @@ int gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   // streamed int8 at 1.4-2.3 TB/s and int4 g128 at 0.7-1.3 at B = 1, below both register kernels
   // (int4 g128 decode 261 vs 340 tok/s; int8 251 vs 367), but at B = 8 it runs int4 g32 at 1,741
   // tok/s against the CUDA-core kernel's 782. IGNIS_QGEMV=simple|tc|bulk overrides kAuto.
-  const QKernel k = choose_kernel(a);
+  const QKernel k = choose_kernel(a.W, a.impl, a.B, a.ws != nullptr);
   const bool fold = a.rms_ss || a.next_ss;
   if (fold) {
     IGNIS_CHECK(kernel_folds(a.W, k), "quantized GEMV: the folded RMSNorm needs int8 / int4 weights on the CUDA-core "

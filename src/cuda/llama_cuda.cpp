@@ -242,12 +242,26 @@ class CudaLlamaImpl final : public CudaLlama {
   void upload_vector(const Tensor& t, float* dst, int64_t n);
   void gemv(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
             const float* norm_w = nullptr, const float* ss_in = nullptr, float* ss_out = nullptr) {
+    GemvArgs a = gemv_args(W, x, B, N, K, epi, out);
+    a.norm_w = norm_w, a.ss_in = ss_in, a.ss_out = ss_out;
+    cuda::gemv(a, stream_);
+  }
+  // The decode products' arguments: the shared split-K workspace and counters, the norm's eps.
+  GemvArgs gemv_args(const void* W, const void* x, int B, int N, int K, GemvEpilogue epi, void* out) {
     GemvArgs a;
     a.dtype = dt_, a.W = W, a.x = x, a.B = B, a.N = N, a.K = K, a.epi = epi, a.out = out;
     a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
     a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-    a.norm_w = norm_w, a.norm_eps = cfg_.norm_eps, a.ss_in = ss_in, a.ss_out = ss_out;
-    cuda::gemv(a, stream_);
+    a.norm_eps = cfg_.norm_eps;
+    return a;
+  }
+  QGemvArgs quant_args(const QWeight& Wq, const void* x, int B, GemvEpilogue epi, void* out, int ldo = 0) {
+    QGemvArgs a;
+    a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out, a.ldo = ldo;
+    a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
+    a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
+    a.norm_eps = cfg_.norm_eps;
+    return a;
   }
   // Decode: y = W . rmsnorm(x) * norm_w, fused into the GEMV when it can be (bf16), else the
   // rmsnorm kernel into h_ and then the GEMV. x_is_fresh: x was not written by a residual GEMV
@@ -294,36 +308,30 @@ class CudaLlamaImpl final : public CudaLlama {
   }
   // Folded norm, consumer: out = epi(W . h_ / rms(x)), h_ = x * norm_w from the last fold_residual.
   void fold_lin(const void* Wb, const QWeight& Wq, int B, int N, GemvEpilogue epi, void* out) {
+    auto fold = [&](auto& a) { a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_; };
     if (Wq.w) {
-      QGemvArgs a;
-      a.W = Wq, a.x = h_.get(), a.B = B, a.epi = epi, a.out = out;
-      a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
-      a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-      a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_, a.norm_eps = cfg_.norm_eps;
+      QGemvArgs a = quant_args(Wq, h_.get(), B, epi, out);
+      fold(a);
       gemv_quant(a, stream_);
-      return;
+    } else {
+      GemvArgs a = gemv_args(Wb, h_.get(), B, N, dim_, epi, out);
+      fold(a);
+      cuda::gemv(a, stream_);
     }
-    GemvArgs a;
-    a.dtype = dt_, a.W = Wb, a.x = h_.get(), a.B = B, a.N = N, a.K = dim_, a.epi = epi, a.out = out;
-    a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_, a.norm_eps = cfg_.norm_eps;
-    cuda::gemv(a, stream_);
   }
   // Folded norm, producer: x += W . in, then h_ = x * next_norm_w and the partial sums of x^2 in ss_.
   void fold_residual(const void* Wb, const QWeight& Wq, const void* in, int B, int K, float* x,
                      const float* next_norm_w) {
+    auto fold = [&](auto& a) { a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>(); };
     if (Wq.w) {
-      QGemvArgs a;
-      a.W = Wq, a.x = in, a.B = B, a.epi = GemvEpilogue::kAddF32, a.out = x;
-      a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
-      a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-      a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>();
+      QGemvArgs a = quant_args(Wq, in, B, GemvEpilogue::kAddF32, x);
+      fold(a);
       fold_parts_ = gemv_quant(a, stream_);
-      return;
+    } else {
+      GemvArgs a = gemv_args(Wb, in, B, dim_, K, GemvEpilogue::kAddF32, x);
+      fold(a);
+      fold_parts_ = cuda::gemv(a, stream_);
     }
-    GemvArgs a;
-    a.dtype = dt_, a.W = Wb, a.x = in, a.B = B, a.N = dim_, a.K = K, a.epi = GemvEpilogue::kAddF32, a.out = x;
-    a.next_norm_w = next_norm_w, a.next_h = h_.get(), a.next_ss = ss_.as<float>();
-    fold_parts_ = cuda::gemv(a, stream_);
   }
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
@@ -371,11 +379,7 @@ class CudaLlamaImpl final : public CudaLlama {
   void lin(const void* Wb, const QWeight& Wq, const void* x, int B, int N, int K, GemvEpilogue epi, void* out,
            int ldo = 0) {
     if (!Wq.w) return gemv(Wb, x, B, N, K, epi, out);
-    QGemvArgs a;
-    a.W = Wq, a.x = x, a.B = B, a.epi = epi, a.out = out, a.ldo = ldo;
-    a.ws = gemv_ws_.as<float>(), a.ws_floats = gemv_ws_.size() / 4;
-    a.counters = gemv_cnt_.as<unsigned>(), a.n_counters = int(gemv_cnt_.size() / 4);
-    gemv_quant(a, stream_);
+    gemv_quant(quant_args(Wq, x, B, epi, out, ldo), stream_);
   }
   // Prefill product (cuBLASLt on bf16, or dequantized tiles of the quantized weight).
   void lin_prefill(const void* Wb, const QWeight& Wq, const void* x, int M, int N, int K, DType out_t, void* y,
