@@ -9,6 +9,7 @@
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
+#   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
@@ -79,6 +80,22 @@ for stage in "$@"; do
           v=$(IGNIS_NORM_FOLD=$fo $B/ignis bench --synthetic llama-2-7b --quant $q -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null | decode_rows)
           echo "llama-2-7b $q IGNIS_NORM_FOLD=$fo $v" | tee -a "$LOG/abfold.txt"
         done
+      done ;;
+    abattn)  # decode attention: warp kernel vs tile kernel: tests, memcheck + racecheck, decode tok/s alternated
+      TAIL=6 run attn_tests $B/ignis_gpu_tests --gtest_filter='CudaKernels.Attention*:CudaLlama.*'
+      TAIL=6 run attn_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests \
+        --gtest_filter='CudaKernels.AttentionDecode*'
+      TAIL=6 run attn_racecheck timeout 300 compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests \
+        --gtest_filter='CudaKernels.AttentionDecode*'
+      for sh in ${ATTN_SHAPES:-llama-2-7b llama-3-8b}; do
+        for at in tile warp tile warp; do
+          v=$(IGNIS_ATTN_DECODE=$at $B/ignis bench --synthetic "$sh" -p ${ATTN_PROMPT:-2048} -n 128 -r 2 --json 2>/dev/null | decode_rows)
+          echo "$sh bf16 IGNIS_ATTN_DECODE=$at $v" | tee -a "$LOG/abattn.txt"
+        done
+      done
+      for at in tile warp tile warp; do
+        v=$(IGNIS_ATTN_DECODE=$at $B/ignis bench --synthetic llama-2-7b --quant int4 --group 128 -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null | decode_rows)
+        echo "llama-2-7b int4 g128 IGNIS_ATTN_DECODE=$at $v" | tee -a "$LOG/abattn.txt"
       done ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do

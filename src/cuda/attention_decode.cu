@@ -1,5 +1,7 @@
 // Attention over the KV cache for any head size and dtype, split over the keys
-// (flash-decoding). Used for decode (one query per sequence, B <= 8) and as the general
+// (flash-decoding), and the entry point attention() that picks this kernel, the warp decode kernel
+// (attention_decode_warp.cu) or the tensor-core prefill (attention_prefill.cu). Split ranges,
+// partials and the fused RoPE are shared with the warp kernel (attention_decode_common.cuh). Used for decode (one query per sequence, B <= 8) and as the general
 // fallback for prefill (fp32 models, head sizes the tensor-core kernel does not cover).
 //
 // attn_split_kernel: block (split s, kv head kh, query i) computes, for the G = nh / nkv query
@@ -26,14 +28,14 @@
 
 #include "cuda/common.h"
 #include "cuda/kernels.h"
-#include "cuda/rope_common.cuh"
+#include "cuda/attention_decode_common.cuh"
 
 namespace ignis::cuda {
 namespace {
 
-constexpr int kTile = 64;
+using namespace attn_detail;
+constexpr int kTile = kSplitKeys;
 constexpr int kThreads = 128;
-constexpr float kLog2e = 1.4426950408889634f;
 
 // Shared memory: q (fp32, pre-scaled) | K/V tiles (1 or 2 stages) | scores | per-head state.
 // K/V rows are padded to an odd number of 16-byte chunks: 8 threads reading 16 bytes of 8
@@ -77,36 +79,6 @@ __device__ __forceinline__ float dot_row(const float* q, const uint8_t* krow, in
   return sc;
 }
 
-// Called by every thread of a split block after its partials are written: the last block of
-// (query i, kv head kh) to arrive combines the n_splits partials of its G heads into a.out.
-template <typename T>
-__device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_splits) {
-  __shared__ unsigned s_prev;
-  const int tid = threadIdx.x, hd = a.hd, head0 = kh * G;
-  __threadfence();  // make this block's partials visible before counting it
-  __syncthreads();
-  if (tid == 0) s_prev = atomicAdd(&a.counters[size_t(i) * a.nkv + kh], 1u);
-  __syncthreads();
-  if (s_prev != unsigned(n_splits - 1)) return;
-  __threadfence();
-  const float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;
-  for (int e = tid; e < G * hd; e += blockDim.x) {
-    const int h = e / hd, d = e % hd;
-    const size_t qh = size_t(i) * a.nh + head0 + h;
-    float M = -INFINITY;
-    for (int s = 0; s < n_splits; ++s) M = fmaxf(M, __ldcg(wsm + 2 * (qh * n_splits + s)));
-    float den = 0.f, o = 0.f;
-    for (int s = 0; s < n_splits; ++s) {
-      const size_t idx = qh * n_splits + s;
-      const float w = exp2f(__ldcg(wsm + 2 * idx) - M);
-      den += __ldcg(wsm + 2 * idx + 1) * w;
-      o += __ldcg(a.ws + idx * hd + d) * w;
-    }
-    static_cast<T*>(a.out)[qh * hd + d] = from_f<T>(o / den);
-  }
-  if (tid == 0) a.counters[size_t(i) * a.nkv + kh] = 0;  // ready for the next launch
-}
-
 // NACC: accumulators per thread = ceil(G * hd / kThreads).
 template <typename T, int NACC, bool VEC16>
 __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int stages) {
@@ -131,23 +103,11 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
   const int b = i / a.q_per_seq;
   const int p = min(a.pos[b] + i % a.q_per_seq, a.ctx - 1);
   const int L = p + 1;
-  int chunk = (L + n_splits - 1) / n_splits;
-  chunk = (chunk + kTile - 1) / kTile * kTile;
-  const int t0 = s * chunk, t1 = min(L, t0 + chunk);
-
+  int t0, t1;
+  split_range(p, s, n_splits, t0, t1);
   const int head0 = kh * G;
   float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;  // (m, l) pairs after the o partials
-  if (t0 >= t1) {  // empty split (only when n_splits > 1, since split 0 always has key 0)
-    for (int h = tid; h < G; h += kThreads) {
-      const size_t idx = (size_t(i) * a.nh + head0 + h) * n_splits + s;
-      wsm[2 * idx] = -INFINITY;
-      wsm[2 * idx + 1] = 0.f;
-    }
-    for (int e = tid; e < G * hd; e += kThreads)
-      a.ws[((size_t(i) * a.nh + head0 + e / hd) * n_splits + s) * hd + e % hd] = 0.f;
-    if (a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
-    return;
-  }
+  if (t0 >= t1) return empty_split<T>(a, i, kh, G, s, n_splits);
 
   const size_t slot = size_t(a.slot0) + b;
   const uint8_t* kbase =
@@ -173,41 +133,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
 
   const float qscale = a.scale * kLog2e;
   const bool holds_p = a.rope_qkv && t1 == L;  // fused RoPE: this block writes key p (the last split)
-  if (a.rope_qkv) {
-    const T* src = static_cast<const T*>(a.rope_qkv) + size_t(i) * (a.nh + 2 * a.nkv) * hd;
-    const int half = hd / 2;
-    for (int u = tid; u < G * half; u += kThreads) {  // q of the G heads, rounded to T like rope_kv's
-      const int h = u / half, base = (head0 + h) * hd;
-      int e0, e1;
-      float x0, x1;
-      rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, u % half, a.rope_dim, a.style, p, a.inv_freq,
-                true, e0, e1, x0, x1);
-      qs[h * hd + e0] = to_f(from_f<T>(x0)) * qscale;
-      qs[h * hd + e1] = to_f(from_f<T>(x1)) * qscale;
-    }
-    if (holds_p) {  // k (rotated) and v at p: into the cache for later steps, and into knew / vnew for
-                    // this step (the tile copy above may have read the cache row before this write)
-      const bool in_cache = a.pos[b] < a.ctx;
-      for (int u = tid; u < 2 * half; u += kThreads) {
-        const bool is_k = u < half;
-        const int base = (is_k ? a.nh + kh : a.nh + a.nkv + kh) * hd;
-        int e0, e1;
-        float x0, x1;
-        rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, is_k ? u : u - half, a.rope_dim, a.style, p,
-                  a.inv_freq, is_k, e0, e1, x0, x1);
-        T* nw = is_k ? knew : vnew;
-        nw[e0] = from_f<T>(x0), nw[e1] = from_f<T>(x1);
-        if (in_cache) {
-          T* dst = static_cast<T*>(const_cast<void*>(is_k ? a.k_cache : a.v_cache)) +
-                   ((slot * a.nkv + kh) * size_t(a.ctx) + p) * hd;
-          dst[e0] = nw[e0], dst[e1] = nw[e1];
-        }
-      }
-    }
-  } else {
-    const T* q = static_cast<const T*>(a.q) + (size_t(i) * a.nh + head0) * hd;
-    for (int e = tid; e < G * hd; e += kThreads) qs[e] = to_f(q[e]) * qscale;
-  }
+  decode_queries<T>(a, i, kh, G, p, slot, holds_p, qscale, qs, knew, vnew);
   if (tid < G) st_m[tid] = -INFINITY, st_l[tid] = 0.f;
 
   float acc[NACC];
@@ -321,6 +247,12 @@ __global__ void attn_combine_kernel(AttnArgs a, int n_splits) {
   }
 }
 
+template <typename T>
+void launch_combine_t(const AttnArgs& a, cudaStream_t stream) {
+  launch(attn_combine_kernel<T>, dim3(a.n * a.nh), dim3(std::min(256, std::max(32, (a.hd + 31) / 32 * 32))), 0, stream,
+         a, a.n_splits);
+}
+
 template <typename T, int NACC, bool VEC16>
 void launch_split(const AttnArgs& a, cudaStream_t stream) {
   const int G = a.nh / a.nkv;
@@ -338,9 +270,7 @@ void launch_split(const AttnArgs& a, cudaStream_t stream) {
     configured = int(smem);
   }
   launch(attn_split_kernel<T, NACC, VEC16>, dim3(a.n_splits, a.nkv, a.n), dim3(kThreads), smem, stream, a, stages);
-  if (a.n_splits > 1 && !a.counters)
-    launch(attn_combine_kernel<T>, dim3(a.n * a.nh), dim3(std::min(256, std::max(32, (a.hd + 31) / 32 * 32))), 0,
-           stream, a, a.n_splits);
+  if (a.n_splits > 1 && !a.counters) launch_combine_t<T>(a, stream);
 }
 
 template <typename T, int NACC>
@@ -375,7 +305,15 @@ int attn_decode_splits(int B, int nkv, int ctx) {
   return std::clamp(s, 1, std::max(1, ceil_div(ctx, kTile)));
 }
 
+void launch_attn_combine(const AttnArgs& a, cudaStream_t stream) {
+  if (a.dtype == DType::F32)
+    launch_combine_t<float>(a, stream);
+  else
+    launch_combine_t<bf16>(a, stream);
+}
+
 void launch_flash_attention(const AttnArgs& a, cudaStream_t stream);  // attention_prefill.cu
+void launch_attn_warp(const AttnArgs& a, cudaStream_t stream);        // attention_decode_warp.cu
 
 void attention(const AttnArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.dtype == DType::F32 || a.dtype == DType::BF16, "attention: dtype must be F32 or BF16");
@@ -387,12 +325,16 @@ void attention(const AttnArgs& a, cudaStream_t stream) {
               32 * kThreads);
   IGNIS_CHECK(a.n_splits == 1 || (a.ws && a.ws_floats >= attn_ws_floats(a.n, a.nh, a.hd, a.n_splits)),
               "attention: split-K needs a workspace of ", attn_ws_floats(a.n, a.nh, a.hd, a.n_splits), " floats");
-  IGNIS_CHECK(!a.rope_qkv || (a.q_per_seq == 1 && a.impl == AttnImpl::kGeneric && a.inv_freq && a.rope_dim <= a.hd),
-              "attention: the fused RoPE is for decode (one query per sequence, the split kernel)");
+  IGNIS_CHECK(!a.rope_qkv || (a.q_per_seq == 1 && (a.impl == AttnImpl::kGeneric || a.impl == AttnImpl::kWarp) &&
+                               a.inv_freq && a.rope_dim <= a.hd),
+              "attention: the fused RoPE is for decode (one query per sequence, the tile or warp kernel)");
+  if (a.impl == AttnImpl::kWarp) IGNIS_CHECK(attn_warp_supported(a), "attention: the warp kernel does not support this shape");
   if (a.n <= 0) return;
-  const bool flash = a.impl != AttnImpl::kGeneric && flash_attention_supported(a);
+  const bool flash = (a.impl == AttnImpl::kAuto || a.impl == AttnImpl::kFlash) && flash_attention_supported(a);
   if (a.impl == AttnImpl::kFlash) IGNIS_CHECK(flash, "attention: the flash kernel does not support this shape");
   if (flash) return launch_flash_attention(a, stream);
+  if (a.impl == AttnImpl::kWarp || (a.impl == AttnImpl::kAuto && a.q_per_seq == 1 && attn_warp_supported(a)))
+    return launch_attn_warp(a, stream);
   if (a.dtype == DType::F32)
     dispatch_split<float>(a, stream);
   else

@@ -169,7 +169,11 @@ void rope_kv(const RopeArgs& a, cudaStream_t stream);
 // ---- attention (attention_decode.cu, attention_prefill.cu) ------------------------------------------
 // out[i, h, :] = softmax(q[i, h] . K[0..p_i]^T * scale) V[0..p_i] with p_i the position of token i
 // (causal), K/V of kv head h / (nh / nkv) of its sequence's cache slot.
-enum class AttnImpl : uint8_t { kAuto, kGeneric, kFlash };
+// kGeneric: the tile kernel (K/V tiles in shared memory, any head size); kWarp: the decode kernel
+// that reads K/V into registers, warps over keys (head 64/128/256, <= 8 query heads per kv head;
+// attn_warp_supported); kFlash: tensor-core prefill. kAuto: flash where supported, else warp for
+// one query per sequence where supported, else generic.
+enum class AttnImpl : uint8_t { kAuto, kGeneric, kFlash, kWarp };
 struct AttnArgs {
   DType dtype = DType::BF16;
   const void* q = nullptr;       // [n, nh, hd]
@@ -189,7 +193,7 @@ struct AttnArgs {
   // head) combines the partials itself, saving the combine kernel's launch.
   unsigned* counters = nullptr;
   AttnImpl impl = AttnImpl::kAuto;
-  // Decode (q_per_seq == 1, split kernel): when rope_qkv is set, the kernel does rope_kv's work
+  // Decode (q_per_seq == 1, tile or warp kernel): when rope_qkv is set, the kernel does rope_kv's work
   // itself: q is read unrotated from rope_qkv ([n, (nh + 2 nkv) hd], + rope_bias) and rotated
   // (then rounded to T, as rope_kv's q_out), and the block that holds position p writes the
   // rotated k and v of its kv head into the cache. a.q is not read then.
@@ -205,6 +209,8 @@ int attn_decode_splits(int B, int nkv, int ctx);
 void attention(const AttnArgs& a, cudaStream_t stream);
 // Whether the tensor-core flash kernel handles this shape (bf16, hd 64 or 128, one sequence).
 bool flash_attention_supported(const AttnArgs& a);
+// Whether the warp decode kernel (AttnImpl::kWarp) handles this shape.
+bool attn_warp_supported(const AttnArgs& a);
 
 // ---- element-wise (elementwise.cu) -------------------------------------------------------------------
 // out[i, j] = silu(gu[i, gate(j)]) * gu[i, up(j)] for the 8-row-block interleaved layout above;

@@ -355,6 +355,7 @@ class CudaLlamaImpl final : public CudaLlama {
     cuda::decode_chain(a, stream_);
     tick("chain");
   }
+  bool warp_attn_ = true;   // CudaOptions::warp_attention / IGNIS_ATTN_DECODE: the warp decode attention kernel
   bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
@@ -450,6 +451,12 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   {
     const char* e = std::getenv("IGNIS_DECODE_CHAIN");
     chain_ = opt.decode_chain >= 0 ? opt.decode_chain != 0 : e && *e ? std::strcmp(e, "0") != 0 : kChainDefault;
+  }
+  {
+    const char* e = std::getenv("IGNIS_ATTN_DECODE");
+    IGNIS_CHECK(!e || !*e || std::strcmp(e, "warp") == 0 || std::strcmp(e, "tile") == 0,
+                "IGNIS_ATTN_DECODE must be warp or tile, got ", e);
+    warp_attn_ = opt.warp_attention >= 0 ? opt.warp_attention != 0 : !(e && std::strcmp(e, "tile") == 0);
   }
   {
     const char* e = std::getenv("IGNIS_NORM_FOLD");
@@ -1120,7 +1127,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
     a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
     a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
     a.counters = attn_cnt_.as<unsigned>();
-    a.impl = AttnImpl::kGeneric;
+    a.impl = warp_attn_ && attn_warp_supported(a) ? AttnImpl::kWarp : AttnImpl::kGeneric;
     if (fused_rope_) {
       a.rope_qkv = qkv_.get(), a.rope_bias = w.bqkv, a.inv_freq = inv_freq_.as<float>();
       a.rope_dim = rd_, a.style = cfg_.rope_style;

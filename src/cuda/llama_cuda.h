@@ -62,6 +62,10 @@ struct CudaOptions {
   // writes x * w_next and sums of x^2, the next GEMV divides by the rms at its end; 64 RMSNorm launches
   // less per 7B step. 1 on, 0 off, -1: IGNIS_NORM_FOLD (0 / 1), else on.
   int norm_fold = -1;
+  // Decode attention kernel: 1 the warp kernel (cuda::AttnImpl::kWarp: K/V straight into
+  // registers, where cuda::attn_warp_supported), 0 the tile kernel (kGeneric); -1:
+  // IGNIS_ATTN_DECODE (warp / tile), else warp.
+  int warp_attention = -1;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

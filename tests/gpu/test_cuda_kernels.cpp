@@ -373,7 +373,8 @@ void run_attn_case(const AttnCase& c, std::mt19937& rng, bool fold = false) {
   const int ctx = 100, slots = 3;
   SCOPED_TRACE(std::string(dtype_name(c.dt)) + " nh " + std::to_string(c.nh) + " nkv " + std::to_string(c.nkv) +
                " hd " + std::to_string(c.hd) + " n " + std::to_string(c.n) + " splits " + std::to_string(c.n_splits) +
-               (c.impl == AttnImpl::kFlash ? " flash" : " generic") + (fold ? " folded combine" : ""));
+               (c.impl == AttnImpl::kFlash ? " flash" : c.impl == AttnImpl::kWarp ? " warp" : " generic") +
+               (fold ? " folded combine" : ""));
   const size_t cache_n = size_t(slots) * c.nkv * ctx * c.hd;
   std::vector<float> q = random_vec(size_t(c.n) * c.nh * c.hd, rng), kc = random_vec(cache_n, rng),
                      vc = random_vec(cache_n, rng);
@@ -399,6 +400,10 @@ void run_attn_case(const AttnCase& c, std::mt19937& rng, bool fold = false) {
     ADD_FAILURE() << "flash attention does not support this case";
     return;
   }
+  if (c.impl == AttnImpl::kWarp && !attn_warp_supported(a)) {
+    EXPECT_THROW(attention(a, nullptr), Error);  // refused, not run wrong
+    return;
+  }
   attention(a, nullptr);
   std::vector<float> out(q.size());
   ref::attention(q.data(), kc.data(), vc.data(), out.data(), c.pos.data(), c.n, c.q_per_seq, c.slot0, c.nh, c.nkv,
@@ -416,14 +421,66 @@ void run_attn_case(const AttnCase& c, std::mt19937& rng, bool fold = false) {
 
 }  // namespace
 
+// Both decode kernels (tile: any head size; warp: head 64 / 128 / 256, up to 8 heads per kv head
+// and 4 at head 256, else refused) against ref::attention. Positions 0, 17 and 99 of a context of
+// 100: a single key, partial 64-key rounds and splits, empty splits.
 TEST(CudaKernels, AttentionDecodeSplitK) {
   REQUIRE_GPU();
   std::mt19937 rng(4);
-  for (DType dt : {DType::F32, DType::BF16})
-    for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{8, 4, 8}, std::tuple{9, 3, 64}})
-      for (int splits : {1, 3, 8, attn_decode_splits(3, nkv, 100)})
-        for (bool fold : {false, true})
-          run_attn_case({dt, nh, nkv, hd, 3, 1, 0, {0, 17, 99}, splits, AttnImpl::kGeneric}, rng, fold);
+  for (AttnImpl impl : {AttnImpl::kGeneric, AttnImpl::kWarp})
+    for (DType dt : {DType::F32, DType::BF16})
+      for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{8, 4, 8}, std::tuple{9, 3, 64},
+                                 std::tuple{16, 2, 128}, std::tuple{8, 2, 256}, std::tuple{16, 2, 256}})
+        for (int splits : {1, 3, 8, attn_decode_splits(3, nkv, 100)})
+          for (bool fold : {false, true})
+            run_attn_case({dt, nh, nkv, hd, 3, 1, 0, {0, 17, 99}, splits, impl}, rng, fold);
+}
+
+// The RoPE + KV write inside the decode attention (AttnArgs::rope_qkv), both kernels, against
+// ref::rope_kv then ref::attention: the outputs, and the caches (the block holding key p writes
+// its row, every other row stays as it was).
+TEST(CudaKernels, AttentionDecodeFusedRope) {
+  REQUIRE_GPU();
+  std::mt19937 rng(14);
+  const int ctx = 150, slots = 2;
+  for (AttnImpl impl : {AttnImpl::kGeneric, AttnImpl::kWarp})
+    for (DType dt : {DType::F32, DType::BF16})
+      for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{9, 3, 64}})
+        for (int splits : {1, 3}) {
+          SCOPED_TRACE(std::string(dtype_name(dt)) + (impl == AttnImpl::kWarp ? " warp" : " tile") + " nh " +
+                       std::to_string(nh) + " nkv " + std::to_string(nkv) + " hd " + std::to_string(hd) + " splits " +
+                       std::to_string(splits));
+          LlamaConfig cfg;
+          cfg.dim = nh * hd, cfg.n_heads = nh, cfg.head_dim = hd, cfg.rope_dim = hd, cfg.rope_theta = 10000;
+          const std::vector<float> inv = ref::rope_inv_freq(cfg);
+          const int n = 2, width = (nh + 2 * nkv) * hd;
+          const std::vector<int> pos = {5, 140};  // 140: the last of 3 splits holds key p
+          std::vector<float> qkv = random_vec(size_t(n) * width, rng);
+          const size_t cache_n = size_t(slots) * nkv * ctx * hd;
+          std::vector<float> kc = random_vec(cache_n, rng), vc = random_vec(cache_n, rng);
+          round_to(dt, qkv), round_to(dt, kc), round_to(dt, vc);
+          DeviceBuffer dqkv = upload(dt, qkv), dkc = upload(dt, kc), dvc = upload(dt, vc), dinv = upload(DType::F32, inv);
+          DeviceBuffer dpos(pos.size() * 4), dout(size_t(n) * nh * hd * esize(dt));
+          CUDA_CHECK(cudaMemcpy(dpos.get(), pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+          poison(dout);
+          AttnArgs a;
+          a.dtype = dt, a.k_cache = dkc.get(), a.v_cache = dvc.get(), a.out = dout.get(), a.pos = dpos.as<int>();
+          a.n = n, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh, a.nkv = nkv, a.hd = hd, a.ctx = ctx;
+          a.scale = 1.f / std::sqrt(float(hd)), a.n_splits = splits, a.impl = impl;
+          a.rope_qkv = dqkv.get(), a.inv_freq = dinv.as<float>(), a.rope_dim = hd, a.style = RopeStyle::kHalfSplit;
+          DeviceBuffer ws(std::max<size_t>(4, attn_ws_floats(n, nh, hd, splits) * 4)), cnt(size_t(n) * nkv * 4);
+          CUDA_CHECK(cudaMemset(cnt.get(), 0, cnt.size()));
+          a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4, a.counters = cnt.as<unsigned>();
+          attention(a, nullptr);
+          std::vector<float> q(size_t(n) * nh * hd), out(q.size());
+          ref::rope_kv(qkv.data(), nullptr, q.data(), kc.data(), vc.data(), pos.data(), n, 1, 0, nh, nkv, hd, ctx, hd,
+                       RopeStyle::kHalfSplit, inv.data());
+          round_to(dt, q);  // the kernel rounds the rotated q to T, as rope_kv's q_out
+          ref::attention(q.data(), kc.data(), vc.data(), out.data(), pos.data(), n, 1, 0, nh, nkv, hd, ctx, a.scale);
+          EXPECT_LE(rel_err(download(dt, dout.get(), out.size()), out), tol(dt));
+          EXPECT_LE(rel_err(download(dt, dkc.get(), cache_n), kc), tol(dt));
+          EXPECT_LE(rel_err(download(dt, dvc.get(), cache_n), vc), tol(dt));
+        }
 }
 
 TEST(CudaKernels, AttentionPrefillGeneric) {
