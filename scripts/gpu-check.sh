@@ -10,6 +10,7 @@
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
+#   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
@@ -96,6 +97,15 @@ for stage in "$@"; do
       for at in tile warp tile warp; do
         v=$(IGNIS_ATTN_DECODE=$at $B/ignis bench --synthetic llama-2-7b --quant int4 --group 128 -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null | decode_rows)
         echo "llama-2-7b int4 g128 IGNIS_ATTN_DECODE=$at $v" | tee -a "$LOG/abattn.txt"
+      done ;;
+    abenv)  # decode tok/s of settings alternated, twice: AB_VARIANTS="A B ..." (each VAR=VAL[,VAR=VAL...]; "-" none),
+            # AB_ARGS (ignis bench arguments), e.g. AB_VARIANTS="- IGNIS_GEMV_U=8" AB_ARGS="--synthetic llama-2-7b -p 8"
+      for i in 1 2; do
+        for var in ${AB_VARIANTS:--}; do
+          envs=(); [ "$var" = - ] || IFS=, read -ra envs <<< "$var"
+          v=$(env "${envs[@]}" $B/ignis bench ${AB_ARGS:---synthetic llama-2-7b -p 8} -n 128 -r 2 --json 2>/dev/null | decode_rows)
+          echo "${AB_ARGS:---synthetic llama-2-7b -p 8} | $var | $v" | tee -a "$LOG/abenv.txt"
+        done
       done ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
