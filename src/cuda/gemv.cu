@@ -37,7 +37,10 @@
 // gemv_simple_kernel (any T, any K): one warp per output row (two rows for SwiGLU), lanes stride
 //   over K with vector loads as wide as K's alignment allows, warp-shuffle reduction. Used for
 //   fp32 models, odd K, batch 1 (where it streams best), and as a fallback (IGNIS_GEMV=simple).
-//   Launch: ceil(outputs/4) x 128.
+//   Launch: ceil(outputs/4) x 128. Tried and removed: a batch-1 K loop with two register buffers
+//   of U 16-byte vectors a lane (all U loads issued before the FMAs; H200, 2026-12-03, Llama-2-7B
+//   b1: U = 4 260.1, U = 8 243.3 tok/s against 264.2 for this loop, whose ptxas schedule keeps
+//   ~2 loads a lane in flight; docs/results/abattn-H200-20261203.txt).
 //   Folded RMSNorm (GemvArgs::rms_ss / next_ss, batch-1 decode): rmsnorm(x) * w = (x * w) / rms(x),
 //   and the division commutes with the product, so the residual GEMV that writes x also writes
 //   bf16(x * w_next) and per-block sums of x^2 in its epilogue, and the next GEMV multiplies its dot
@@ -239,9 +242,7 @@ constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of 
 // so nothing waits for the rms before the first FMA.
 // FOUT (kAddF32): after x += y, lane 0 of each row also writes T(x * next_w) and the block the sum of
 // its rows' new x^2 per batch row: the next FIN GEMV's input, without an RMSNorm launch in between.
-// U > 1: the K loop takes U vectors of each row per iteration, all loaded before their FMAs (U x 16
-// bytes a lane in flight, for the matrices with few rows a SM: Wo, down); U = 1: one at a time.
-template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int U = 1>
+template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT>
 __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
                                                            int N, int K, void* out, int ldo, FoldArgs f) {
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
@@ -265,61 +266,20 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  if constexpr (U == 1) {
-    for (int k = lane * VEC; k < K; k += 32 * VEC) {
-      float w[R][VEC];
+  for (int k = lane * VEC; k < K; k += 32 * VEC) {
+    float w[R][VEC];
 #pragma unroll
-      for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
 #pragma unroll
-      for (int b = 0; b < BMAX; ++b) {
-        if (b < B) {
-          float xv[VEC];
-          load_vec<T, VEC>(x + size_t(b) * K + k, xv);
+    for (int b = 0; b < BMAX; ++b) {
+      if (b < B) {
+        float xv[VEC];
+        load_vec<T, VEC>(x + size_t(b) * K + k, xv);
 #pragma unroll
-          for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r)
 #pragma unroll
-            for (int e = 0; e < VEC; ++e) acc[r][b] = fmaf(w[r][e], xv[e], acc[r][b]);
-        }
+          for (int e = 0; e < VEC; ++e) acc[r][b] = fmaf(w[r][e], xv[e], acc[r][b]);
       }
-    }
-  } else {
-    // Batch 1, two register buffers of U 16-byte vectors per row (+ the input's): the loads of the
-    // next U are issued before the FMAs of these, so U to 2U vectors a lane are always in flight.
-    static_assert(BMAX == 1 && VEC * sizeof(T) == 16, "the unrolled K loop is for batch 1, 16-byte vectors");
-    constexpr int kStep = 32 * VEC, kBatch = U * kStep;
-    uint4 wa[U][R], xa[U], wb[U][R], xb[U];
-    auto load = [&](uint4 (&w)[U][R], uint4 (&xv)[U], int k0) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {  // past K: the last vector again (times 0 below), no branch between loads
-        const int k = min(k0 + u * kStep, K - VEC);
-#pragma unroll
-        for (int r = 0; r < R; ++r) w[u][r] = ld_stream<false>(reinterpret_cast<const bf16*>(W + size_t(rows[r]) * K + k));
-        xv[u] = __ldg(reinterpret_cast<const uint4*>(x + k));
-      }
-    };
-    auto fma_batch = [&](const uint4 (&w)[U][R], uint4 (&xv)[U], int k0) {
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        if (k0 + u * kStep >= K) xv[u] = make_uint4(0, 0, 0, 0);
-        const T* xe = reinterpret_cast<const T*>(&xv[u]);
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-          const T* we = reinterpret_cast<const T*>(&w[u][r]);
-#pragma unroll
-          for (int e = 0; e < VEC; ++e) acc[r][0] = fmaf(to_f(we[e]), to_f(xe[e]), acc[r][0]);
-        }
-      }
-    };
-    int k0 = lane * VEC;
-    if (k0 < K) load(wa, xa, k0);
-    while (k0 < K) {
-      if (k0 + kBatch < K) load(wb, xb, k0 + kBatch);
-      fma_batch(wa, xa, k0);
-      k0 += kBatch;
-      if (k0 >= K) break;
-      if (k0 + kBatch < K) load(wa, xa, k0 + kBatch);
-      fma_batch(wb, xb, k0);
-      k0 += kBatch;
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
@@ -353,19 +313,8 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   if constexpr (FOUT) fold_block_ss(f, B, sq);
 }
 
-// IGNIS_GEMV_U=1|4|8: vectors per row and K-loop iteration of the batch-1 CUDA-core kernel with
-// 16-byte loads (gemv_simple_kernel's U; for A/B measurements).
-int simple_unroll() {
-  static const int v = [] {
-    const char* e = std::getenv("IGNIS_GEMV_U");
-    const int u = e && *e ? std::atoi(e) : 1;
-    return u == 4 || u == 8 ? u : 1;
-  }();
-  return v;
-}
-
-template <typename T, int VEC, int BMAX, int EPI, int U>
-void launch_simple_u(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
+template <typename T, int VEC, int BMAX, int EPI>
+void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
   const T* x = static_cast<const T*>(a.x);
   FoldArgs f = fold_args(a);
@@ -373,23 +322,14 @@ void launch_simple_u(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream)
   const bool fin = a.rms_ss != nullptr;
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
     if (a.next_ss)  // (not with rms_ss: gemv() checks)
-      return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true, U>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
+      return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
                     a.out, ldo, f);
   }
   if (fin)
-    return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, true, false, U>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
+    return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, true, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
                   a.out, ldo, f);
-  launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, false, U>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out,
+  launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out,
          ldo, f);
-}
-
-template <typename T, int VEC, int BMAX, int EPI>
-void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
-  if constexpr (BMAX == 1 && VEC * sizeof(T) == 16) {
-    if (simple_unroll() == 4) return launch_simple_u<T, VEC, BMAX, EPI, 4>(a, grid, ldo, stream);
-    if (simple_unroll() == 8) return launch_simple_u<T, VEC, BMAX, EPI, 8>(a, grid, ldo, stream);
-  }
-  launch_simple_u<T, VEC, BMAX, EPI, 1>(a, grid, ldo, stream);
 }
 
 template <typename T, int VEC, int EPI>
