@@ -280,12 +280,13 @@ for stage in "$@"; do
           ( export "$env"; TAIL=14 run "bert_${bin}_${env%%=*}_$i" $B/$bin bench-encoder --synthetic bert-base --dtype f16 -r 30 )
         done
       done ;;
-    abquantbin)  # decode tok/s of the CLI against $ALT_BIN (another build packed beside it) per weight format ($QFORMATS), alternated
+    abquantbin)  # decode tok/s of the CLI against $ALT_BIN (another build packed beside it) per weight format ($QFORMATS), alternated;
+                 # prompt lengths 8 and $AB_PROMPT (default 8)
       for q in ${QFORMATS:-"int4 --group 128" q4_0 q4_k bf16}; do
         qa="--quant $q"; [ "$q" = bf16 ] && qa=
         for i in 1 2; do
           for bin in ignis "${ALT_BIN:-ignis_alt}"; do
-            r=$($B/$bin bench --synthetic "${SHAPE:-llama-2-7b}" $qa -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+            r=$($B/$bin bench --synthetic "${SHAPE:-llama-2-7b}" $qa -p ${AB_PROMPT:-8} -n 128 -r 2 --json 2>/dev/null | decode_rows)
             echo "$bin ${q} $r" | tee -a "$LOG/abquantbin.txt"
           done
         done

@@ -8,7 +8,7 @@
 //   heads sharing kh, softmax(q K^T * scale) V over its key range [s*chunk, (s+1)*chunk) ∩ [0, p_i],
 //   with chunk = round_up(ceil((p_i + 1) / n_splits), 64) computed on the device from the position
 //   read from device memory (the grid is fixed, so a captured graph serves every step; splits
-//   past the end exit at once). Keys are processed in tiles of 64 copied to shared memory with
+//   past the end exit at once, and with a single non-empty split its block writes the output). Keys are processed in tiles of 64 copied to shared memory with
 //   cp.async, double-buffered (the next tile streams in while this one is used), with an online
 //   softmax in the exp2 domain. Scores: one thread per (head, key); P.V: one thread per (head,
 //   dim) output, reading V rows in order (conflict-free). With one split the result is written
@@ -101,13 +101,13 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
   pdl_trigger();
   pdl_wait();
   const int b = i / a.q_per_seq;
-  const int p = min(a.pos[b] + i % a.q_per_seq, a.ctx - 1);
+  const int p = query_pos(a, i);
   const int L = p + 1;
-  int t0, t1;
-  split_range(p, s, n_splits, t0, t1);
+  int t0, t1, active;
+  split_range(p, s, n_splits, t0, t1, active);
   const int head0 = kh * G;
   float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;  // (m, l) pairs after the o partials
-  if (t0 >= t1) return empty_split<T>(a, i, kh, G, s, n_splits);
+  if (t0 >= t1) return;  // an empty split
 
   const size_t slot = size_t(a.slot0) + b;
   const uint8_t* kbase =
@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
     const int e = tid + r * kThreads;
     if (e < G * hd) {
       const int h = e / hd, d = e % hd;
-      if (n_splits == 1) {
+      if (active == 1) {
         T* out = static_cast<T*>(a.out) + (size_t(i) * a.nh + head0 + h) * hd;
         out[d] = from_f<T>(acc[r] / st_l[h]);
       } else {
@@ -215,12 +215,12 @@ __global__ void __launch_bounds__(kThreads) attn_split_kernel(AttnArgs a, int st
       }
     }
   }
-  if (n_splits > 1 && tid < G) {
+  if (active > 1 && tid < G) {
     const size_t idx = (size_t(i) * a.nh + head0 + tid) * n_splits + s;
     wsm[2 * idx] = st_m[tid];
     wsm[2 * idx + 1] = st_l[tid];
   }
-  if (n_splits > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
+  if (active > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits, active);
 }
 
 template <typename T>
@@ -229,17 +229,20 @@ __global__ void attn_combine_kernel(AttnArgs a, int n_splits) {
   pdl_wait();
   const int qh = blockIdx.x;  // i * nh + h
   const int hd = a.hd;
+  int t0, t1, active;
+  split_range(query_pos(a, qh / a.nh), 0, n_splits, t0, t1, active);
+  if (active == 1) return;  // the split block wrote the output itself
   const float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;
   float M = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) M = fmaxf(M, wsm[2 * (size_t(qh) * n_splits + s)]);
+  for (int s = 0; s < active; ++s) M = fmaxf(M, wsm[2 * (size_t(qh) * n_splits + s)]);
   float den = 0.f;
-  for (int s = 0; s < n_splits; ++s) {
+  for (int s = 0; s < active; ++s) {
     const size_t idx = size_t(qh) * n_splits + s;
     den += wsm[2 * idx + 1] * exp2f(wsm[2 * idx] - M);
   }
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float o = 0.f;
-    for (int s = 0; s < n_splits; ++s) {
+    for (int s = 0; s < active; ++s) {
       const size_t idx = size_t(qh) * n_splits + s;
       o += a.ws[idx * hd + d] * exp2f(wsm[2 * idx] - M);
     }

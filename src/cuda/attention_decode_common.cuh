@@ -17,35 +17,43 @@ namespace ignis::cuda::attn_detail {
 constexpr int kSplitKeys = 64;  // a split's key range is a multiple of this (chunk, below)
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Key range [t0, t1) of split s of a query at position p: chunk = round_up(ceil((p + 1) / n_splits), 64).
-// Splits past the end are empty (t0 >= t1); split 0 always holds key 0.
-__device__ __forceinline__ void split_range(int p, int s, int n_splits, int& t0, int& t1) {
+// Key range [t0, t1) of split s of a query at position p: chunk = round_up(ceil((p + 1) / n_splits), 64),
+// and the number of non-empty splits, active = ceil((p + 1) / chunk) (the first ones; split 0 always
+// holds key 0). The blocks of empty splits exit at once. With one active split its block writes the
+// normalised output itself; otherwise the active splits write partials and the combine reads those.
+__device__ __forceinline__ void split_range(int p, int s, int n_splits, int& t0, int& t1, int& active) {
   const int L = p + 1;
   int chunk = (L + n_splits - 1) / n_splits;
   chunk = (chunk + kSplitKeys - 1) / kSplitKeys * kSplitKeys;
   t0 = s * chunk, t1 = min(L, t0 + chunk);
+  active = (L + chunk - 1) / chunk;
 }
 
-// Called by every thread of a split block after its partials are written: the last block of
-// (query i, kv head kh) to arrive combines the n_splits partials of its G heads into a.out.
+// The position of query i (AttnArgs::pos of its sequence + its offset, clamped to the cache).
+__device__ __forceinline__ int query_pos(const AttnArgs& a, int i) {
+  return min(a.pos[i / a.q_per_seq] + i % a.q_per_seq, a.ctx - 1);
+}
+
+// Called by every thread of an active split block after its partials are written: the last block
+// of (query i, kv head kh) to arrive combines the `active` partials of its G heads into a.out.
 template <typename T>
-__device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_splits) {
+__device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_splits, int active) {
   __shared__ unsigned s_prev;
   const int tid = threadIdx.x, hd = a.hd, head0 = kh * G;
   __threadfence();  // make this block's partials visible before counting it
   __syncthreads();
   if (tid == 0) s_prev = atomicAdd(&a.counters[size_t(i) * a.nkv + kh], 1u);
   __syncthreads();
-  if (s_prev != unsigned(n_splits - 1)) return;
+  if (s_prev != unsigned(active - 1)) return;
   __threadfence();
   const float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;
   for (int e = tid; e < G * hd; e += blockDim.x) {
     const int h = e / hd, d = e % hd;
     const size_t qh = size_t(i) * a.nh + head0 + h;
     float M = -INFINITY;
-    for (int s = 0; s < n_splits; ++s) M = fmaxf(M, __ldcg(wsm + 2 * (qh * n_splits + s)));
+    for (int s = 0; s < active; ++s) M = fmaxf(M, __ldcg(wsm + 2 * (qh * n_splits + s)));
     float den = 0.f, o = 0.f;
-    for (int s = 0; s < n_splits; ++s) {
+    for (int s = 0; s < active; ++s) {
       const size_t idx = qh * n_splits + s;
       const float w = exp2f(__ldcg(wsm + 2 * idx) - M);
       den += __ldcg(wsm + 2 * idx + 1) * w;
@@ -54,22 +62,6 @@ __device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_s
     static_cast<T*>(a.out)[qh * hd + d] = from_f<T>(o / den);
   }
   if (tid == 0) a.counters[size_t(i) * a.nkv + kh] = 0;  // ready for the next launch
-}
-
-// An empty split (only when n_splits > 1): neutral partials (m = -inf, l = 0, o = 0), then the
-// combine if this block is the last.
-template <typename T>
-__device__ void empty_split(const AttnArgs& a, int i, int kh, int G, int s, int n_splits) {
-  const int head0 = kh * G, hd = a.hd;
-  float* wsm = a.ws + size_t(a.n) * a.nh * n_splits * hd;
-  for (int h = threadIdx.x; h < G; h += blockDim.x) {
-    const size_t idx = (size_t(i) * a.nh + head0 + h) * n_splits + s;
-    wsm[2 * idx] = -INFINITY;
-    wsm[2 * idx + 1] = 0.f;
-  }
-  for (int e = threadIdx.x; e < G * hd; e += blockDim.x)
-    a.ws[((size_t(i) * a.nh + head0 + e / hd) * n_splits + s) * hd + e % hd] = 0.f;
-  if (a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
 }
 
 // The queries of the G heads of kv head kh into qs[G][hd] (fp32, times qscale), by all threads of

@@ -17,7 +17,7 @@
 //   and each lane keeps its own online softmax (max m, sum l, in the exp2 domain) and its DPL
 //   output dims per head. Keys past the range read the last valid row and are masked to -inf.
 //   At the end the 8 warps' (m, l, o) are merged in shared memory, then written normalised
-//   (one split) or as partials (several; the last block combines with AttnArgs::counters).
+//   (one non-empty split) or as partials (several; the last block combines with AttnArgs::counters).
 //   With AttnArgs::rope_qkv the block rotates q itself, and the block holding key p writes the
 //   new k and v into the cache and uses them from shared memory for key p.
 //   Bytes: K and V rows of the range once per (kv head, query); registers: 16 loads of DPL
@@ -86,10 +86,10 @@ __global__ void __launch_bounds__(kThreads) attn_warp_kernel(AttnArgs a) {
   pdl_trigger();
   pdl_wait();
   const int b = i / a.q_per_seq;
-  const int p = min(a.pos[b] + i % a.q_per_seq, a.ctx - 1);
-  int t0, t1;
-  split_range(p, s, n_splits, t0, t1);
-  if (t0 >= t1) return empty_split<T>(a, i, kh, G, s, n_splits);
+  const int p = query_pos(a, i);
+  int t0, t1, active;
+  split_range(p, s, n_splits, t0, t1, active);
+  if (t0 >= t1) return;  // an empty split
 
   const size_t slot = size_t(a.slot0) + b;
   const T* kbase = static_cast<const T*>(a.k_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * kHd + lane * DPL;
@@ -190,14 +190,14 @@ __global__ void __launch_bounds__(kThreads) attn_warp_kernel(AttnArgs a) {
       acc += wo[w][h][d] * f;
     }
     const size_t qh = size_t(i) * a.nh + head0 + h;
-    if (n_splits == 1) {
+    if (active == 1) {
       static_cast<T*>(a.out)[qh * kHd + d] = from_f<T>(acc / den);
     } else {
       a.ws[(qh * n_splits + s) * kHd + d] = acc;
       if (d == 0) wsm[2 * (qh * n_splits + s)] = M, wsm[2 * (qh * n_splits + s) + 1] = den;
     }
   }
-  if (n_splits > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits);
+  if (active > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits, active);
 }
 
 template <typename T, int DPL>
