@@ -1,18 +1,21 @@
 // Attention over the KV cache for any head size and dtype, split over the keys
 // (flash-decoding), and the entry point attention() that picks this kernel, the warp decode kernel
-// (attention_decode_warp.cu) or the tensor-core prefill (attention_prefill.cu). Split ranges,
-// partials and the fused RoPE are shared with the warp kernel (attention_decode_common.cuh). Used for decode (one query per sequence, B <= 8) and as the general
-// fallback for prefill (fp32 models, head sizes the tensor-core kernel does not cover).
+// (attention_decode_warp.cu) or the tensor-core prefill (attention_prefill.cu), and launches the
+// separate combine after either decode kernel. Split ranges, partials and the fused RoPE are shared
+// with the warp kernel (attention_decode_common.cuh). Used for decode (one query per sequence,
+// B <= 8) where the warp kernel does not apply, and as the general fallback for prefill (fp32
+// models, head sizes the tensor-core kernel does not cover).
 //
 // attn_split_kernel: block (split s, kv head kh, query i) computes, for the G = nh / nkv query
 //   heads sharing kh, softmax(q K^T * scale) V over its key range [s*chunk, (s+1)*chunk) ∩ [0, p_i],
 //   with chunk = round_up(ceil((p_i + 1) / n_splits), 64) computed on the device from the position
 //   read from device memory (the grid is fixed, so a captured graph serves every step; splits
-//   past the end exit at once, and with a single non-empty split its block writes the output). Keys are processed in tiles of 64 copied to shared memory with
-//   cp.async, double-buffered (the next tile streams in while this one is used), with an online
-//   softmax in the exp2 domain. Scores: one thread per (head, key); P.V: one thread per (head,
-//   dim) output, reading V rows in order (conflict-free). With one split the result is written
-//   normalised; otherwise (o, m, l) partials go to a workspace for attn_combine_kernel.
+//   past the end exit at once, and with a single non-empty split its block writes the output).
+//   Keys are processed in tiles of 64 copied to shared memory with cp.async, double-buffered (the
+//   next tile streams in while this one is used), with an online softmax in the exp2 domain.
+//   Scores: one thread per (head, key); P.V: one thread per (head, dim) output, reading V rows in
+//   order (conflict-free). With one non-empty split the result is written normalised; otherwise
+//   (o, m, l) partials go to a workspace for attn_combine_kernel.
 //   Bytes: each block reads its keys' K and V rows once (G heads share them): 2 L hd sizeof(T)
 //   per kv head and query. Launch: grid (n_splits, nkv, n) x 128 threads, dynamic smem
 //   G hd 4 + stages * 2 * 64 * (hd sizeof(T) + 16) + G 64 4 + small (69 KB for bf16 hd 128).
@@ -250,12 +253,6 @@ __global__ void attn_combine_kernel(AttnArgs a, int n_splits) {
   }
 }
 
-template <typename T>
-void launch_combine_t(const AttnArgs& a, cudaStream_t stream) {
-  launch(attn_combine_kernel<T>, dim3(a.n * a.nh), dim3(std::min(256, std::max(32, (a.hd + 31) / 32 * 32))), 0, stream,
-         a, a.n_splits);
-}
-
 template <typename T, int NACC, bool VEC16>
 void launch_split(const AttnArgs& a, cudaStream_t stream) {
   const int G = a.nh / a.nkv;
@@ -273,7 +270,6 @@ void launch_split(const AttnArgs& a, cudaStream_t stream) {
     configured = int(smem);
   }
   launch(attn_split_kernel<T, NACC, VEC16>, dim3(a.n_splits, a.nkv, a.n), dim3(kThreads), smem, stream, a, stages);
-  if (a.n_splits > 1 && !a.counters) launch_combine_t<T>(a, stream);
 }
 
 template <typename T, int NACC>
@@ -308,13 +304,6 @@ int attn_decode_splits(int B, int nkv, int ctx) {
   return std::clamp(s, 1, std::max(1, ceil_div(ctx, kTile)));
 }
 
-void launch_attn_combine(const AttnArgs& a, cudaStream_t stream) {
-  if (a.dtype == DType::F32)
-    launch_combine_t<float>(a, stream);
-  else
-    launch_combine_t<bf16>(a, stream);
-}
-
 void launch_flash_attention(const AttnArgs& a, cudaStream_t stream);  // attention_prefill.cu
 void launch_attn_warp(const AttnArgs& a, cudaStream_t stream);        // attention_decode_warp.cu
 
@@ -336,12 +325,20 @@ void attention(const AttnArgs& a, cudaStream_t stream) {
   const bool flash = (a.impl == AttnImpl::kAuto || a.impl == AttnImpl::kFlash) && flash_attention_supported(a);
   if (a.impl == AttnImpl::kFlash) IGNIS_CHECK(flash, "attention: the flash kernel does not support this shape");
   if (flash) return launch_flash_attention(a, stream);
+  const bool f32 = a.dtype == DType::F32;
   if (a.impl == AttnImpl::kWarp || (a.impl == AttnImpl::kAuto && a.q_per_seq == 1 && attn_warp_supported(a)))
-    return launch_attn_warp(a, stream);
-  if (a.dtype == DType::F32)
+    launch_attn_warp(a, stream);
+  else if (f32)
     dispatch_split<float>(a, stream);
   else
     dispatch_split<bf16>(a, stream);
+  if (a.n_splits > 1 && !a.counters) {  // either decode kernel's partials, combined by a separate launch
+    const dim3 grid(a.n * a.nh), block(std::min(256, std::max(32, (a.hd + 31) / 32 * 32)));
+    if (f32)
+      launch(attn_combine_kernel<float>, grid, block, 0, stream, a, a.n_splits);
+    else
+      launch(attn_combine_kernel<bf16>, grid, block, 0, stream, a, a.n_splits);
+  }
 }
 
 }  // namespace ignis::cuda

@@ -26,8 +26,6 @@
 
 namespace ignis::cuda {
 
-void launch_attn_combine(const AttnArgs& a, cudaStream_t stream);  // attention_decode.cu
-
 namespace {
 
 using namespace attn_detail;
@@ -226,12 +224,12 @@ bool attn_warp_supported(const AttnArgs& a) {
   return G >= 1 && G <= (a.hd == 256 ? 4 : 8);  // shared memory: GMAX x hd <= 1024
 }
 
+// (without AttnArgs::counters, attention() launches the combine after it)
 void launch_attn_warp(const AttnArgs& a, cudaStream_t stream) {
   if (a.dtype == DType::F32)
     launch_t<float>(a, stream);
   else
     launch_t<bf16>(a, stream);
-  if (a.n_splits > 1 && !a.counters) launch_attn_combine(a, stream);
 }
 
 }  // namespace ignis::cuda
