@@ -242,11 +242,15 @@ constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of 
 // so nothing waits for the rms before the first FMA.
 // FOUT (kAddF32): after x += y, lane 0 of each row also writes T(x * next_w) and the block the sum of
 // its rows' new x^2 per batch row: the next FIN GEMV's input, without an RMSNorm launch in between.
-template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT>
-__global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                           int N, int K, void* out, int ldo, FoldArgs f) {
+// KS = 2 (the batch-1 producer only, FOUT): 8 warps a block, two per row, each taking every other
+// 32 VEC chunk of K; the upper four hand their sums to the lower four, which run the epilogue. Twice
+// the warps for the products with few rows (Wo, down: 4096 rows = 31 warps a SM at KS = 1).
+template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int KS = 1>
+__global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
+                                                                int N, int K, void* out, int ldo, FoldArgs f) {
+  static_assert(KS == 1 || (KS == 2 && FOUT && !FIN), "K split over two warps: the folded producer only");
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) % kSimpleWarps, half = (threadIdx.x >> 5) / kSimpleWarps;
   const int j = blockIdx.x * kSimpleWarps + warp;
   const int n_out = R == 2 ? N / 2 : N;
   const bool active = j < n_out;
@@ -266,7 +270,7 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   for (int r = 0; r < R; ++r)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
-  for (int k = lane * VEC; k < K; k += 32 * VEC) {
+  for (int k = (half * 32 + lane) * VEC; k < K; k += 32 * VEC * KS) {
     float w[R][VEC];
 #pragma unroll
     for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
@@ -286,6 +290,18 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   __shared__ float s_inv[8];
   if constexpr (FIN) fold_inv_rms(f, B, K, s_pre, s_inv);
   [[maybe_unused]] float sq[BMAX];  // FOUT: lane 0's new x^2 per batch row (0 for inactive rows)
+  if constexpr (KS == 2) {  // the upper half's sums to the lower half
+    __shared__ float s_half[kSimpleWarps][BMAX];
+    float t[BMAX];
+#pragma unroll
+    for (int b = 0; b < BMAX; ++b) {
+      t[b] = warp_sum(acc[0][b]);
+      if (half == 1 && lane == 0) s_half[warp][b] = t[b];
+    }
+    __syncthreads();
+#pragma unroll  // lane 0 of the lower warp holds the row's sum (the warp sum below adds zeros to it)
+    for (int b = 0; b < BMAX; ++b) acc[0][b] = lane == 0 && half == 0 ? t[b] + s_half[warp][b] : 0.f;
+  }
 #pragma unroll
   for (int b = 0; b < BMAX; ++b) {
     if constexpr (FOUT) sq[b] = 0.f;
@@ -296,7 +312,7 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
       s[r] = warp_sum(acc[r][b]);
       if constexpr (FIN) s[r] *= s_inv[b];
     }
-    if (lane == 0 && active) {
+    if (lane == 0 && active && half == 0) {
       if constexpr (R == 2) {
         simple_store<T, EPI>(out, ldo, b, j, silu(s[0]) * s[1]);
       } else if constexpr (FOUT) {  // kAddF32: x += y, and the next norm's input
@@ -313,6 +329,15 @@ __global__ void __launch_bounds__(128) gemv_simple_kernel(const T* __restrict__ 
   if constexpr (FOUT) fold_block_ss(f, B, sq);
 }
 
+// IGNIS_GEMV_KSPLIT=2: the batch-1 folded producer (Wo, down) with two warps per row (KS = 2).
+int producer_ksplit() {
+  static const int v = [] {
+    const char* e = std::getenv("IGNIS_GEMV_KSPLIT");
+    return e && std::strcmp(e, "2") == 0 ? 2 : 1;
+  }();
+  return v;
+}
+
 template <typename T, int VEC, int BMAX, int EPI>
 void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
@@ -321,6 +346,11 @@ void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream)
   if (f.rms_parts <= 0) f.rms_parts = gemv_fold_parts(a.K);  // (GemvArgs::rms_parts: 0 = this kernel's producer)
   const bool fin = a.rms_ss != nullptr;
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
+    if constexpr (BMAX == 1) {
+      if (a.next_ss && producer_ksplit() == 2)
+        return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true, 2>, grid, dim3(256), 0, stream, W, x, a.B, a.N,
+                      a.K, a.out, ldo, f);
+    }
     if (a.next_ss)  // (not with rms_ss: gemv() checks)
       return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
                     a.out, ldo, f);

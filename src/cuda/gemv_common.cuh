@@ -179,14 +179,14 @@ __device__ __forceinline__ void fold_inv_rms(const FoldArgs& f, int B, int K, co
   __syncthreads();
 }
 
-// Producer of a kernel whose warps' lane 0 hold finished rows: sq[b] = the sum of this thread's new
+// Producer of a kernel whose warps' lane 0 hold finished rows (the first 4 warps): sq[b] = the sum of this thread's new
 // x^2 of batch row b (0 where it has none); the block's sums go to next_ss[blockIdx.x B + b]
 // (the block's partials: one per block). Called by every thread.
 template <int BMAX>
 __device__ __forceinline__ void fold_block_ss(const FoldArgs& f, int B, const float (&sq)[BMAX]) {
   __shared__ float s_sq[kFoldThreads / 32][BMAX];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0)
+  if (lane == 0 && warp < kFoldThreads / 32)  // (a block of more warps: the first 4 hold the rows)
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) s_sq[warp][b] = sq[b];
   __syncthreads();
