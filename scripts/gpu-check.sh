@@ -122,6 +122,9 @@ for stage in "$@"; do
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
     gemvbw)  # the bf16 GEMV kernels alone on the 7B / 8B shapes (GB/s, % of copy), B = 1 and 8
       TAIL=40 run gemv_bw $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaKernels.DISABLED_GemvBandwidth' ;;
+    ring)  # can a persistent kernel stream the 7B weights through a bulk-copy ring across grid barriers? (load_probe.cu)
+      TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
+      TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
     abchain)  # the persistent batch-1 decode chain (decode_chain.cu): tests, memcheck, decode tok/s off / on
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
       TAIL=6 run chain_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'

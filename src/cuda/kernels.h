@@ -102,6 +102,18 @@ int gemv_splits(int N, int K, int max_splits_by_ws);
 // patterns, with no arithmetic: how fast each pattern streams (CudaQuant.DISABLED_LoadPatterns).
 enum class LoadPattern { kTile16U2, kTile16U4, kTileContigU2, kTileContigU4, kWarpRow };
 void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* sink, cudaStream_t stream);
+// Byte ranges of one buffer streamed in order by ring_probe.
+struct RingProducts {
+  static constexpr int kMax = 160;
+  int n = 0;
+  long long off[kMax], bytes[kMax];  // 16-byte aligned, multiples of 16
+};
+// Streams P's ranges through a persistent kernel (a block per SM) whose producer warp bulk-copies
+// `chunk`-byte pieces into a ring of `stages` shared-memory stages and runs ahead across ranges,
+// consumers optionally meeting at a grid barrier after each range (load_probe.cu). sink[0] = the XOR
+// of all 32-bit words read; count: 8 bytes of device scratch (the barrier). Sm_90 only.
+void ring_probe(const void* base, const RingProducts& P, int chunk, int stages, bool barriers, unsigned* sink,
+                unsigned long long* count, cudaStream_t stream);
 
 // ---- persistent batch-1 decode chain (decode_chain.cu) ---------------------------------------------
 // Up to kChainMaxSteps bf16 decode products (batch 1) run by one persistent kernel, separated by

@@ -12,6 +12,18 @@
 //                 layout): lane l loads bytes 16 l and 512 + 16 l of it.
 //   kWarpRow:     the bf16 CUDA-core GEMV's pattern (gemv.cu): a warp per row, lane l loads 16 bytes at
 //                 512 i + 16 l, 4 loads in flight; 4 warps a block.
+//
+// ring_probe: the question behind a persistent decode kernel. A sequence of products (byte ranges, e.g.
+// the 4 weight matrices of each of 32 layers) is streamed by ONE persistent kernel (a block per SM):
+// a producer warp copies contiguous chunks into a shared-memory ring with bulk copies (cp.async.bulk,
+// completing on the stage's mbarrier) and never waits for anything but a free stage, so it runs
+// ahead across product boundaries; the consumer warps read each stage (XOR fold) and release it.
+// With `barriers`, the consumers of all blocks meet at a grid barrier after each product (what a
+// real chain needs: the next product's input is the previous one's output) while the producer keeps
+// streaming. Each block takes a contiguous run of each product's chunks. The XOR of everything read
+// goes to sink[0] (atomicXor), so a test can check every byte arrived.
+#include <mutex>
+
 #include "cuda/common.h"
 #include "cuda/gemv_common.cuh"
 #include "cuda/kernels.h"
@@ -76,7 +88,114 @@ __global__ void __launch_bounds__(128) probe_warp_row_kernel(const uint8_t* __re
   if (acc == 0x9e3779b9u) sink[0] = acc;
 }
 
+// Consumer-only grid barrier (the producer warp never joins): a 64-bit count that only grows, as in
+// decode_chain.cu; bar.sync 1 spans the consumer threads.
+__device__ void consumer_grid_barrier(unsigned long long* count, int nthreads, bool leader) {
+  asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
+  if (leader) {
+    unsigned long long old, now;
+    asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(count) : "memory");
+    const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
+    do {
+      asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(count) : "memory");
+    } while (now < target);
+  }
+  asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
+}
+
+constexpr int kRingConsumerWarps = 4;
+constexpr int kRingThreads = 32 * (1 + kRingConsumerWarps);
+
+// This block's chunks of product p: [c0, c1) of ceil(bytes / chunk).
+__device__ __forceinline__ void ring_range(const RingProducts& P, int p, int chunk, int& c0, int& c1) {
+  const long long n = (P.bytes[p] + chunk - 1) / chunk;
+  c0 = int(n * blockIdx.x / gridDim.x);
+  c1 = int(n * (blockIdx.x + 1) / gridDim.x);
+}
+
+__global__ void __launch_bounds__(kRingThreads, 1) ring_probe_kernel(const uint8_t* __restrict__ base,
+                                                                     RingProducts P, int chunk, int stages,
+                                                                     int barriers, unsigned* sink,
+                                                                     unsigned long long* count) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem);  // stage s holds its chunk (tx bytes landed)
+  uint64_t* empty = full + stages;                      // stage s read by every consumer thread
+  uint8_t* ring = smem + 128 * ((16 * stages + 127) / 128);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  constexpr int kConsumers = 32 * kRingConsumerWarps;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], kConsumers);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (warp == 0) {  // producer: one lane issues every copy
+    if (lane != 0) return;
+    long long t = 0;  // chunks issued so far (all products): stage t % stages, use t / stages
+    for (int p = 0; p < P.n; ++p) {
+      int c0, c1;
+      ring_range(P, p, chunk, c0, c1);
+      for (int c = c0; c < c1; ++c, ++t) {
+        const int s = int(t % stages);
+        const long long use = t / stages;
+        if (use > 0) mbar_wait(&empty[s], uint32_t((use - 1) & 1));
+        const uint32_t nb = uint32_t(min(static_cast<long long>(chunk), P.bytes[p] - static_cast<long long>(c) * chunk));
+        mbar_expect_tx(&full[s], nb);
+        bulk_copy(ring + size_t(s) * chunk, base + P.off[p] + size_t(c) * chunk, nb, &full[s]);
+      }
+    }
+    return;
+  }
+  const int ct = threadIdx.x - 32;  // consumer thread 0..kConsumers-1
+  unsigned acc = 0;
+  long long t = 0;
+  for (int p = 0; p < P.n; ++p) {
+    int c0, c1;
+    ring_range(P, p, chunk, c0, c1);
+    for (int c = c0; c < c1; ++c, ++t) {
+      const int s = int(t % stages);
+      mbar_wait(&full[s], uint32_t((t / stages) & 1));
+      const int nb = int(min(static_cast<long long>(chunk), P.bytes[p] - static_cast<long long>(c) * chunk));
+      const uint8_t* st = ring + size_t(s) * chunk;
+      for (int i = 16 * ct; i < nb; i += 16 * kConsumers) acc ^= fold(*reinterpret_cast<const uint4*>(st + i));
+      mbar_arrive(&empty[s]);
+    }
+    if (barriers && p + 1 < P.n) consumer_grid_barrier(count, kConsumers, ct == 0);
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) acc ^= __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) atomicXor(sink, acc);
+}
+
 }  // namespace
+
+void ring_probe(const void* base, const RingProducts& P, int chunk, int stages, bool barriers, unsigned* sink,
+                unsigned long long* count, cudaStream_t stream) {
+  IGNIS_CHECK(P.n > 0 && P.n <= RingProducts::kMax, "ring_probe: 1 to ", RingProducts::kMax, " products, got ", P.n);
+  IGNIS_CHECK(chunk >= 16 && chunk % 16 == 0 && stages >= 2, "ring_probe: chunk % 16 == 0 and >= 2 stages");
+  for (int p = 0; p < P.n; ++p)
+    IGNIS_CHECK(P.off[p] % 16 == 0 && P.bytes[p] % 16 == 0 && P.bytes[p] > 0,
+                "ring_probe: products must be 16-byte aligned, non-empty multiples of 16 bytes");
+  const size_t smem = 128 * ((16 * stages + 127) / 128) + size_t(chunk) * stages;
+  static std::once_flag attr_once;
+  std::call_once(attr_once, [] {
+    CUDA_CHECK(cudaFuncSetAttribute(ring_probe_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024));
+  });
+  IGNIS_CHECK(smem <= 227 * 1024, "ring_probe: ", chunk, " x ", stages, " stages exceed shared memory");
+  CUDA_CHECK(cudaMemsetAsync(sink, 0, 4, stream));
+  CUDA_CHECK(cudaMemsetAsync(count, 0, 8, stream));
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(sm_count());
+  cfg.blockDim = dim3(kRingThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident (the grid barrier), or the launch fails
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  const auto* b = static_cast<const uint8_t*>(base);
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, ring_probe_kernel, b, P, chunk, stages, int(barriers), sink, count));
+}
 
 void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* sink, cudaStream_t stream) {
   IGNIS_CHECK(rows > 0 && rows % 16 == 0 && rbytes > 0 && rbytes % 64 == 0,

@@ -618,6 +618,93 @@ TEST(CudaQuant, DISABLED_LoadPatterns) {
   }
 }
 
+// ring_probe (load_probe.cu) must read every byte of every product exactly once, whatever the chunk,
+// the stage count, the barriers, and products smaller than one chunk per block (blocks with nothing).
+// Reference: the XOR of all 32-bit words of the ranges, computed here on the host.
+TEST(CudaQuant, RingProbeReadsEveryByte) {
+  REQUIRE_GPU();
+  int major = 0;
+  CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  if (major < 9) GTEST_SKIP() << "bulk copies need sm_90";
+  std::mt19937 rng(7);
+  const size_t total = size_t(24) << 20;
+  std::vector<uint32_t> host(total / 4);
+  for (auto& v : host) v = rng();
+  DeviceBuffer buf(total), sink(4), count(8);
+  CUDA_CHECK(cudaMemcpy(buf.get(), host.data(), total, cudaMemcpyHostToDevice));
+  RingProducts P;
+  const long long sizes[] = {16, 4096 + 48, 1 << 20, 5 << 20, 3 * 1000 * 16, 7 << 20, 160};
+  long long off = 64;
+  unsigned want = 0;
+  for (long long b : sizes) {
+    P.off[P.n] = off, P.bytes[P.n] = b, ++P.n;
+    for (long long i = off / 4; i < (off + b) / 4; ++i) want ^= host[size_t(i)];
+    off += b + 1024;
+  }
+  ASSERT_LE(size_t(off), total);
+  for (int chunk : {4096, 16384, 1008})
+    for (int stages : {2, 6})
+      for (bool bar : {false, true}) {
+        ring_probe(buf.get(), P, chunk, stages, bar, sink.as<unsigned>(), count.as<unsigned long long>(), nullptr);
+        unsigned got = 0;
+        CUDA_CHECK(cudaMemcpy(&got, sink.get(), 4, cudaMemcpyDeviceToHost));
+        EXPECT_EQ(got, want) << "chunk " << chunk << " stages " << stages << " barriers " << bar;
+      }
+  EXPECT_THROW(ring_probe(buf.get(), P, 1000, 4, false, sink.as<unsigned>(), count.as<unsigned long long>(), nullptr),
+               Error);
+}
+
+// How fast a persistent bulk-copy ring streams the 32 layers' weight matrices of Llama-2-7B (bf16, and
+// int4 sizes: a quarter), with and without a grid barrier after each matrix, against one register
+// load kernel (warp per row) per matrix: can a persistent decode kernel hide the kernel boundaries?
+TEST(CudaQuant, DISABLED_RingStreaming) {
+  REQUIRE_GPU();
+  const long long mats[4][2] = {{12288, 8192}, {4096, 8192}, {22016, 8192}, {4096, 22016}};  // rows, bf16 row bytes
+  const long long layer = 12288LL * 8192 + 4096LL * 8192 + 22016LL * 8192 + 4096LL * 22016;
+  DeviceBuffer buf(size_t(32 * layer + 4096)), sink(4), count(8);
+  CUDA_CHECK(cudaMemset(buf.get(), 3, buf.size()));
+  std::printf("%-6s %-26s %9s %9s %9s\n", "sizes", "variant", "ms", "GB/s", "us/layer");
+  for (int div : {1, 4}) {  // bf16, int4 (a quarter of the bytes)
+    RingProducts P;
+    long long off = 0;
+    for (int l = 0; l < 32; ++l)
+      for (const auto& m : mats) {
+        const long long b = m[0] * m[1] / div;
+        P.off[P.n] = off, P.bytes[P.n] = b, ++P.n;
+        off += b;
+      }
+    const double gb = double(off) / 1e9;
+    auto row = [&](const char* name, const std::function<void()>& f) {
+      const double us = cold_us(f, 5);
+      std::printf("%-6s %-26s %9.3f %9.0f %9.2f\n", div == 1 ? "bf16" : "int4", name, us / 1e3, gb / (us * 1e-6),
+                  us / 32);
+    };
+    row("warp/row kernel per mat", [&] {
+      for (int p = 0; p < P.n; ++p) {
+        const int rows = int(mats[p % 4][0]), rb = int(mats[p % 4][1] / div);
+        load_probe(LoadPattern::kWarpRow, static_cast<uint8_t*>(buf.get()) + P.off[p], rows, rb, sink.as<unsigned>(),
+                   nullptr);
+      }
+    });
+    const int cfgs[][2] = {{4096, 48}, {8192, 24}, {16384, 12}, {32768, 6}};
+    for (const auto& c : cfgs)
+      for (bool bar : {false, true}) {
+        char name[64];
+        std::snprintf(name, sizeof name, "ring %2d KB x %2d%s", c[0] / 1024, c[1], bar ? " barriers" : "");
+        row(name, [&] {
+          ring_probe(buf.get(), P, c[0], c[1], bar, sink.as<unsigned>(), count.as<unsigned long long>(), nullptr);
+        });
+      }
+    row("ring 16 KB x 12, per mat", [&] {
+      for (int p = 0; p < P.n; ++p) {
+        RingProducts one;
+        one.n = 1, one.off[0] = P.off[p], one.bytes[0] = P.bytes[p];
+        ring_probe(buf.get(), one, 16384, 12, false, sink.as<unsigned>(), count.as<unsigned long long>(), nullptr);
+      }
+    });
+  }
+}
+
 TEST(CudaQuant, DISABLED_QuantGemvBandwidth) {
   REQUIRE_GPU();
   std::mt19937 rng(1);
