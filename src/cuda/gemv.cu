@@ -329,11 +329,13 @@ __global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restri
   if constexpr (FOUT) fold_block_ss(f, B, sq);
 }
 
-// IGNIS_GEMV_KSPLIT=2: the batch-1 folded producer (Wo, down) with two warps per row (KS = 2).
+// The batch-1 folded producer (Wo, down) runs with two warps per row (KS = 2) unless IGNIS_GEMV_KSPLIT=1.
+// H200 2026-12-03 (same call, `gpu-check.sh abenv`): Llama-2-7B b1 275.3-275.8 -> 279.8-280.9 tok/s,
+// Llama-3-8B 238.9-239.7 -> 241.8-242.4 (4,096-row products: 31 warps an SM at KS = 1, 62 at KS = 2).
 int producer_ksplit() {
   static const int v = [] {
     const char* e = std::getenv("IGNIS_GEMV_KSPLIT");
-    return e && std::strcmp(e, "2") == 0 ? 2 : 1;
+    return e && std::strcmp(e, "1") == 0 ? 1 : 2;
   }();
   return v;
 }
