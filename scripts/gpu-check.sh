@@ -12,6 +12,7 @@
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
+#   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
@@ -125,6 +126,22 @@ for stage in "$@"; do
     ring)  # can a persistent kernel stream the 7B weights through a bulk-copy ring across grid barriers? (load_probe.cu)
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
+    abring)  # the decode chain's bulk-copy ring engine (decode_ring.cu): tests, sanitizers, layer-tail timing of both
+             # engines, decode tok/s b1 with no chain / the register chain / the ring chain, alternated
+      TAIL=6 run ring_chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain*:*CudaChainEngine*:CudaLlama.DecodeChain*'
+      TAIL=4 run ring_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine*:CudaChain.Rejects*'
+      TAIL=4 run ring_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine.*/Ring'
+      for r in 0 1; do
+        IGNIS_CHAIN_RING=$r TAIL=16 run "ring_tail$r" $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+          --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
+      done
+      for i in 1 2; do
+        for c in 0 1 ring; do
+          v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null \
+              | decode_rows)
+          echo "${SHAPE:-llama-2-7b} IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abring.txt"
+        done
+      done ;;
     abchain)  # the persistent batch-1 decode chain (decode_chain.cu): tests, memcheck, decode tok/s off / on
       TAIL=6 run chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain.*:CudaLlama.DecodeChain*:CudaLlama.Stories*'
       TAIL=6 run chain_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaChain.*'

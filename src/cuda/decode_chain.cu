@@ -42,6 +42,7 @@
 #include <unordered_map>
 
 #include "cuda/common.h"
+#include "cuda/decode_chain_common.cuh"
 #include "cuda/gemv_common.cuh"
 #include "cuda/kernels.h"
 
@@ -52,19 +53,6 @@ namespace {
 // 16-byte weight loads per lane. Measured on an H200 (2026-12-02, Llama-2-7B decode, chain on):
 // 256 x 4 blocks 237.6 tok/s, 512 x 1 with 8 loads a buffer 237.6, 1024 x 1 248.7, this one 250.7.
 constexpr int kThreads = 512, kMinBlocks = 2, kLoads = 4;
-
-// acc += dot(8 bf16 of w, 8 bf16 of x)
-__device__ __forceinline__ float dot8(uint4 w, uint4 x, float acc) {
-  const uint32_t wv[4] = {w.x, w.y, w.z, w.w}, xv[4] = {x.x, x.y, x.z, x.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 wf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&wv[i]));
-    const float2 xf = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&xv[i]));
-    acc = fmaf(wf.x, xf.x, acc);
-    acc = fmaf(wf.y, xf.y, acc);
-  }
-  return acc;
-}
 
 __device__ void grid_barrier(unsigned long long* count) {
   __syncthreads();  // the block's writes happen before thread 0's release
@@ -77,23 +65,6 @@ __device__ void grid_barrier(unsigned long long* count) {
     } while (now < target);
   }
   __syncthreads();  // thread 0's acquire happens before the block's reads
-}
-
-__device__ __forceinline__ unsigned long long global_ns() {
-  unsigned long long t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-// Rows of item `item` of a step with R rows per item.
-template <int R>
-__device__ __forceinline__ void item_rows(int item, int (&rows)[R]) {
-  if constexpr (R == 2) {
-    rows[0] = int(swiglu_row_of_gate(item));
-    rows[1] = rows[0] + 8;
-  } else {
-    rows[0] = item;
-  }
 }
 
 // Loads group gi (chunks 32 (gi U + u) + lane, u < U = kLoads / R) of the item's R rows.
@@ -109,18 +80,6 @@ __device__ __forceinline__ void load_group(const bf16* W, int K, int item, int g
 #pragma unroll
     for (int r = 0; r < R; ++r)
       buf[u * R + r] = c < nchunk ? ld_w16(W + size_t(rows[r]) * K + size_t(c) * 8) : make_uint4(0, 0, 0, 0);
-  }
-}
-
-template <int EPI>
-__device__ __forceinline__ void store_item(const ChainStep& st, int item, const float (&s)[2]) {
-  if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
-    static_cast<bf16*>(st.out)[item] = __float2bfloat16(silu(s[0]) * s[1]);
-  } else if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
-    float* o = static_cast<float*>(st.out) + item;
-    *o = __ldcg(o) + s[0];  // x may have been written by another block of this launch
-  } else {
-    epilogue_store<EPI>(st.out, 0, 0, item, s[0]);
   }
 }
 
@@ -326,7 +285,8 @@ void decode_chain_barrier_init(unsigned long long* barrier, cudaStream_t stream)
 
 size_t decode_chain_smem(int max_k, int norm_k) { return size_t(max_k) * 2 + size_t(norm_k) * 8; }
 
-int decode_chain_grid(int max_k, int norm_k) {
+int decode_chain_grid(int max_k, int norm_k, bool ring) {
+  if (ring) return decode_ring_grid();
   static int cached_dev = -1, cached_k = -1, cached_nk = -1, cached = 0;
   int dev = 0;
   CUDA_CHECK(cudaGetDevice(&dev));
@@ -358,14 +318,19 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
     IGNIS_CHECK(aligned(st.W) && aligned(st.in) && aligned(st.norm_w) && (!st.norm_w || aligned(a.x)),
                 "decode_chain: step ", s, ": weights, input, norm weights and x must be 16-byte aligned");
     IGNIS_CHECK(st.epi != GemvEpilogue::kSwiGLU || st.N % 16 == 0, "decode_chain: SwiGLU needs N % 16 == 0");
+    IGNIS_CHECK(!a.ring || (st.epi == GemvEpilogue::kSwiGLU ? 4 : 2) * size_t(st.K) <= size_t(kRingStageBytes),
+                "decode_chain (ring): step ", s, ": a row pair of K = ", st.K, " does not fit a ", kRingStageBytes,
+                "-byte stage");
   }
-  const int grid = decode_chain_grid(a.max_k, a.norm_k);
+  IGNIS_CHECK(!a.ring || a.max_k <= kRingMaxK, "decode_chain (ring): max_k ", a.max_k, " > ", kRingMaxK);
+  const int grid = decode_chain_grid(a.max_k, a.norm_k, a.ring);
   {  // the barrier count is a multiple of the grid size between launches: one barrier, one grid
     std::lock_guard<std::mutex> lock(barrier_mu);
     auto [it, fresh] = barrier_grid.emplace(a.barrier, grid);
     IGNIS_CHECK(fresh || it->second == grid, "decode_chain: this barrier was used with a grid of ", it->second,
                 " blocks, now ", grid, " (another max_k / norm_k or device): give each its own barrier");
   }
+  if (a.ring) return launch_decode_ring(a, stream);
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(kThreads);

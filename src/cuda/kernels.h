@@ -145,12 +145,18 @@ struct ChainArgs {
   // Optional, for measurements: [n_steps][blocks][2] %globaltimer readings (ns) of each block when
   // its step's input is staged and when all its warps are done with the step.
   unsigned long long* trace = nullptr;
+  // The engine: false = weights streamed through registers (decode_chain.cu, 2 blocks an SM);
+  // true = through a shared-memory ring filled by bulk copies that runs ahead across the barriers
+  // (decode_ring.cu, a block an SM, sm_90; every step's R K 2 bytes <= kRingStageBytes, R = 2 for
+  // kSwiGLU; max_k <= kRingMaxK).
+  bool ring = false;
 };
+constexpr int kRingStageBytes = 32 * 1024, kRingMaxK = 16384;
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Zeroes a barrier count (queued on stream) for its first launch, with any grid size.
 void decode_chain_barrier_init(unsigned long long* barrier, cudaStream_t stream);
 // Blocks the chain kernel runs (all resident at once), and its dynamic shared memory.
-int decode_chain_grid(int max_k, int norm_k);
+int decode_chain_grid(int max_k, int norm_k, bool ring = false);
 size_t decode_chain_smem(int max_k, int norm_k);
 
 // ---- RMSNorm (rmsnorm.cu) -------------------------------------------------------------------------------

@@ -336,6 +336,7 @@ class CudaLlamaImpl final : public CudaLlama {
   FuseNorm fuse_norm_ = FuseNorm::kOff;
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
   bool chain_ = false;
+  bool chain_ring_ = false;  // the ring engine (decode_chain = 2 / IGNIS_DECODE_CHAIN=ring), where the shapes fit
   DeviceBuffer chain_bar_;  // the chain kernel's grid barrier (one 64-bit count)
   bool chain_ok(int B) const {
     return chain_ && B == 1 && dt_ == DType::BF16 && all_bf16() && !q_out_.w && dim_ % 8 == 0 && qdim_ % 8 == 0;
@@ -352,6 +353,7 @@ class CudaLlamaImpl final : public CudaLlama {
     for (const auto& st : steps) a.step[a.n_steps++] = st;
     a.max_k = std::max({dim_, qdim_, hp_}), a.norm_k = dim_, a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
     a.barrier = chain_bar_.as<unsigned long long>();
+    a.ring = chain_ring_;
     cuda::decode_chain(a, stream_);
     tick("chain");
   }
@@ -451,6 +453,12 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   {
     const char* e = std::getenv("IGNIS_DECODE_CHAIN");
     chain_ = opt.decode_chain >= 0 ? opt.decode_chain != 0 : e && *e ? std::strcmp(e, "0") != 0 : kChainDefault;
+    const bool want_ring = opt.decode_chain >= 0 ? opt.decode_chain == 2 : e && std::strcmp(e, "ring") == 0;
+    // a ring stage holds at least one row (a gate / up pair) of every chained product; sm_90 for bulk copies
+    const int max_k = std::max({dim_, qdim_, hp_});
+    chain_ring_ = chain_ && want_ring && 4 * size_t(dim_) <= size_t(cuda::kRingStageBytes) &&
+                  2 * size_t(max_k) <= size_t(cuda::kRingStageBytes) && max_k <= cuda::kRingMaxK &&
+                  cuda::device_has_bulk_copy();
   }
   {
     const char* e = std::getenv("IGNIS_ATTN_DECODE");

@@ -53,8 +53,10 @@ struct CudaOptions {
   int fused_norm = -1;
   // Decode at batch 1 (bf16 weights, no quantized layer): each layer's o, gate/up and down
   // products and the next layer's q/k/v (or the output head), with their RMSNorms, run as one
-  // persistent kernel (cuda::decode_chain): 2 launches a layer instead of 7. 1 on, 0 off,
-  // -1: IGNIS_DECODE_CHAIN (0 / 1), else the default (see llama_cuda.cpp).
+  // persistent kernel (cuda::decode_chain): 2 launches a layer instead of 7. 1 on (weights through
+  // registers), 2 on with the bulk-copy ring engine (ChainArgs::ring, sm_90; the register engine
+  // where a shape does not fit a ring stage), 0 off, -1: IGNIS_DECODE_CHAIN (0 / 1 / ring), else the
+  // default (see llama_cuda.cpp).
   int decode_chain = -1;
   // Decode at batch 1 (bf16 / f32 weights on the CUDA-core GEMV, int8 / int4 on kernels that fold
   // it: cuda::quant_fold_ok; GGUF blocks other than Q4_0 / Q4_K keep the kernel): the RMSNorms

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <string>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -41,8 +43,17 @@ std::vector<float> lin_ref(const std::vector<float>& W, const std::vector<float>
 
 }  // namespace
 
-TEST(CudaChain, LayerTailMatchesCpuReference) {
+// Both engines: registers (ChainArgs::ring = false) and the bulk-copy ring (sm_90).
+class CudaChainEngine : public ::testing::TestWithParam<bool> {};
+
+TEST_P(CudaChainEngine, LayerTailMatchesCpuReference) {
   REQUIRE_GPU();
+  const bool ring = GetParam();
+  if (ring) {
+    int major = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+    if (major < 9) GTEST_SKIP() << "bulk copies need sm_90";
+  }
   std::mt19937 rng(5);
   const int D = 1024, QD = 1032, HP = 2752, V = 9000, QKV = 1536;
   auto W = [&](int n, int k) {
@@ -74,7 +85,8 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   tail.step[2] = step(dWd, D, HP, GemvEpilogue::kAddF32, dx.get(), dff.get(), nullptr);
   tail.step[3] = step(dWh, V, D, GemvEpilogue::kStoreF32, dlog.get(), nullptr, &dnw2);
   tail.n_steps = 4, tail.max_k = HP, tail.norm_k = D, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.barrier = bar.as<unsigned long long>();
-  const int nb = decode_chain_grid(HP, D);
+  tail.ring = ring;
+  const int nb = decode_chain_grid(HP, D, ring);
   DeviceBuffer trace(size_t(4) * nb * 2 * 8);
   tail.trace = trace.as<unsigned long long>();  // also checks the barrier: see below
   ChainArgs qkv = tail;
@@ -124,6 +136,9 @@ TEST(CudaChain, LayerTailMatchesCpuReference) {
   }
 }
 
+INSTANTIATE_TEST_SUITE_P(Engines, CudaChainEngine, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Ring" : "Registers"; });
+
 TEST(CudaChain, RejectsBadSteps) {
   REQUIRE_GPU();
   DeviceBuffer w(64 * 16 * 2), out(64 * 4), bar(8);
@@ -139,6 +154,11 @@ TEST(CudaChain, RejectsBadSteps) {
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "no steps";
   a.n_steps = 1, a.barrier = reinterpret_cast<unsigned long long*>(bar.as<char>() + 4);
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "misaligned barrier";
+  a.barrier = bar.as<unsigned long long>(), a.ring = true, a.step[0].K = 16392, a.max_k = 16392;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "ring: a row longer than a stage";
+  a.step[0].K = 16, a.step[0].epi = GemvEpilogue::kSwiGLU, a.step[0].N = 64, a.max_k = 8200;
+  a.step[0].K = 8200;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "ring: a gate/up pair longer than a stage";
 }
 
 // Timing (run with --gtest_also_run_disabled_tests): a Llama-2-7B layer tail (o, gate/up, down,
@@ -147,6 +167,8 @@ TEST(CudaChain, RejectsBadSteps) {
 // weights. Weights are 3 copies of the layer so the L2 (60 MB) never holds them.
 TEST(CudaChain, DISABLED_LayerTailTiming) {
   REQUIRE_GPU();
+  const bool ring = std::getenv("IGNIS_CHAIN_RING") && std::string(std::getenv("IGNIS_CHAIN_RING")) == "1";
+  std::printf("engine: %s\n", ring ? "ring (bulk copies)" : "registers");
   const int D = 4096, HP = 11008, QKV = 12288, kCopies = 3;
   const size_t per = (size_t(D) * D + size_t(2 * HP) * D + size_t(D) * HP + size_t(QKV) * D);
   DeviceBuffer w(per * 2 * kCopies), x(D * 4), att(D * 2), ff(HP * 2), qkv(QKV * 2), nw(D * 4), h(D * 2), bar(8);
@@ -183,6 +205,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     const auto v = steps(c);
     for (int i = 0; i < n; ++i) a.step[i] = v[size_t(first + i)];
     a.n_steps = n, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
+    a.ring = ring;
     decode_chain(a, nullptr);
   };
   auto separate = [&](int c, int first, int n) {
@@ -214,7 +237,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     return 1e3 * ms / reps;
   };
   const char* names[4] = {"o      ", "gate/up", "down   ", "q/k/v  "};
-  std::printf("chain grid: %d blocks\n%-22s %10s %10s %10s %10s\n", decode_chain_grid(HP, D), "", "chain us", "GB/s",
+  std::printf("chain grid: %d blocks\n%-22s %10s %10s %10s %10s\n", decode_chain_grid(HP, D, ring), "", "chain us", "GB/s",
               "separate", "GB/s");
   for (int i = 0; i < 4; ++i) {
     const double tc = time_us([&](int c) { chain(c, i, 1); }), ts = time_us([&](int c) { separate(c, i, 1); });
@@ -227,7 +250,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
 
   // Where a traced 4-step launch spends its time: per step, when the blocks start (input staged)
   // and finish, relative to the first block's start of that step (us): is the tail skew between blocks?
-  const int nb = decode_chain_grid(HP, D);
+  const int nb = decode_chain_grid(HP, D, ring);
   DeviceBuffer tr(size_t(4) * nb * 2 * 8);
   {
     ChainArgs a;
@@ -235,6 +258,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     for (int i = 0; i < 4; ++i) a.step[i] = v[size_t(i)];
     a.n_steps = 4, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
     a.trace = tr.as<unsigned long long>();
+    a.ring = ring;
     for (int rep = 0; rep < 3; ++rep) decode_chain(a, nullptr);  // the last one is read
   }
   std::vector<unsigned long long> t(size_t(4) * nb * 2);

@@ -345,25 +345,29 @@ TEST(CudaLlama, FoldedNormQuantizedMatches) {
 // Batch-1 decode through the persistent chain kernel (CudaOptions::decode_chain) == the separate
 // kernels, graphs and eager, on a synthetic SmolLM2-135M shape (GQA, 30 layers) and on stories260K
 // (tiny dims: 64-wide, hidden 172 padded to 176).
+// Both engines: 1 = registers, 2 = the bulk-copy ring (ChainArgs::ring).
 TEST(CudaLlama, DecodeChainMatchesSeparateKernels) {
   REQUIRE_GPU();
-  for (bool graphs : {true, false}) {
-    SCOPED_TRACE(graphs ? "graphs" : "eager");
-    CudaOptions base;
-    base.max_batch = 1, base.context = 160, base.prefill_chunk = 64, base.cuda_graphs = graphs;
-    base.decode_chain = 0;
-    CudaOptions chain = base;
-    chain.decode_chain = 1;
-    expect_b1_decode_agrees(base, chain, 13, 17);
-  }
+  for (int engine : {1, 2})
+    for (bool graphs : {true, false}) {
+      SCOPED_TRACE(std::string(engine == 2 ? "ring, " : "registers, ") + (graphs ? "graphs" : "eager"));
+      CudaOptions base;
+      base.max_batch = 1, base.context = 160, base.prefill_chunk = 64, base.cuda_graphs = graphs;
+      base.decode_chain = 0;
+      CudaOptions chain = base;
+      chain.decode_chain = engine;
+      expect_b1_decode_agrees(base, chain, 13, 17);
+    }
   REQUIRE_STORIES();
   ModelSource src = open_stories();
   auto cpu = make_cpu_llama(src);
-  CudaOptions o;
-  o.decode_chain = 1;
-  auto gpu = make_cuda_llama(src, o);
-  SCOPED_TRACE("stories260K greedy, chain");
-  expect_greedy_matches(*cpu, *gpu, src.config.vocab_size);
+  for (int engine : {1, 2}) {
+    CudaOptions o;
+    o.decode_chain = engine;
+    auto gpu = make_cuda_llama(src, o);
+    SCOPED_TRACE(engine == 2 ? "stories260K greedy, ring chain" : "stories260K greedy, chain");
+    expect_greedy_matches(*cpu, *gpu, src.config.vocab_size);
+  }
 }
 
 TEST(CudaLlama, GraphsMatchEagerAndSamplingWorks) {

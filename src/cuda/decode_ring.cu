@@ -1,0 +1,247 @@
+// The persistent batch-1 decode chain, ring engine (ChainArgs::ring): the same products as
+// decode_chain.cu (a Llama layer's o, gate/up, down and the next q/k/v or the head, separated by
+// grid barriers), but the weights reach the multipliers through a shared-memory ring filled by
+// bulk copies (cp.async.bulk) that never waits for the activations.
+//
+// Why: every product of a decode step ends with a drain and starts with a ramp (~4-5 us each on an
+// H200, four per layer), during which the memory pipe is idle. The weights do not depend on the
+// activations, so a producer that only waits for free ring space can keep streaming the next
+// product's weights while the multipliers finish this one, wait at the barrier and stage the next
+// input. ring_probe (load_probe.cu, H200 2026-12-03, docs/results/ring-streaming-H200-20261203.txt)
+// streams the 32 layers' 7B weight matrices this way at 4,292 GB/s with a grid barrier after each
+// matrix (4,657 without; one load kernel per matrix: 3,980).
+//
+// Layout of the work:
+//   grid = one block per SM (all co-resident: cooperative launch), 8 consumer warps + 1 producer warp.
+//   Step s: its items (an output row; for SwiGLU an output j and its gate and up rows, 8 apart) are
+//   split evenly over the blocks. A block's items go through the ring in stages of kRingStageBytes:
+//   a stage holds n <= ips items, ips = kRingStageBytes / (R K 2) (R = rows an item), laid out
+//   [r][i] (row r of item i at (r n + i) K 2 bytes), so consecutive items' rows are one bulk copy.
+//   Stages are numbered across the steps of the launch (t = 0, 1, ...): stage t sits in ring slot
+//   t % stages and is consumed by warp t % 8.
+//   producer (one lane): for each stage in order, waits for its slot to be free (empty barrier),
+//     announces the bytes on the slot's full barrier and issues the copies. It never waits for a
+//     grid barrier, so it runs ahead into the next step as far as the ring allows.
+//   consumers: stage the step's input into shared memory as bf16 (the bf16 vector `in`, or the
+//     RMSNorm of the fp32 residual x, read through L2: other blocks wrote it), then each warp takes
+//     its stages: waits for the full barrier, computes its items (lane l: 16-byte chunks
+//     c = l + 32 j of each row against the same 8 values of the input, fp32 accumulation, a warp sum;
+//     lane 0 stores through the epilogue: exactly one warp owns each row, so the order is fixed and
+//     no atomics are needed), then every lane arrives on the empty barrier. After the step the 256
+//     consumer threads meet at the grid barrier (the producer never joins).
+// Grid barrier: decode_chain.cu's growing 64-bit count, with a named barrier (bar.sync 1) for the
+// consumer threads in place of __syncthreads.
+// Bytes: the weights once, the input (and x for normed steps, twice) per block from L2, outputs once.
+#include <algorithm>
+#include <mutex>
+
+#include "cuda/decode_chain_common.cuh"
+
+namespace ignis::cuda {
+namespace {
+
+constexpr int kConsumerWarps = 8, kConsumers = 32 * kConsumerWarps, kThreads = kConsumers + 32;
+constexpr int kMaxStages = 8;
+constexpr int kBarBytes = 256;  // the full and empty barriers, 2 x kMaxStages x 8 bytes, padded
+constexpr int kSmemLimit = 227 * 1024;
+
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory"); }
+
+__host__ __device__ constexpr size_t in_bytes(int max_k) { return (size_t(max_k) * 2 + 127) / 128 * 128; }
+
+int ring_stages(int max_k) {
+  const long long avail = kSmemLimit - 1024 - kBarBytes - static_cast<long long>(in_bytes(max_k));
+  return int(std::min<long long>(kMaxStages, avail / kRingStageBytes));
+}
+
+// Rows an item, its row r, items a stage, and this block's items of step st.
+struct Plan {
+  int R, ips, begin, end;
+  size_t row_bytes;
+};
+__device__ __forceinline__ Plan plan_of(const ChainStep& st) {
+  Plan p;
+  p.R = st.epi == GemvEpilogue::kSwiGLU ? 2 : 1;
+  const int n = st.N / p.R;
+  p.row_bytes = size_t(st.K) * 2;
+  p.ips = int(kRingStageBytes / (p.R * p.row_bytes));
+  p.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
+  p.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
+  return p;
+}
+__device__ __forceinline__ int row_of(int R, int item, int r) {
+  return R == 2 ? int(swiglu_row_of_gate(item)) + 8 * r : item;
+}
+
+__device__ void produce(const ChainArgs& a, int stages, uint8_t* ring, uint64_t* full, uint64_t* empty) {
+  long long t = 0;
+  for (int s = 0; s < a.n_steps; ++s) {
+    const ChainStep& st = a.step[s];
+    const Plan p = plan_of(st);
+    const uint8_t* W = static_cast<const uint8_t*>(st.W);
+    for (int i0 = p.begin; i0 < p.end; i0 += p.ips, ++t) {
+      const int slot = int(t % stages);
+      const long long use = t / stages;
+      if (use > 0) mbar_wait(&empty[slot], uint32_t((use - 1) & 1));
+      const int n = min(p.ips, p.end - i0);
+      mbar_expect_tx(&full[slot], uint32_t(p.R * n * p.row_bytes));
+      uint8_t* dst = ring + size_t(slot) * kRingStageBytes;
+      for (int r = 0; r < p.R; ++r)
+        for (int i = 0; i < n;) {  // runs of consecutive rows: one copy each
+          const int row0 = row_of(p.R, i0 + i, r);
+          int run = 1;
+          while (i + run < n && row_of(p.R, i0 + i + run, r) == row0 + run) ++run;
+          bulk_copy(dst + (size_t(r) * n + i) * p.row_bytes, W + size_t(row0) * p.row_bytes,
+                    uint32_t(run * p.row_bytes), &full[slot]);
+          i += run;
+        }
+    }
+  }
+}
+
+// The step's input as bf16 into s_in (consumer threads; see the file comment).
+__device__ void stage_input(const ChainStep& st, const float* x, float eps, uint4* s_in, float* red) {
+  const int ct = threadIdx.x, K = st.K;
+  if (st.norm_w) {
+    const float4* x4 = reinterpret_cast<const float4*>(x);
+    float ss = 0.f;
+    for (int i = ct; i < K / 4; i += kConsumers) {
+      const float4 v = __ldcg(x4 + i);  // written by other blocks: through L2
+      ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
+    }
+    ss = warp_sum(ss);
+    if ((ct & 31) == 0) red[ct >> 5] = ss;
+    consumers_sync();
+    float tot = 0.f;
+#pragma unroll
+    for (int w = 0; w < kConsumerWarps; ++w) tot += red[w];
+    const float r = rsqrtf(tot / float(K) + eps);
+    const float4* w4 = reinterpret_cast<const float4*>(st.norm_w);
+    for (int i = ct; i < K / 8; i += kConsumers) {
+      const float4 x0 = __ldcg(x4 + 2 * i), x1 = __ldcg(x4 + 2 * i + 1);
+      const float4 w0 = __ldg(w4 + 2 * i), w1 = __ldg(w4 + 2 * i + 1);
+      // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
+      s_in[i] = make_uint4(pack_bf16x2(x0.x * r * w0.x, x0.y * r * w0.y), pack_bf16x2(x0.z * r * w0.z, x0.w * r * w0.w),
+                           pack_bf16x2(x1.x * r * w1.x, x1.y * r * w1.y), pack_bf16x2(x1.z * r * w1.z, x1.w * r * w1.w));
+    }
+  } else {
+    const uint4* in = static_cast<const uint4*>(st.in);
+    for (int i = ct; i < K / 8; i += kConsumers) s_in[i] = __ldcg(in + i);
+  }
+  consumers_sync();  // s_in complete; red free again
+}
+
+// Warp `warp`'s stages of step st (t: the launch's stage count before this step).
+template <int R, int EPI>
+__device__ void consume_step(const ChainStep& st, const uint4* s_in, int stages, const uint8_t* ring,
+                             uint64_t* full, uint64_t* empty, long long& t, int warp, int lane) {
+  const Plan p = plan_of(st);
+  const int nc = st.K / 8;  // 16-byte chunks a row
+  for (int i0 = p.begin; i0 < p.end; i0 += p.ips, ++t) {
+    if (int(t % kConsumerWarps) != warp) continue;
+    const int slot = int(t % stages);
+    mbar_wait(&full[slot], uint32_t((t / stages) & 1));
+    const int n = min(p.ips, p.end - i0);
+    const uint4* sw = reinterpret_cast<const uint4*>(ring + size_t(slot) * kRingStageBytes);
+    for (int i = 0; i < n; ++i) {
+      float acc[R];
+#pragma unroll
+      for (int r = 0; r < R; ++r) acc[r] = 0.f;
+#pragma unroll 4
+      for (int c = lane; c < nc; c += 32) {
+        const uint4 xv = s_in[c];
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r] = dot8(sw[(size_t(r) * n + i) * nc + c], xv, acc[r]);
+      }
+      float s2[2] = {0.f, 0.f};
+#pragma unroll
+      for (int r = 0; r < R; ++r) s2[r] = warp_sum(acc[r]);
+      if (lane == 0) store_item<EPI>(st, i0 + i, s2);
+    }
+    mbar_arrive(&empty[slot]);  // every lane: its reads of the slot are done
+  }
+}
+
+__global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, int stages) {
+  extern __shared__ __align__(128) uint8_t smem[];
+  __shared__ float red[kConsumerWarps];
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem);
+  uint64_t* empty = full + kMaxStages;
+  uint4* s_in = reinterpret_cast<uint4*>(smem + kBarBytes);
+  uint8_t* ring = smem + kBarBytes + in_bytes(a.max_k);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], 32);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+  if (warp == kConsumerWarps) {  // the producer warp: one lane issues every copy
+    if (lane == 0) produce(a, stages, ring, full, empty);
+    return;
+  }
+  long long t = 0;
+#pragma unroll 1
+  for (int s = 0; s < a.n_steps; ++s) {
+    const ChainStep& st = a.step[s];
+    stage_input(st, a.x, a.eps, s_in, red);
+    if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
+    switch (st.epi) {
+      case GemvEpilogue::kStore:
+        consume_step<1, int(GemvEpilogue::kStore)>(st, s_in, stages, ring, full, empty, t, warp, lane);
+        break;
+      case GemvEpilogue::kStoreF32:
+        consume_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, stages, ring, full, empty, t, warp, lane);
+        break;
+      case GemvEpilogue::kAddF32:
+        consume_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, stages, ring, full, empty, t, warp, lane);
+        break;
+      case GemvEpilogue::kSwiGLU:
+        consume_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, stages, ring, full, empty, t, warp, lane);
+        break;
+    }
+    consumers_sync();  // every consumer warp is done with step s (its stores are issued)
+    if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
+    if (s + 1 == a.n_steps) break;
+    if (threadIdx.x == 0) {  // the grid barrier (see decode_chain.cu)
+      __threadfence();
+      unsigned long long old, now;
+      asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(a.barrier) : "memory");
+      const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
+      do {
+        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(a.barrier) : "memory");
+      } while (now < target);
+    }
+    consumers_sync();  // thread 0's acquire happens before the block's reads of step s + 1
+  }
+}
+
+}  // namespace
+
+int decode_ring_grid() { return sm_count(); }
+
+size_t decode_ring_smem(int max_k) {
+  return size_t(kBarBytes) + in_bytes(max_k) + size_t(ring_stages(max_k)) * kRingStageBytes;
+}
+
+void launch_decode_ring(const ChainArgs& a, cudaStream_t stream) {
+  const int stages = ring_stages(a.max_k);
+  IGNIS_CHECK(stages >= 2, "decode_chain (ring): max_k ", a.max_k, " leaves shared memory for ", stages, " stages");
+  const size_t smem = decode_ring_smem(a.max_k);
+  static std::once_flag attr_once;
+  std::call_once(attr_once, [] {
+    CUDA_CHECK(cudaFuncSetAttribute(decode_ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit - 1024));
+  });
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(decode_ring_grid());
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident (the grid barrier), or the launch fails
+  attr[0].val.cooperative = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_ring_kernel, a, stages));
+}
+
+}  // namespace ignis::cuda
