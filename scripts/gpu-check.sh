@@ -127,18 +127,17 @@ for stage in "$@"; do
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
     abring)  # the decode chain's bulk-copy ring engine (decode_ring.cu): tests, sanitizers, layer-tail timing of both
-             # engines, decode tok/s b1 with no chain / the register chain / the ring chain, alternated
-      TAIL=6 run ring_chain_tests $B/ignis_gpu_tests --gtest_filter='CudaChain*:*CudaChainEngine*:CudaLlama.DecodeChain*'
-      TAIL=4 run ring_memcheck compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine*:CudaChain.Rejects*'
-      TAIL=4 run ring_racecheck compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine.*/Ring'
+             # engines, decode tok/s b1 with no chain / the register chain / the ring chain, alternated (each under a timeout)
+      TAIL=6 run ring_chain_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='CudaChain*:*CudaChainEngine*:CudaLlama.DecodeChain*'
+      TAIL=4 run ring_racecheck timeout 120 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine.*/Ring'
       for r in 0 1; do
-        IGNIS_CHAIN_RING=$r TAIL=16 run "ring_tail$r" $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
+        IGNIS_CHAIN_RING=$r TAIL=16 run "ring_tail$r" timeout 60 $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
           --gtest_filter='CudaChain.DISABLED_LayerTailTiming'
       done
       for i in 1 2; do
         for c in 0 1 ring; do
-          v=$(IGNIS_DECODE_CHAIN=$c $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json 2>/dev/null \
-              | decode_rows)
+          v=$(IGNIS_DECODE_CHAIN=$c timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 \
+              --json 2>/dev/null | decode_rows)
           echo "${SHAPE:-llama-2-7b} IGNIS_DECODE_CHAIN=$c $v" | tee -a "$LOG/abring.txt"
         done
       done ;;

@@ -18,7 +18,9 @@
 //   a stage holds n <= ips items, ips = kRingStageBytes / (R K 2) (R = rows an item), laid out
 //   [r][i] (row r of item i at (r n + i) K 2 bytes), so consecutive items' rows are one bulk copy.
 //   Stages are numbered across the steps of the launch (t = 0, 1, ...): stage t sits in ring slot
-//   t % stages and is consumed by warp t % 8.
+//   t % stages and is consumed by warp t % stages (stages <= 8 warps). One warp per slot is what makes
+//   the parity wait safe: mbarrier.try_wait.parity only tells the parity of the phase, so a second
+//   warp waiting for a slot's next use before the current use was consumed would pass at once.
 //   producer (one lane): for each stage in order, waits for its slot to be free (empty barrier),
 //     announces the bytes on the slot's full barrier and issues the copies. It never waits for a
 //     grid barrier, so it runs ahead into the next step as far as the ring allows.
@@ -42,6 +44,7 @@ namespace {
 
 constexpr int kConsumerWarps = 8, kConsumers = 32 * kConsumerWarps, kThreads = kConsumers + 32;
 constexpr int kMaxStages = 8;
+static_assert(kMaxStages <= kConsumerWarps, "a consumer warp per ring slot");
 constexpr int kBarBytes = 256;  // the full and empty barriers, 2 x kMaxStages x 8 bytes, padded
 constexpr int kSmemLimit = 227 * 1024;
 
@@ -138,7 +141,7 @@ __device__ void consume_step(const ChainStep& st, const uint4* s_in, int stages,
   const Plan p = plan_of(st);
   const int nc = st.K / 8;  // 16-byte chunks a row
   for (int i0 = p.begin; i0 < p.end; i0 += p.ips, ++t) {
-    if (int(t % kConsumerWarps) != warp) continue;
+    if (int(t % stages) != warp) continue;  // slot t % stages belongs to warp t % stages: see below
     const int slot = int(t % stages);
     mbar_wait(&full[slot], uint32_t((t / stages) & 1));
     const int n = min(p.ips, p.end - i0);

@@ -55,7 +55,7 @@ TEST_P(CudaChainEngine, LayerTailMatchesCpuReference) {
     if (major < 9) GTEST_SKIP() << "bulk copies need sm_90";
   }
   std::mt19937 rng(5);
-  const int D = 1024, QD = 1032, HP = 2752, V = 9000, QKV = 1536;
+  const int D = 1024, QD = 1032, HP = 2752, V = 24000, QKV = 1536;  // V: ~12 ring stages a block
   auto W = [&](int n, int k) {
     std::vector<float> w = random_vec(size_t(n) * k, rng, -0.05f, 0.05f);
     round_to(DType::BF16, w);
