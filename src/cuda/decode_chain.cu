@@ -321,6 +321,8 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
     IGNIS_CHECK(!a.ring || (st.epi == GemvEpilogue::kSwiGLU ? 4 : 2) * size_t(st.K) <= size_t(kRingStageBytes),
                 "decode_chain (ring): step ", s, ": a row pair of K = ", st.K, " does not fit a ", kRingStageBytes,
                 "-byte stage");
+    IGNIS_CHECK(!a.ring || !st.norm_w || st.K <= kRingMaxNormK, "decode_chain (ring): normed step ", s, ": K = ", st.K,
+                " > ", kRingMaxNormK);
   }
   IGNIS_CHECK(!a.ring || a.max_k <= kRingMaxK, "decode_chain (ring): max_k ", a.max_k, " > ", kRingMaxK);
   const int grid = decode_chain_grid(a.max_k, a.norm_k, a.ring);

@@ -102,34 +102,80 @@ __device__ void produce(const ChainArgs& a, int stages, uint8_t* ring, uint64_t*
   }
 }
 
-// The step's input as bf16 into s_in (consumer threads; see the file comment).
-__device__ void stage_input(const ChainStep& st, const float* x, float eps, uint4* s_in, float* red) {
-  const int ct = threadIdx.x, K = st.K;
-  if (st.norm_w) {
-    const float4* x4 = reinterpret_cast<const float4*>(x);
-    float ss = 0.f;
-    for (int i = ct; i < K / 4; i += kConsumers) {
-      const float4 v = __ldcg(x4 + i);  // written by other blocks: through L2
-      ss = fmaf(v.x, v.x, fmaf(v.y, v.y, fmaf(v.z, v.z, fmaf(v.w, v.w, ss))));
-    }
-    ss = warp_sum(ss);
-    if ((ct & 31) == 0) red[ct >> 5] = ss;
-    consumers_sync();
-    float tot = 0.f;
+// The norm weights a consumer thread needs for a normed step, loaded before the grid barrier (they
+// are constants): chunks i = ct + kConsumers j (8 values each), j < kNormJ, i.e. K <= 8 kNormJ kConsumers
+// = kRingMaxNormK (decode_chain checks).
+constexpr int kNormJ = kRingMaxNormK / 8 / kConsumers;
+static_assert(kNormJ * 8 * kConsumers == kRingMaxNormK, "");
+struct NormW {
+  float4 w[2 * kNormJ];
+};
+__device__ __forceinline__ void load_norm_w(const ChainStep& st, NormW& nw) {
+  if (!st.norm_w) return;
+  const float4* w4 = reinterpret_cast<const float4*>(st.norm_w);
 #pragma unroll
-    for (int w = 0; w < kConsumerWarps; ++w) tot += red[w];
-    const float r = rsqrtf(tot / float(K) + eps);
-    const float4* w4 = reinterpret_cast<const float4*>(st.norm_w);
-    for (int i = ct; i < K / 8; i += kConsumers) {
-      const float4 x0 = __ldcg(x4 + 2 * i), x1 = __ldcg(x4 + 2 * i + 1);
-      const float4 w0 = __ldg(w4 + 2 * i), w1 = __ldg(w4 + 2 * i + 1);
-      // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
-      s_in[i] = make_uint4(pack_bf16x2(x0.x * r * w0.x, x0.y * r * w0.y), pack_bf16x2(x0.z * r * w0.z, x0.w * r * w0.w),
-                           pack_bf16x2(x1.x * r * w1.x, x1.y * r * w1.y), pack_bf16x2(x1.z * r * w1.z, x1.w * r * w1.w));
+  for (int j = 0; j < kNormJ; ++j) {
+    const int i = threadIdx.x + kConsumers * j;
+    nw.w[2 * j] = nw.w[2 * j + 1] = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (i < st.K / 8) nw.w[2 * j] = __ldg(w4 + 2 * i), nw.w[2 * j + 1] = __ldg(w4 + 2 * i + 1);
+  }
+}
+
+__device__ __forceinline__ uint4 norm_chunk(float4 x0, float4 x1, float4 w0, float4 w1, float r) {
+  // the rmsnorm kernel's order of operations: x * r * w, rounded to bf16
+  return make_uint4(pack_bf16x2(x0.x * r * w0.x, x0.y * r * w0.y), pack_bf16x2(x0.z * r * w0.z, x0.w * r * w0.w),
+                    pack_bf16x2(x1.x * r * w1.x, x1.y * r * w1.y), pack_bf16x2(x1.z * r * w1.z, x1.w * r * w1.w));
+}
+
+// Sum over the consumer threads (all of them call it; red: kConsumerWarps floats, free again after).
+__device__ __forceinline__ float consumers_sum(float v, float* red) {
+  v = warp_sum(v);
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  consumers_sync();
+  float tot = 0.f;
+#pragma unroll
+  for (int w = 0; w < kConsumerWarps; ++w) tot += red[w];
+  return tot;
+}
+
+// The step's input as bf16 into s_in (consumer threads; see the file comment). Every load of x or
+// `in` is issued before any is used: one L2 round trip after the barrier, not one per loop pass.
+__device__ void stage_input(const ChainStep& st, const float* x, float eps, const NormW& nw, uint4* s_in,
+                            float* red) {
+  const int ct = threadIdx.x, K = st.K;
+  const float4* x4 = reinterpret_cast<const float4*>(x);
+  if (st.norm_w) {
+    float4 xv[2 * kNormJ];
+    float ss = 0.f;
+#pragma unroll
+    for (int j = 0; j < kNormJ; ++j) {
+      const int i = ct + kConsumers * j;
+      xv[2 * j] = xv[2 * j + 1] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (i < K / 8) xv[2 * j] = __ldcg(x4 + 2 * i), xv[2 * j + 1] = __ldcg(x4 + 2 * i + 1);  // through L2
+    }
+#pragma unroll
+    for (int q = 0; q < 2 * kNormJ; ++q)
+      ss = fmaf(xv[q].x, xv[q].x, fmaf(xv[q].y, xv[q].y, fmaf(xv[q].z, xv[q].z, fmaf(xv[q].w, xv[q].w, ss))));
+    const float r = rsqrtf(consumers_sum(ss, red) / float(K) + eps);
+#pragma unroll
+    for (int j = 0; j < kNormJ; ++j) {
+      const int i = ct + kConsumers * j;
+      if (i < K / 8) s_in[i] = norm_chunk(xv[2 * j], xv[2 * j + 1], nw.w[2 * j], nw.w[2 * j + 1], r);
     }
   } else {
     const uint4* in = static_cast<const uint4*>(st.in);
-    for (int i = ct; i < K / 8; i += kConsumers) s_in[i] = __ldcg(in + i);
+    constexpr int kJ = kRingMaxK / 8 / kConsumers;  // chunks a thread at the largest K
+    uint4 v[kJ];
+#pragma unroll
+    for (int j = 0; j < kJ; ++j) {
+      const int i = ct + kConsumers * j;
+      if (i < K / 8) v[j] = __ldcg(in + i);
+    }
+#pragma unroll
+    for (int j = 0; j < kJ; ++j) {
+      const int i = ct + kConsumers * j;
+      if (i < K / 8) s_in[i] = v[j];
+    }
   }
   consumers_sync();  // s_in complete; red free again
 }
@@ -183,10 +229,12 @@ __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, i
     return;
   }
   long long t = 0;
+  NormW nw;
+  load_norm_w(a.step[0], nw);
 #pragma unroll 1
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
-    stage_input(st, a.x, a.eps, s_in, red);
+    stage_input(st, a.x, a.eps, nw, s_in, red);
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
     switch (st.epi) {
       case GemvEpilogue::kStore:
@@ -205,6 +253,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, i
     consumers_sync();  // every consumer warp is done with step s (its stores are issued)
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
     if (s + 1 == a.n_steps) break;
+    load_norm_w(a.step[s + 1], nw);  // constants: before the barrier
     if (threadIdx.x == 0) {  // the grid barrier (see decode_chain.cu)
       __threadfence();
       unsigned long long old, now;

@@ -148,10 +148,10 @@ struct ChainArgs {
   // The engine: false = weights streamed through registers (decode_chain.cu, 2 blocks an SM);
   // true = through a shared-memory ring filled by bulk copies that runs ahead across the barriers
   // (decode_ring.cu, a block an SM, sm_90; every step's R K 2 bytes <= kRingStageBytes, R = 2 for
-  // kSwiGLU; max_k <= kRingMaxK).
+  // kSwiGLU; max_k <= kRingMaxK; normed steps' K <= kRingMaxNormK).
   bool ring = false;
 };
-constexpr int kRingStageBytes = 32 * 1024, kRingMaxK = 16384;
+constexpr int kRingStageBytes = 32 * 1024, kRingMaxK = 16384, kRingMaxNormK = 8192;
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Zeroes a barrier count (queued on stream) for its first launch, with any grid size.
 void decode_chain_barrier_init(unsigned long long* barrier, cudaStream_t stream);

@@ -159,6 +159,8 @@ TEST(CudaChain, RejectsBadSteps) {
   a.step[0].K = 16, a.step[0].epi = GemvEpilogue::kSwiGLU, a.step[0].N = 64, a.max_k = 8200;
   a.step[0].K = 8200;
   EXPECT_THROW(decode_chain(a, nullptr), Error) << "ring: a gate/up pair longer than a stage";
+  a.step[0].epi = GemvEpilogue::kStore, a.step[0].norm_w = out.as<float>(), a.x = out.as<float>(), a.norm_k = 8200;
+  EXPECT_THROW(decode_chain(a, nullptr), Error) << "ring: a normed K above kRingMaxNormK";
 }
 
 // Timing (run with --gtest_also_run_disabled_tests): a Llama-2-7B layer tail (o, gate/up, down,
