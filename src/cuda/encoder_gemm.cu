@@ -4,6 +4,7 @@
 #include "cuda/encoder_gemm.h"
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 
 #include "cuda/common.h"
@@ -76,6 +77,19 @@ int algo_choice() {
   return k;
 }
 
+// Which split-K reductions the heuristic may pick, a knob for measurements (IGNIS_ENC_GEMM_REDUCTION):
+// unset / "any" = all; "inplace" = none or in the output buffer (no separate reduce kernel: at 1x128 the
+// FFN2 GEMM's reduce kernel is 4 us of its 10.7, Nsight Compute on an H200); "none" = no split-K at all.
+uint32_t reduction_mask() {
+  static const uint32_t m = [] {
+    const char* e = std::getenv("IGNIS_ENC_GEMM_REDUCTION");
+    if (e && std::strcmp(e, "inplace") == 0) return uint32_t(CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_NONE);
+    if (e && std::strcmp(e, "none") == 0) return uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE);
+    return uint32_t(CUBLASLT_REDUCTION_SCHEME_MASK);
+  }();
+  return m;
+}
+
 // Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
 // false when it has none.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
@@ -100,6 +114,8 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                     sizeof(ws_bytes)));
+  const uint32_t red = reduction_mask();
+  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof(red)));
   cublasLtMatmulHeuristicResult_t res[kMaxAlgos] = {};
   int count = 0;
   const cublasStatus_t st =
