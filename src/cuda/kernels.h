@@ -100,7 +100,7 @@ int gemv_splits(int N, int K, int max_splits_by_ws);
 // ---- diagnostics (load_probe.cu) -------------------------------------------------------------------
 // Loads a rows x rbytes matrix (rows % 16 == 0, rbytes % 64 == 0) in one of the decode GEMVs' access
 // patterns, with no arithmetic: how fast each pattern streams (CudaQuant.DISABLED_LoadPatterns).
-enum class LoadPattern { kTile16U2, kTile16U4, kTileContigU2, kTileContigU4, kWarpRow };
+enum class LoadPattern { kTile16U2, kTile16U4, kTileContigU2, kTileContigU4, kWarpRow, kBulk16K, kBulk32K };  // sm_90 for kBulk*
 void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* sink, cudaStream_t stream);
 // Byte ranges of one buffer streamed in order by ring_probe.
 struct RingProducts {

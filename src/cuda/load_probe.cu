@@ -12,6 +12,11 @@
 //                 layout): lane l loads bytes 16 l and 512 + 16 l of it.
 //   kWarpRow:     the bf16 CUDA-core GEMV's pattern (gemv.cu): a warp per row, lane l loads 16 bytes at
 //                 512 i + 16 l, 4 loads in flight; 4 warps a block.
+//   kBulk16K/32K: a block per 16 / 32 KB piece of the matrix (flat bytes), fetched by ONE bulk copy into
+//                 shared memory (cp.async.bulk + mbarrier), then read by its 128 threads; many blocks an
+//                 SM (by shared memory), scheduled by the hardware like any kernel's. The question: does
+//                 a contiguous bulk request stream faster from DRAM than warps' 512-byte loads (ring_probe,
+//                 persistent, reached 4.66 TB/s where kWarpRow got 3.98, H200 2026-12-03)?
 //
 // ring_probe: the question behind a persistent decode kernel. A sequence of products (byte ranges, e.g.
 // the 4 weight matrices of each of 32 layers) is streamed by ONE persistent kernel (a block per SM):
@@ -166,6 +171,26 @@ __global__ void __launch_bounds__(kRingThreads, 1) ring_probe_kernel(const uint8
   if (lane == 0) atomicXor(sink, acc);
 }
 
+// One bulk copy of this block's piece (the last one may be short), then every thread folds its words.
+template <int CHUNK>
+__global__ void __launch_bounds__(128) probe_bulk_kernel(const uint8_t* __restrict__ w, size_t bytes, unsigned* sink) {
+  __shared__ __align__(128) uint8_t buf[CHUNK];
+  __shared__ uint64_t bar;
+  const size_t off = size_t(blockIdx.x) * CHUNK;
+  const uint32_t nb = uint32_t(min(size_t(CHUNK), bytes - off));
+  if (threadIdx.x == 0) {
+    mbar_init(&bar, 1);
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    mbar_expect_tx(&bar, nb);
+    bulk_copy(buf, w + off, nb, &bar);
+  }
+  __syncthreads();  // the barrier is initialised before anyone waits on it
+  mbar_wait(&bar, 0);
+  unsigned acc = 0;
+  for (uint32_t i = 16 * threadIdx.x; i < nb; i += 16 * 128) acc ^= fold(*reinterpret_cast<const uint4*>(buf + i));
+  if (acc == 0x9e3779b9u) sink[0] = acc;
+}
+
 }  // namespace
 
 void ring_probe(const void* base, const RingProducts& P, int chunk, int stages, bool barriers, unsigned* sink,
@@ -207,6 +232,15 @@ void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* si
     case LoadPattern::kTileContigU2: probe_tile_kernel<2, true><<<rows / 16, 128, 0, stream>>>(b, rbytes, sink); break;
     case LoadPattern::kTileContigU4: probe_tile_kernel<4, true><<<rows / 16, 128, 0, stream>>>(b, rbytes, sink); break;
     case LoadPattern::kWarpRow: probe_warp_row_kernel<<<rows / 4, 128, 0, stream>>>(b, rows, rbytes, sink); break;
+    case LoadPattern::kBulk16K:
+    case LoadPattern::kBulk32K: {
+      const size_t bytes = size_t(rows) * rbytes;
+      if (p == LoadPattern::kBulk16K)
+        probe_bulk_kernel<16384><<<ceil_div(int64_t(bytes), 16384), 128, 0, stream>>>(b, bytes, sink);
+      else
+        probe_bulk_kernel<32768><<<ceil_div(int64_t(bytes), 32768), 128, 0, stream>>>(b, bytes, sink);
+      break;
+    }
   }
   CUDA_CHECK(cudaGetLastError());
 }

@@ -601,7 +601,7 @@ TEST(CudaQuant, DISABLED_LoadPatterns) {
   const struct { LoadPattern p; const char* name; } pats[] = {
       {LoadPattern::kTile16U2, "tile16 U2"}, {LoadPattern::kTile16U4, "tile16 U4"},
       {LoadPattern::kTileContigU2, "contig U2"}, {LoadPattern::kTileContigU4, "contig U4"},
-      {LoadPattern::kWarpRow, "warp/row"}};
+      {LoadPattern::kWarpRow, "warp/row"}, {LoadPattern::kBulk16K, "bulk 16K"}, {LoadPattern::kBulk32K, "bulk 32K"}};
   DeviceBuffer w(size_t(12288) * 8192), sink(4);
   CUDA_CHECK(cudaMemset(w.get(), 1, w.size()));
   std::printf("%-14s %8s", "shape", "MB");
@@ -679,6 +679,13 @@ TEST(CudaQuant, DISABLED_RingStreaming) {
       std::printf("%-6s %-26s %9.3f %9.0f %9.2f\n", div == 1 ? "bf16" : "int4", name, us / 1e3, gb / (us * 1e-6),
                   us / 32);
     };
+    for (LoadPattern lp : {LoadPattern::kBulk16K, LoadPattern::kBulk32K})
+      row(lp == LoadPattern::kBulk16K ? "bulk 16 KB blocks per mat" : "bulk 32 KB blocks per mat", [&] {
+        for (int p = 0; p < P.n; ++p) {
+          const int rows = int(mats[p % 4][0]), rb = int(mats[p % 4][1] / div);
+          load_probe(lp, static_cast<uint8_t*>(buf.get()) + P.off[p], rows, rb, sink.as<unsigned>(), nullptr);
+        }
+      });
     row("warp/row kernel per mat", [&] {
       for (int p = 0; p < P.n; ++p) {
         const int rows = int(mats[p % 4][0]), rb = int(mats[p % 4][1] / div);
