@@ -12,6 +12,7 @@
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
+#   scripts/gpu-check.sh abencgemm  encoder GEMM split-K knobs: tests under them, BERT-base fp16 ms alternated
 #   scripts/gpu-check.sh abbulkrows batch-1 bf16 GEMV with whole rows by bulk copies: tests, memcheck, load probes, tok/s A/B
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
@@ -127,6 +128,19 @@ for stage in "$@"; do
     ring)  # can a persistent kernel stream the 7B weights through a bulk-copy ring across grid barriers? (load_probe.cu)
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
+    abencgemm)  # encoder GEMM knobs (encoder_gemm.cu): cuBLASLt's split-K reduction (IGNIS_ENC_GEMM_REDUCTION) and a forced
+                # split-K with in-place reduction (IGNIS_ENC_GEMM_SPLITK): encoder tests under them, BERT-base fp16 ms alternated
+      for v in IGNIS_ENC_GEMM_REDUCTION=inplace IGNIS_ENC_GEMM_SPLITK=4; do
+        TAIL=4 run "enc_tests_${v#IGNIS_ENC_GEMM_}" timeout 120 env "$v" $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
+      done
+      for i in 1 2; do
+        for v in X=0 IGNIS_ENC_GEMM_REDUCTION=inplace IGNIS_ENC_GEMM_REDUCTION=none IGNIS_ENC_GEMM_SPLITK=2 \
+                 IGNIS_ENC_GEMM_SPLITK=4 IGNIS_ENC_GEMM_SPLITK=8; do
+          r=$(env "$v" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 2>/dev/null |
+              awk '$1 ~ /^[0-9]+x[0-9]+$/ && NF >= 8 {printf "%s %s  ", $1, $4}')
+          echo "$v | $r" | tee -a "$LOG/abencgemm.txt"
+        done
+      done ;;
     abbulkrows)  # batch-1 bf16 GEMV fetching whole rows by bulk copies (IGNIS_GEMV_BULKROWS=1): tests and memcheck under it,
                  # the load probes (warp loads vs bulk pieces), decode tok/s alternated (each under a timeout)
       TAIL=6 run bulkrows_tests timeout 120 env IGNIS_GEMV_BULKROWS=1 $B/ignis_gpu_tests \

@@ -90,6 +90,39 @@ uint32_t reduction_mask() {
   return m;
 }
 
+// IGNIS_ENC_GEMM_SPLITK=n (n >= 2), a knob for measurements: products of at most IGNIS_ENC_GEMM_SPLITK_M
+// rows (default 512) take the heuristic's algorithm with K split n ways, the parts added in the output
+// buffer (CUBLASLT_REDUCTION_SCHEME_INPLACE: no separate reduce kernel), where the algorithm supports it
+// (cublasLtMatmulAlgoCheck, within the workspace); otherwise its own choice stays. Why: at 1x128 the
+// BERT-base products are 6-11 us kernels whose few output tiles leave most SMs idle.
+int env_int(const char* name, int dflt) {
+  const char* e = std::getenv(name);
+  return e && *e ? std::atoi(e) : dflt;
+}
+void force_splitk(cublasLtHandle_t handle, size_t ws_bytes, int M, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
+                  cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, cublasLtMatmulAlgo_t* algo) {
+  static const int n = env_int("IGNIS_ENC_GEMM_SPLITK", 0), max_m = env_int("IGNIS_ENC_GEMM_SPLITK_M", 512);
+  if (n < 2 || M > max_m) return;
+  int32_t support = 0;
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support, sizeof(support), &written) !=
+          CUBLAS_STATUS_SUCCESS ||
+      !support)
+    return;
+  cublasLtMatmulAlgo_t a = *algo;
+  const int32_t splits = n;
+  const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_INPLACE;
+  if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme)) !=
+          CUBLAS_STATUS_SUCCESS)
+    return;
+  cublasLtMatmulHeuristicResult_t chk{};
+  if (cublasLtMatmulAlgoCheck(handle, desc, la, lb, lc, lc, &a, &chk) == CUBLAS_STATUS_SUCCESS &&
+      chk.workspaceSize <= ws_bytes)
+    *algo = a;
+}
+
 // Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
 // false when it has none.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
@@ -123,6 +156,7 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || count == 0) return false;
   *algo = res[std::min(algo_choice(), count - 1)].algo;
+  force_splitk(handle, ws_bytes, M, *desc, *la, *lb, *lc, algo);
   return true;
 }
 
