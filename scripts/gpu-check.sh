@@ -12,6 +12,7 @@
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
+#   scripts/gpu-check.sh abcarveout decode tok/s with IGNIS_CARVEOUT=100 or not, default step and both decode chains
 #   scripts/gpu-check.sh abencgemm  encoder GEMM split-K knobs: tests under them, BERT-base fp16 ms alternated
 #   scripts/gpu-check.sh abbulkrows batch-1 bf16 GEMV with whole rows by bulk copies: tests, memcheck, load probes, tok/s A/B
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
@@ -128,6 +129,15 @@ for stage in "$@"; do
     ring)  # can a persistent kernel stream the 7B weights through a bulk-copy ring across grid barriers? (load_probe.cu)
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
+    abcarveout)  # decode tok/s b1 with the shared-memory carveout pinned (IGNIS_CARVEOUT=100) or the driver's, for the default
+                 # step and both decode chains (whose 54-219 KB blocks alternate with the attention's few KB)
+      for v in - IGNIS_CARVEOUT=100 IGNIS_DECODE_CHAIN=ring IGNIS_DECODE_CHAIN=ring,IGNIS_CARVEOUT=100 \
+               IGNIS_DECODE_CHAIN=1 IGNIS_DECODE_CHAIN=1,IGNIS_CARVEOUT=100; do
+        envs=(); [ "$v" = - ] || IFS=, read -ra envs <<< "$v"
+        r=$(env "${envs[@]}" timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json \
+            2>/dev/null | decode_rows)
+        echo "${SHAPE:-llama-2-7b} $v $r" | tee -a "$LOG/abcarveout.txt"
+      done ;;
     abencgemm)  # encoder GEMM knobs (encoder_gemm.cu): cuBLASLt's split-K reduction (IGNIS_ENC_GEMM_REDUCTION) and a forced
                 # split-K with in-place reduction (IGNIS_ENC_GEMM_SPLITK): encoder tests under them, BERT-base fp16 ms alternated
       for v in IGNIS_ENC_GEMM_REDUCTION=inplace IGNIS_ENC_GEMM_SPLITK=4; do

@@ -333,6 +333,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
                 " blocks, now ", grid, " (another max_k / norm_k or device): give each its own barrier");
   }
   if (a.ring) return launch_decode_ring(a, stream);
+  apply_carveout(reinterpret_cast<const void*>(decode_chain_kernel));
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(grid);
   cfg.blockDim = dim3(kThreads);

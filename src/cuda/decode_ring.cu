@@ -283,6 +283,7 @@ void launch_decode_ring(const ChainArgs& a, cudaStream_t stream) {
   std::call_once(attr_once, [] {
     CUDA_CHECK(cudaFuncSetAttribute(decode_ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit - 1024));
   });
+  apply_carveout(reinterpret_cast<const void*>(decode_ring_kernel));
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(decode_ring_grid());
   cfg.blockDim = dim3(kThreads);
