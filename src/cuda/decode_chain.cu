@@ -325,6 +325,8 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
                 " > ", kRingMaxNormK);
   }
   IGNIS_CHECK(!a.ring || a.max_k <= kRingMaxK, "decode_chain (ring): max_k ", a.max_k, " > ", kRingMaxK);
+  IGNIS_CHECK(a.ring_tail >= 0.f && a.ring_tail <= 0.5f && (a.ring_tail == 0.f || a.ring_ctr),
+              "decode_chain (ring): ring_tail must be in [0, 0.5] and needs ring_ctr");
   const int grid = decode_chain_grid(a.max_k, a.norm_k, a.ring);
   {  // the barrier count is a multiple of the grid size between launches: one barrier, one grid
     std::lock_guard<std::mutex> lock(barrier_mu);

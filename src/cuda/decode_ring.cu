@@ -22,15 +22,20 @@
 //   the parity wait safe: mbarrier.try_wait.parity only tells the parity of the phase, so a second
 //   warp waiting for a slot's next use before the current use was consumed would pass at once.
 //   producer (one lane): for each stage in order, waits for its slot to be free (empty barrier),
-//     announces the bytes on the slot's full barrier and issues the copies. It never waits for a
-//     grid barrier, so it runs ahead into the next step as far as the ring allows.
+//     writes the stage's item range into the slot's meta, announces the bytes on the slot's full
+//     barrier and issues the copies. After a step's stages it puts an END marker (no bytes) in every
+//     slot. It never waits for a grid barrier, so it runs ahead into the next step as far as the ring
+//     allows. With ChainArgs::ring_tail the last part of each step's items is not split in advance:
+//     the producer takes a stage's worth at a time from the step's counter (atomicAdd), so the blocks
+//     of fast SMs take more (the static split left the blocks finishing 4-6 us apart on an H200).
 //   consumers: stage the step's input into shared memory as bf16 (the bf16 vector `in`, or the
 //     RMSNorm of the fp32 residual x, read through L2: other blocks wrote it), then each warp takes
 //     its stages: waits for the full barrier, computes its items (lane l: 16-byte chunks
 //     c = l + 32 j of each row against the same 8 values of the input, fp32 accumulation, a warp sum;
 //     lane 0 stores through the epilogue: exactly one warp owns each row, so the order is fixed and
 //     no atomics are needed), then every lane arrives on the empty barrier. After the step the 256
-//     consumer threads meet at the grid barrier (the producer never joins).
+//     consumer threads meet at the grid barrier (the producer never joins). A warp is done with a
+//     step when its slot shows the step's END marker.
 // Grid barrier: decode_chain.cu's growing 64-bit count, with a named barrier (bar.sync 1) for the
 // consumer threads in place of __syncthreads.
 // Bytes: the weights once, the input (and x for normed steps, twice) per block from L2, outputs once.
@@ -47,6 +52,7 @@ constexpr int kMaxStages = 8;
 static_assert(kMaxStages <= kConsumerWarps, "a consumer warp per ring slot");
 constexpr int kBarBytes = 256;  // the full and empty barriers, 2 x kMaxStages x 8 bytes, padded
 constexpr int kSmemLimit = 227 * 1024;
+static_assert(kRingCounterWords == 2 * kChainMaxSteps + 1, "two counter sets and the epoch");
 
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, %0;" ::"n"(kConsumers) : "memory"); }
 
@@ -57,37 +63,48 @@ int ring_stages(int max_k) {
   return int(std::min<long long>(kMaxStages, avail / kRingStageBytes));
 }
 
-// Rows an item, its row r, items a stage, and this block's items of step st.
+// Rows an item, items a stage, and this block's items of step st: the static range [begin, end) of the
+// first S items, and (dyn) the items [S, n) handed out at run time.
 struct Plan {
-  int R, ips, begin, end;
+  int R, ips, begin, end, S, n;
   size_t row_bytes;
 };
-__device__ __forceinline__ Plan plan_of(const ChainStep& st) {
+__device__ __forceinline__ Plan plan_of(const ChainStep& st, float tail) {
   Plan p;
   p.R = st.epi == GemvEpilogue::kSwiGLU ? 2 : 1;
-  const int n = st.N / p.R;
+  p.n = st.N / p.R;
   p.row_bytes = size_t(st.K) * 2;
   p.ips = int(kRingStageBytes / (p.R * p.row_bytes));
-  p.begin = int(int64_t(blockIdx.x) * n / gridDim.x);
-  p.end = int(int64_t(blockIdx.x + 1) * n / gridDim.x);
+  p.S = p.n - int(float(p.n) * tail);
+  p.begin = int(int64_t(blockIdx.x) * p.S / gridDim.x);
+  p.end = int(int64_t(blockIdx.x + 1) * p.S / gridDim.x);
   return p;
 }
 __device__ __forceinline__ int row_of(int R, int item, int r) {
   return R == 2 ? int(swiglu_row_of_gate(item)) + 8 * r : item;
 }
 
-__device__ void produce(const ChainArgs& a, int stages, uint8_t* ring, uint64_t* full, uint64_t* empty) {
-  long long t = 0;
+// The producer (one lane). Per step: the static stages, then (tail > 0) stages of ips items taken from
+// the step's counter until it passes n, then an END marker in every slot (meta n = -1, no bytes), so
+// each consumer warp learns that the step is over in its own slot's order.
+__device__ void produce(const ChainArgs& a, float tail, unsigned* ctr, int stages, uint8_t* ring, uint64_t* full,
+                        uint64_t* empty, int (*meta)[2]) {
+  long long t = 0;  // stages and markers issued so far: slot t % stages, use t / stages
+  auto take_slot = [&]() {
+    const int slot = int(t % stages);
+    const long long use = t / stages;
+    if (use > 0) mbar_wait(&empty[slot], uint32_t((use - 1) & 1));
+    ++t;
+    return slot;
+  };
   for (int s = 0; s < a.n_steps; ++s) {
     const ChainStep& st = a.step[s];
-    const Plan p = plan_of(st);
+    const Plan p = plan_of(st, tail);
     const uint8_t* W = static_cast<const uint8_t*>(st.W);
-    for (int i0 = p.begin; i0 < p.end; i0 += p.ips, ++t) {
-      const int slot = int(t % stages);
-      const long long use = t / stages;
-      if (use > 0) mbar_wait(&empty[slot], uint32_t((use - 1) & 1));
-      const int n = min(p.ips, p.end - i0);
-      mbar_expect_tx(&full[slot], uint32_t(p.R * n * p.row_bytes));
+    auto issue = [&](int i0, int n) {
+      const int slot = take_slot();
+      meta[slot][0] = i0, meta[slot][1] = n;
+      mbar_expect_tx(&full[slot], uint32_t(p.R * n * p.row_bytes));  // (its release publishes meta)
       uint8_t* dst = ring + size_t(slot) * kRingStageBytes;
       for (int r = 0; r < p.R; ++r)
         for (int i = 0; i < n;) {  // runs of consecutive rows: one copy each
@@ -98,6 +115,18 @@ __device__ void produce(const ChainArgs& a, int stages, uint8_t* ring, uint64_t*
                     uint32_t(run * p.row_bytes), &full[slot]);
           i += run;
         }
+    };
+    for (int i0 = p.begin; i0 < p.end; i0 += p.ips) issue(i0, min(p.ips, p.end - i0));
+    if (p.S < p.n)
+      for (;;) {
+        const int c = p.S + int(atomicAdd(&ctr[s], unsigned(p.ips)));
+        if (c >= p.n) break;
+        issue(c, min(p.ips, p.n - c));
+      }
+    for (int k = 0; k < stages; ++k) {
+      const int slot = take_slot();
+      meta[slot][0] = 0, meta[slot][1] = -1;
+      mbar_arrive(&full[slot]);
     }
   }
 }
@@ -180,18 +209,20 @@ __device__ void stage_input(const ChainStep& st, const float* x, float eps, cons
   consumers_sync();  // s_in complete; red free again
 }
 
-// Warp `warp`'s stages of step st (t: the launch's stage count before this step).
+// Warp `warp`'s stages of step st, up to the step's END marker in its slot (u: the slot's uses so far).
 template <int R, int EPI>
-__device__ void consume_step(const ChainStep& st, const uint4* s_in, int stages, const uint8_t* ring,
-                             uint64_t* full, uint64_t* empty, long long& t, int warp, int lane) {
-  const Plan p = plan_of(st);
+__device__ void consume_step(const ChainStep& st, const uint4* s_in, const uint8_t* ring, uint64_t* full,
+                             uint64_t* empty, const int (*meta)[2], long long& u, int warp, int lane) {
   const int nc = st.K / 8;  // 16-byte chunks a row
-  for (int i0 = p.begin; i0 < p.end; i0 += p.ips, ++t) {
-    if (int(t % stages) != warp) continue;  // slot t % stages belongs to warp t % stages: see below
-    const int slot = int(t % stages);
-    mbar_wait(&full[slot], uint32_t((t / stages) & 1));
-    const int n = min(p.ips, p.end - i0);
-    const uint4* sw = reinterpret_cast<const uint4*>(ring + size_t(slot) * kRingStageBytes);
+  const uint4* sw = reinterpret_cast<const uint4*>(ring + size_t(warp) * kRingStageBytes);
+  for (;; ++u) {
+    mbar_wait(&full[warp], uint32_t(u & 1));
+    const int i0 = meta[warp][0], n = meta[warp][1];
+    if (n < 0) {  // END: the step is over for this slot
+      mbar_arrive(&empty[warp]);
+      ++u;
+      return;
+    }
     for (int i = 0; i < n; ++i) {
       float acc[R];
 #pragma unroll
@@ -207,28 +238,35 @@ __device__ void consume_step(const ChainStep& st, const uint4* s_in, int stages,
       for (int r = 0; r < R; ++r) s2[r] = warp_sum(acc[r]);
       if (lane == 0) store_item<EPI>(st, i0 + i, s2);
     }
-    mbar_arrive(&empty[slot]);  // every lane: its reads of the slot are done
+    mbar_arrive(&empty[warp]);  // every lane: its reads of the slot (and of meta) are done
   }
 }
 
 __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, int stages) {
   extern __shared__ __align__(128) uint8_t smem[];
   __shared__ float red[kConsumerWarps];
+  __shared__ int meta[kMaxStages][2];  // per slot: first item, items (-1: END of the step)
+  __shared__ unsigned s_parity;
   uint64_t* full = reinterpret_cast<uint64_t*>(smem);
   uint64_t* empty = full + kMaxStages;
   uint4* s_in = reinterpret_cast<uint4*>(smem + kBarBytes);
   uint8_t* ring = smem + kBarBytes + in_bytes(a.max_k);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  // the dynamic tail needs a grid barrier before block 0 can flip the counter set (see ChainArgs)
+  const bool dyn = a.ring_tail > 0.f && a.ring_ctr && a.n_steps >= 2;
+  unsigned* epoch = a.ring_ctr + 2 * kChainMaxSteps;
   if (threadIdx.x == 0) {
     for (int s = 0; s < stages; ++s) mbar_init(&full[s], 1), mbar_init(&empty[s], 32);
     asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    s_parity = dyn ? *reinterpret_cast<volatile unsigned*>(epoch) & 1u : 0u;
   }
-  __syncthreads();
+  __syncthreads();  // (also: every block has read the epoch before any block passes the first barrier)
+  const float tail = dyn ? a.ring_tail : 0.f;
   if (warp == kConsumerWarps) {  // the producer warp: one lane issues every copy
-    if (lane == 0) produce(a, stages, ring, full, empty);
+    if (lane == 0) produce(a, tail, dyn ? a.ring_ctr + s_parity * kChainMaxSteps : nullptr, stages, ring, full, empty, meta);
     return;
   }
-  long long t = 0;
+  long long u = 0;  // this warp's slot: uses so far
   NormW nw;
   load_norm_w(a.step[0], nw);
 #pragma unroll 1
@@ -236,20 +274,20 @@ __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, i
     const ChainStep& st = a.step[s];
     stage_input(st, a.x, a.eps, nw, s_in, red);
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2] = global_ns();
-    switch (st.epi) {
-      case GemvEpilogue::kStore:
-        consume_step<1, int(GemvEpilogue::kStore)>(st, s_in, stages, ring, full, empty, t, warp, lane);
-        break;
-      case GemvEpilogue::kStoreF32:
-        consume_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, stages, ring, full, empty, t, warp, lane);
-        break;
-      case GemvEpilogue::kAddF32:
-        consume_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, stages, ring, full, empty, t, warp, lane);
-        break;
-      case GemvEpilogue::kSwiGLU:
-        consume_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, stages, ring, full, empty, t, warp, lane);
-        break;
-    }
+    if (warp < stages) switch (st.epi) {  // warps past the slot count only stage inputs and meet at barriers
+        case GemvEpilogue::kStore:
+          consume_step<1, int(GemvEpilogue::kStore)>(st, s_in, ring, full, empty, meta, u, warp, lane);
+          break;
+        case GemvEpilogue::kStoreF32:
+          consume_step<1, int(GemvEpilogue::kStoreF32)>(st, s_in, ring, full, empty, meta, u, warp, lane);
+          break;
+        case GemvEpilogue::kAddF32:
+          consume_step<1, int(GemvEpilogue::kAddF32)>(st, s_in, ring, full, empty, meta, u, warp, lane);
+          break;
+        case GemvEpilogue::kSwiGLU:
+          consume_step<2, int(GemvEpilogue::kSwiGLU)>(st, s_in, ring, full, empty, meta, u, warp, lane);
+          break;
+      }
     consumers_sync();  // every consumer warp is done with step s (its stores are issued)
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
     if (s + 1 == a.n_steps) break;
@@ -264,6 +302,11 @@ __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, i
       } while (now < target);
     }
     consumers_sync();  // thread 0's acquire happens before the block's reads of step s + 1
+  }
+  if (dyn && blockIdx.x == 0 && threadIdx.x == 0) {  // the other counter set, for the next launch
+    for (int s = 0; s < kChainMaxSteps; ++s) a.ring_ctr[(s_parity ^ 1u) * kChainMaxSteps + s] = 0;
+    __threadfence();
+    *epoch += 1;
   }
 }
 

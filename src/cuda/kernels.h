@@ -150,7 +150,14 @@ struct ChainArgs {
   // (decode_ring.cu, a block an SM, sm_90; every step's R K 2 bytes <= kRingStageBytes, R = 2 for
   // kSwiGLU; max_k <= kRingMaxK; normed steps' K <= kRingMaxNormK).
   bool ring = false;
+  // Ring engine, launches of >= 2 steps: the last ring_tail (0 .. 0.5) of each step's items is handed
+  // out at run time from a counter per step (fast SMs take more; 0: every block's share is fixed).
+  // ring_ctr: 2 kChainMaxSteps + 1 zeroed 32-bit words, set up once and kept for every launch (two
+  // counter sets used in turn and an epoch: block 0 zeroes the other set at the end of a launch).
+  float ring_tail = 0.f;
+  unsigned* ring_ctr = nullptr;
 };
+constexpr int kRingCounterWords = 2 * 4 + 1;  // 2 kChainMaxSteps + 1
 constexpr int kRingStageBytes = 32 * 1024, kRingMaxK = 16384, kRingMaxNormK = 8192;
 void decode_chain(const ChainArgs& a, cudaStream_t stream);
 // Zeroes a barrier count (queued on stream) for its first launch, with any grid size.

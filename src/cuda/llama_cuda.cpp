@@ -337,6 +337,8 @@ class CudaLlamaImpl final : public CudaLlama {
   // CudaOptions::decode_chain / IGNIS_DECODE_CHAIN: batch-1 decode through cuda::decode_chain.
   bool chain_ = false;
   bool chain_ring_ = false;  // the ring engine (decode_chain = 2 / IGNIS_DECODE_CHAIN=ring), where the shapes fit
+  float ring_tail_ = 0.f;    // IGNIS_RING_TAIL: ChainArgs::ring_tail (for A/B)
+  DeviceBuffer ring_ctr_;    // ChainArgs::ring_ctr
   DeviceBuffer chain_bar_;  // the chain kernel's grid barrier (one 64-bit count)
   bool chain_ok(int B) const {
     return chain_ && B == 1 && dt_ == DType::BF16 && all_bf16() && !q_out_.w && dim_ % 8 == 0 && qdim_ % 8 == 0;
@@ -354,6 +356,7 @@ class CudaLlamaImpl final : public CudaLlama {
     a.max_k = std::max({dim_, qdim_, hp_}), a.norm_k = dim_, a.x = x_.as<float>(), a.eps = cfg_.norm_eps;
     a.barrier = chain_bar_.as<unsigned long long>();
     a.ring = chain_ring_;
+    if (chain_ring_ && ring_tail_ > 0.f) a.ring_tail = ring_tail_, a.ring_ctr = ring_ctr_.as<unsigned>();
     cuda::decode_chain(a, stream_);
     tick("chain");
   }
@@ -459,6 +462,9 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     chain_ring_ = chain_ && want_ring && 4 * size_t(dim_) <= size_t(cuda::kRingStageBytes) &&
                   2 * size_t(max_k) <= size_t(cuda::kRingStageBytes) && max_k <= cuda::kRingMaxK &&
                   cuda::device_has_bulk_copy();
+    const char* t = std::getenv("IGNIS_RING_TAIL");
+    const float want_tail = opt.ring_tail >= 0.f ? opt.ring_tail : t && *t ? float(std::atof(t)) : 0.f;
+    ring_tail_ = std::max(0.f, std::min(0.5f, want_tail));
   }
   {
     const char* e = std::getenv("IGNIS_ATTN_DECODE");
@@ -539,6 +545,8 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   attn_cnt_.alloc(size_t(opt_.max_batch) * nkv_ * 4);  // decode: the last split block combines
   CUDA_CHECK(cudaMemsetAsync(attn_cnt_.get(), 0, attn_cnt_.size(), stream_));
   chain_bar_.alloc(sizeof(unsigned long long));
+  ring_ctr_.alloc(cuda::kRingCounterWords * sizeof(unsigned));
+  CUDA_CHECK(cudaMemsetAsync(ring_ctr_.get(), 0, ring_ctr_.size(), stream_));
   cuda::decode_chain_barrier_init(chain_bar_.as<unsigned long long>(), stream_);
 }
 

@@ -58,6 +58,8 @@ struct CudaOptions {
   // where a shape does not fit a ring stage), 0 off, -1: IGNIS_DECODE_CHAIN (0 / 1 / ring), else the
   // default (see llama_cuda.cpp).
   int decode_chain = -1;
+  // The ring engine's dynamic tail (ChainArgs::ring_tail, 0 .. 0.5); < 0: IGNIS_RING_TAIL, else 0.
+  float ring_tail = -1.f;
   // Decode at batch 1 (bf16 / f32 weights on the CUDA-core GEMV, int8 / int4 on kernels that fold
   // it: cuda::quant_fold_ok; GGUF blocks other than Q4_0 / Q4_K keep the kernel): the RMSNorms
   // folded into the products around them (cuda::GemvArgs::rms_ss / next_ss): each residual GEMV

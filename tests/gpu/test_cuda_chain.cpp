@@ -43,12 +43,13 @@ std::vector<float> lin_ref(const std::vector<float>& W, const std::vector<float>
 
 }  // namespace
 
-// Both engines: registers (ChainArgs::ring = false) and the bulk-copy ring (sm_90).
-class CudaChainEngine : public ::testing::TestWithParam<bool> {};
+// Both engines: registers (0), the bulk-copy ring (1, sm_90), and the ring with a quarter of each step's
+// items handed out at run time (2, ChainArgs::ring_tail; the two launch pairs use both counter sets).
+class CudaChainEngine : public ::testing::TestWithParam<int> {};
 
 TEST_P(CudaChainEngine, LayerTailMatchesCpuReference) {
   REQUIRE_GPU();
-  const bool ring = GetParam();
+  const bool ring = GetParam() >= 1;
   if (ring) {
     int major = 0;
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
@@ -86,6 +87,9 @@ TEST_P(CudaChainEngine, LayerTailMatchesCpuReference) {
   tail.step[3] = step(dWh, V, D, GemvEpilogue::kStoreF32, dlog.get(), nullptr, &dnw2);
   tail.n_steps = 4, tail.max_k = HP, tail.norm_k = D, tail.x = dx.as<float>(), tail.eps = 1e-5f, tail.barrier = bar.as<unsigned long long>();
   tail.ring = ring;
+  DeviceBuffer ctr(kRingCounterWords * 4);
+  CUDA_CHECK(cudaMemset(ctr.get(), 0, ctr.size()));
+  if (GetParam() == 2) tail.ring_tail = 0.25f, tail.ring_ctr = ctr.as<unsigned>();
   const int nb = decode_chain_grid(HP, D, ring);
   DeviceBuffer trace(size_t(4) * nb * 2 * 8);
   tail.trace = trace.as<unsigned long long>();  // also checks the barrier: see below
@@ -134,10 +138,18 @@ TEST_P(CudaChainEngine, LayerTailMatchesCpuReference) {
     EXPECT_EQ(count, 3ull * nb * (it + 1)) << "three barriers per tail launch, none in the one-step launch";
     x = x_gpu;
   }
+  if (GetParam() == 2) {  // two dynamic launches: epoch 2, both sets zero again (the 1-step launches split statically)
+    std::vector<unsigned> c(kRingCounterWords);
+    CUDA_CHECK(cudaMemcpy(c.data(), ctr.get(), ctr.size(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(c[2 * kChainMaxSteps], 2u) << "epoch";
+    for (int i = 0; i < kChainMaxSteps; ++i) EXPECT_EQ(c[size_t(i)], 0u) << "set 0, step " << i;
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Engines, CudaChainEngine, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "Ring" : "Registers"; });
+INSTANTIATE_TEST_SUITE_P(Engines, CudaChainEngine, ::testing::Values(0, 1, 2),
+                         [](const ::testing::TestParamInfo<int>& i) {
+                           return std::string(i.param == 0 ? "Registers" : i.param == 1 ? "Ring" : "RingDynamicTail");
+                         });
 
 TEST(CudaChain, RejectsBadSteps) {
   REQUIRE_GPU();
@@ -170,7 +182,10 @@ TEST(CudaChain, RejectsBadSteps) {
 TEST(CudaChain, DISABLED_LayerTailTiming) {
   REQUIRE_GPU();
   const bool ring = std::getenv("IGNIS_CHAIN_RING") && std::string(std::getenv("IGNIS_CHAIN_RING")) == "1";
-  std::printf("engine: %s\n", ring ? "ring (bulk copies)" : "registers");
+  const float ring_tail = std::getenv("IGNIS_RING_TAIL") ? float(std::atof(std::getenv("IGNIS_RING_TAIL"))) : 0.f;
+  DeviceBuffer ctr(kRingCounterWords * 4);
+  CUDA_CHECK(cudaMemset(ctr.get(), 0, ctr.size()));
+  std::printf("engine: %s, dynamic tail %.2f\n", ring ? "ring (bulk copies)" : "registers", ring_tail);
   const int D = 4096, HP = 11008, QKV = 12288, kCopies = 3;
   const size_t per = (size_t(D) * D + size_t(2 * HP) * D + size_t(D) * HP + size_t(QKV) * D);
   DeviceBuffer w(per * 2 * kCopies), x(D * 4), att(D * 2), ff(HP * 2), qkv(QKV * 2), nw(D * 4), h(D * 2), bar(8);
@@ -208,6 +223,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     for (int i = 0; i < n; ++i) a.step[i] = v[size_t(first + i)];
     a.n_steps = n, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
     a.ring = ring;
+    if (ring_tail > 0.f) a.ring_tail = ring_tail, a.ring_ctr = ctr.as<unsigned>();
     decode_chain(a, nullptr);
   };
   auto separate = [&](int c, int first, int n) {
@@ -261,6 +277,7 @@ TEST(CudaChain, DISABLED_LayerTailTiming) {
     a.n_steps = 4, a.max_k = HP, a.norm_k = D, a.x = x.as<float>(), a.eps = 1e-5f, a.barrier = bar.as<unsigned long long>();
     a.trace = tr.as<unsigned long long>();
     a.ring = ring;
+    if (ring_tail > 0.f) a.ring_tail = ring_tail, a.ring_ctr = ctr.as<unsigned>();
     for (int rep = 0; rep < 3; ++rep) decode_chain(a, nullptr);  // the last one is read
   }
   std::vector<unsigned long long> t(size_t(4) * nb * 2);

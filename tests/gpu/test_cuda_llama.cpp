@@ -345,17 +345,20 @@ TEST(CudaLlama, FoldedNormQuantizedMatches) {
 // Batch-1 decode through the persistent chain kernel (CudaOptions::decode_chain) == the separate
 // kernels, graphs and eager, on a synthetic SmolLM2-135M shape (GQA, 30 layers) and on stories260K
 // (tiny dims: 64-wide, hidden 172 padded to 176).
-// Both engines: 1 = registers, 2 = the bulk-copy ring (ChainArgs::ring).
+// Both engines: 1 = registers, 2 = the bulk-copy ring (ChainArgs::ring), 3 = the ring with a dynamic
+// tail (ChainArgs::ring_tail 0.3: the counter sets flip over the 30 layers' launches of every step).
 TEST(CudaLlama, DecodeChainMatchesSeparateKernels) {
   REQUIRE_GPU();
-  for (int engine : {1, 2})
+  for (int engine : {1, 2, 3})
     for (bool graphs : {true, false}) {
-      SCOPED_TRACE(std::string(engine == 2 ? "ring, " : "registers, ") + (graphs ? "graphs" : "eager"));
+      SCOPED_TRACE(std::string(engine == 1 ? "registers, " : engine == 2 ? "ring, " : "ring + tail, ") +
+                   (graphs ? "graphs" : "eager"));
       CudaOptions base;
       base.max_batch = 1, base.context = 160, base.prefill_chunk = 64, base.cuda_graphs = graphs;
       base.decode_chain = 0;
       CudaOptions chain = base;
-      chain.decode_chain = engine;
+      chain.decode_chain = engine == 1 ? 1 : 2;
+      if (engine == 3) chain.ring_tail = 0.3f;
       expect_b1_decode_agrees(base, chain, 13, 17);
     }
   REQUIRE_STORIES();
