@@ -130,8 +130,11 @@ for stage in "$@"; do
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
     abcarveout)  # decode tok/s b1 with the shared-memory carveout pinned (IGNIS_CARVEOUT=100) or the driver's, for the default
-                 # step and both decode chains (whose 54-219 KB blocks alternate with the attention's few KB)
+                 # step and both decode chains (whose 54-219 KB blocks alternate with the attention's few KB); the ring
+                 # also with its dynamic tail (IGNIS_RING_TAIL=0.2); first the chain tests (all engines)
+      TAIL=6 run chain_engine_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine*:CudaChain.*:CudaLlama.DecodeChain*'
       for v in - IGNIS_CARVEOUT=100 IGNIS_DECODE_CHAIN=ring IGNIS_DECODE_CHAIN=ring,IGNIS_CARVEOUT=100 \
+               IGNIS_DECODE_CHAIN=ring,IGNIS_RING_TAIL=0.2 IGNIS_DECODE_CHAIN=ring,IGNIS_RING_TAIL=0.2,IGNIS_CARVEOUT=100 \
                IGNIS_DECODE_CHAIN=1 IGNIS_DECODE_CHAIN=1,IGNIS_CARVEOUT=100; do
         envs=(); [ "$v" = - ] || IFS=, read -ra envs <<< "$v"
         r=$(env "${envs[@]}" timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json \
