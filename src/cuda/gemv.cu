@@ -271,25 +271,29 @@ __global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restri
   rows[0] = R == 2 ? int(swiglu_row_of_gate(jr)) : jr;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
   [[maybe_unused]] const T* s_row = nullptr;  // BULK: this warp's R rows in shared memory, K apart
+  [[maybe_unused]] uint64_t* bar = nullptr;
   if constexpr (BULK) {
     extern __shared__ __align__(128) uint8_t s_dyn_w[];
     __shared__ uint64_t s_bar[kSimpleWarps];
     T* mine = reinterpret_cast<T*>(s_dyn_w) + size_t(warp) * R * K;
+    bar = &s_bar[warp];
     if (lane == 0) {  // the weights never depend on earlier kernels: before the PDL wait
-      mbar_init(&s_bar[warp], 1);
+      mbar_init(bar, 1);
       asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-      mbar_expect_tx(&s_bar[warp], uint32_t(R * K * sizeof(T)));
+      mbar_expect_tx(bar, uint32_t(R * K * sizeof(T)));
 #pragma unroll
       for (int r = 0; r < R; ++r)
-        bulk_copy(mine + size_t(r) * K, W + size_t(rows[r]) * K, uint32_t(K * sizeof(T)), &s_bar[warp]);
+        bulk_copy(mine + size_t(r) * K, W + size_t(rows[r]) * K, uint32_t(K * sizeof(T)), bar);
     }
-    __syncwarp();
-    mbar_wait(&s_bar[warp], 0);
     s_row = mine;
   }
   pdl_wait();
   __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
-  if constexpr (FIN) fold_prefetch(f, B, s_pre);
+  if constexpr (FIN) fold_prefetch(f, B, s_pre);  // (its latency hides behind the weights' copies)
+  if constexpr (BULK) {
+    __syncwarp();  // lane 0 initialised the barrier
+    mbar_wait(bar, 0);
+  }
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
