@@ -55,23 +55,41 @@ bool pdl_enabled();
 // chain's 219 KB blocks, the attention's few KB) may drain the SMs at each switch.
 void apply_carveout(const void* kernel);
 
-// Launches kernel<<<grid, block, smem, stream>>>(args...) through cudaLaunchKernelEx, with the
-// PDL attribute when enabled, and checks the launch.
+// Launches kernel<<<grid, block, smem, stream>>>(args...) through cudaLaunchKernelEx with one optional
+// attribute (id, set to 1), and checks the launch.
 template <typename... KArgs, typename... Args>
-void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
-            Args&&... args) {
+void launch_with(cudaLaunchAttributeID id, bool set, void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem,
+                 cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  attr[0].id = id;
+  if (id == cudaLaunchAttributeCooperative)
+    attr[0].val.cooperative = 1;
+  else
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  cfg.numAttrs = set ? 1 : 0;
   apply_carveout(reinterpret_cast<const void*>(kernel));
   CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(std::forward<Args>(args))...));
+}
+
+// Every kernel launch: with the PDL attribute when enabled.
+template <typename... KArgs, typename... Args>
+void launch(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  launch_with(cudaLaunchAttributeProgrammaticStreamSerialization, pdl_enabled(), kernel, grid, block, smem, stream,
+              std::forward<Args>(args)...);
+}
+
+// A kernel whose blocks must all be resident at once (they meet at grid barriers): the cooperative
+// attribute makes the launch fail instead of deadlocking when they do not fit. No PDL.
+template <typename... KArgs, typename... Args>
+void launch_cooperative(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                        Args&&... args) {
+  launch_with(cudaLaunchAttributeCooperative, true, kernel, grid, block, smem, stream, std::forward<Args>(args)...);
 }
 
 inline int ceil_div(int64_t a, int64_t b) { return int((a + b - 1) / b); }
@@ -143,6 +161,18 @@ template <>
 __device__ __forceinline__ float from_f<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16(x); }
+
+// One thread per block, after its block's writes are ordered before it (a block barrier): arrives at
+// a grid barrier whose 64-bit count only grows (the count must start at a multiple of the grid size)
+// and waits until every block of this round has arrived. Release / acquire at GPU scope.
+__device__ __forceinline__ void grid_arrive_wait(unsigned long long* count) {
+  unsigned long long old, now;
+  asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(count) : "memory");
+  const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
+  do {
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(count) : "memory");
+  } while (now < target);
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

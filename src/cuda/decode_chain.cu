@@ -56,14 +56,7 @@ constexpr int kThreads = 512, kMinBlocks = 2, kLoads = 4;
 
 __device__ void grid_barrier(unsigned long long* count) {
   __syncthreads();  // the block's writes happen before thread 0's release
-  if (threadIdx.x == 0) {
-    unsigned long long old, now;
-    asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(count) : "memory");
-    const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
-    do {
-      asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(count) : "memory");
-    } while (now < target);
-  }
+  if (threadIdx.x == 0) grid_arrive_wait(count);
   __syncthreads();  // thread 0's acquire happens before the block's reads
 }
 
@@ -324,6 +317,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
     IGNIS_CHECK(!a.ring || !st.norm_w || st.K <= kRingMaxNormK, "decode_chain (ring): normed step ", s, ": K = ", st.K,
                 " > ", kRingMaxNormK);
   }
+  IGNIS_CHECK(!a.ring || device_has_bulk_copy(), "decode_chain (ring): bulk copies need an sm_90 GPU");
   IGNIS_CHECK(!a.ring || a.max_k <= kRingMaxK, "decode_chain (ring): max_k ", a.max_k, " > ", kRingMaxK);
   IGNIS_CHECK(a.ring_tail >= 0.f && a.ring_tail <= 0.5f && (a.ring_tail == 0.f || a.ring_ctr),
               "decode_chain (ring): ring_tail must be in [0, 0.5] and needs ring_ctr");
@@ -335,18 +329,7 @@ void decode_chain(const ChainArgs& a, cudaStream_t stream) {
                 " blocks, now ", grid, " (another max_k / norm_k or device): give each its own barrier");
   }
   if (a.ring) return launch_decode_ring(a, stream);
-  apply_carveout(reinterpret_cast<const void*>(decode_chain_kernel));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(grid);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = decode_chain_smem(a.max_k, a.norm_k);
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident, or the launch fails
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_chain_kernel, a));
+  launch_cooperative(decode_chain_kernel, dim3(grid), dim3(kThreads), decode_chain_smem(a.max_k, a.norm_k), stream, a);
 }
 
 }  // namespace ignis::cuda

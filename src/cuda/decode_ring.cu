@@ -292,15 +292,7 @@ __global__ void __launch_bounds__(kThreads, 1) decode_ring_kernel(ChainArgs a, i
     if (a.trace && threadIdx.x == 0) a.trace[(size_t(s) * gridDim.x + blockIdx.x) * 2 + 1] = global_ns();
     if (s + 1 == a.n_steps) break;
     load_norm_w(a.step[s + 1], nw);  // constants: before the barrier
-    if (threadIdx.x == 0) {  // the grid barrier (see decode_chain.cu)
-      __threadfence();
-      unsigned long long old, now;
-      asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(a.barrier) : "memory");
-      const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
-      do {
-        asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(a.barrier) : "memory");
-      } while (now < target);
-    }
+    if (threadIdx.x == 0) grid_arrive_wait(a.barrier);  // the grid barrier (see decode_chain.cu)
     consumers_sync();  // thread 0's acquire happens before the block's reads of step s + 1
   }
   if (dyn && blockIdx.x == 0 && threadIdx.x == 0) {  // the other counter set, for the next launch
@@ -326,18 +318,7 @@ void launch_decode_ring(const ChainArgs& a, cudaStream_t stream) {
   std::call_once(attr_once, [] {
     CUDA_CHECK(cudaFuncSetAttribute(decode_ring_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemLimit - 1024));
   });
-  apply_carveout(reinterpret_cast<const void*>(decode_ring_kernel));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(decode_ring_grid());
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident (the grid barrier), or the launch fails
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, decode_ring_kernel, a, stages));
+  launch_cooperative(decode_ring_kernel, dim3(decode_ring_grid()), dim3(kThreads), smem, stream, a, stages);
 }
 
 }  // namespace ignis::cuda

@@ -97,14 +97,7 @@ __global__ void __launch_bounds__(128) probe_warp_row_kernel(const uint8_t* __re
 // decode_chain.cu; bar.sync 1 spans the consumer threads.
 __device__ void consumer_grid_barrier(unsigned long long* count, int nthreads, bool leader) {
   asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
-  if (leader) {
-    unsigned long long old, now;
-    asm volatile("atom.add.release.gpu.global.u64 %0, [%1], 1;" : "=l"(old) : "l"(count) : "memory");
-    const unsigned long long target = (old / gridDim.x + 1) * gridDim.x;
-    do {
-      asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(now) : "l"(count) : "memory");
-    } while (now < target);
-  }
+  if (leader) grid_arrive_wait(count);
   asm volatile("bar.sync 1, %0;" ::"r"(nthreads) : "memory");
 }
 
@@ -197,6 +190,7 @@ void ring_probe(const void* base, const RingProducts& P, int chunk, int stages, 
                 unsigned long long* count, cudaStream_t stream) {
   IGNIS_CHECK(P.n > 0 && P.n <= RingProducts::kMax, "ring_probe: 1 to ", RingProducts::kMax, " products, got ", P.n);
   IGNIS_CHECK(chunk >= 16 && chunk % 16 == 0 && stages >= 2, "ring_probe: chunk % 16 == 0 and >= 2 stages");
+  IGNIS_CHECK(device_has_bulk_copy(), "ring_probe: bulk copies need an sm_90 GPU");
   for (int p = 0; p < P.n; ++p)
     IGNIS_CHECK(P.off[p] % 16 == 0 && P.bytes[p] % 16 == 0 && P.bytes[p] > 0,
                 "ring_probe: products must be 16-byte aligned, non-empty multiples of 16 bytes");
@@ -208,18 +202,8 @@ void ring_probe(const void* base, const RingProducts& P, int chunk, int stages, 
   IGNIS_CHECK(smem <= 227 * 1024, "ring_probe: ", chunk, " x ", stages, " stages exceed shared memory");
   CUDA_CHECK(cudaMemsetAsync(sink, 0, 4, stream));
   CUDA_CHECK(cudaMemsetAsync(count, 0, 8, stream));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(sm_count());
-  cfg.blockDim = dim3(kRingThreads);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeCooperative;  // all blocks resident (the grid barrier), or the launch fails
-  attr[0].val.cooperative = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  const auto* b = static_cast<const uint8_t*>(base);
-  CUDA_CHECK(cudaLaunchKernelEx(&cfg, ring_probe_kernel, b, P, chunk, stages, int(barriers), sink, count));
+  launch_cooperative(ring_probe_kernel, dim3(sm_count()), dim3(kRingThreads), smem, stream,
+                     static_cast<const uint8_t*>(base), P, chunk, stages, int(barriers), sink, count);
 }
 
 void load_probe(LoadPattern p, const void* w, int rows, int rbytes, unsigned* sink, cudaStream_t stream) {
