@@ -14,7 +14,6 @@
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abcarveout decode tok/s with IGNIS_CARVEOUT=100 or not, default step and both decode chains
 #   scripts/gpu-check.sh abprefetch L2 prefetch of Wo beside the decode attention: tests, memcheck, tok/s by MB (bf16 / int4 / int8)
-#   scripts/gpu-check.sh abqksplit  int8 / int4 CUDA-core GEMV (b1) with K split over warps: tests, sanitizers, GB/s, int8 tok/s
 #   scripts/gpu-check.sh abencgemm  encoder GEMM split-K knobs: tests under them, BERT-base fp16 ms alternated
 #   scripts/gpu-check.sh abbulkrows batch-1 bf16 GEMV with whole rows by bulk copies: tests, memcheck, load probes, tok/s A/B
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
@@ -156,22 +155,6 @@ for stage in "$@"; do
                 --json 2>/dev/null | decode_rows)
             echo "${SHAPE:-llama-2-7b} $qn IGNIS_ATTN_PREFETCH=$mb $r" | tee -a "$LOG/abprefetch.txt"
           done
-        done
-      done ;;
-    abqksplit)  # int8 / int4 CUDA-core GEMV at batch 1 with K split over 1 / 2 / 4 warps per row pair (IGNIS_QGEMV_KSPLIT, for
-                # products of <= 32 pairs an SM): tests, memcheck, racecheck, GEMV GB/s, decode tok/s alternated (under timeouts)
-      TAIL=4 run qksplit_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='CudaQuant.GemvIntKSplit:CudaQuant.GemvAll*:CudaQuant.GemvFolded*'
-      TAIL=4 run qksplit_memcheck timeout 150 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter='CudaQuant.GemvIntKSplit'
-      TAIL=4 run qksplit_racecheck timeout 150 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter='CudaQuant.GemvIntKSplit'
-      for ks in 1 2 4; do
-        IGNIS_QGEMV_KSPLIT=$ks IGNIS_BW_FORMATS=int8,int4 TAIL=10 run "qgemv_bw_ks$ks" timeout 60 $B/ignis_gpu_tests --gtest_also_run_disabled_tests \
-          --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
-      done
-      for i in 1 2; do
-        for ks in 1 2 4; do
-          r=$(IGNIS_QGEMV_KSPLIT=$ks timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8 -p 8 -n 128 -r 2 \
-              --batch 1 --json 2>/dev/null | decode_rows)
-          echo "${SHAPE:-llama-2-7b} int8 IGNIS_QGEMV_KSPLIT=$ks $r" | tee -a "$LOG/abqksplit.txt"
         done
       done ;;
     abencgemm)  # encoder GEMM knobs (encoder_gemm.cu): cuBLASLt's split-K reduction (IGNIS_ENC_GEMM_REDUCTION) and a forced

@@ -80,8 +80,8 @@ __device__ __forceinline__ void load_x4(const bf16* p, float (&f)[4]) {
 
 // The warp's two rows (see the header comment); returns false when the warp has none.
 template <int EPI>
-__device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_valid, int wi) {
-  const int p = blockIdx.x * kWarps + wi;
+__device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_valid) {
+  const int p = blockIdx.x * kWarps + (threadIdx.x >> 5);
   if constexpr (EPI == int(GemvEpilogue::kSwiGLU)) {
     if (p >= N / 2) return false;
     rows[0] = int(swiglu_row_of_gate(p));
@@ -95,10 +95,6 @@ __device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_val
   }
   return true;
 }
-template <int EPI>
-__device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_valid) {
-  return row_pair<EPI>(N, rows, second_valid, int(threadIdx.x >> 5));
-}
 
 // Warp-reduces acc and writes the epilogue (lane 0). The folded norm (gemv_int_kernel; FIN / FOUT
 // need every thread of the block here, has = whether this warp has rows): FIN multiplies the sums by
@@ -106,9 +102,9 @@ __device__ __forceinline__ bool row_pair(int N, int (&rows)[2], bool& second_val
 template <int BMAX, int EPI, bool FIN = false, bool FOUT = false>
 __device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[2], bool second_valid, int B,
                                        void* out, int ldo, bool has = true, const FoldArgs& f = FoldArgs{},
-                                       int K = 0, const float4* s_pre = nullptr, int wi = -1) {
+                                       int K = 0, const float4* s_pre = nullptr) {
   const int lane = threadIdx.x & 31;
-  const int j = blockIdx.x * kWarps + (wi < 0 ? int(threadIdx.x >> 5) : wi);  // SwiGLU output column
+  const int j = blockIdx.x * kWarps + (threadIdx.x >> 5);  // SwiGLU output column
   __shared__ float s_inv[8];
   if constexpr (FIN) fold_inv_rms(f, B, K, s_pre, s_inv);
   [[maybe_unused]] float sq[BMAX];
@@ -147,25 +143,18 @@ __device__ __forceinline__ void finish(float (&acc)[2][BMAX], const int (&rows)[
 // ---- int8 per channel / int4 group-wise ------------------------------------------------------------
 
 // FIN / FOUT: the folded norm (finish); then warps without rows stay for the block's reductions.
-// KS (2 or 4; not with the fold): KS warps per row pair, kWarps x KS warps a block; part h of a pair
-// takes the groups of 32 U chunks h, h + KS, h + 2 KS, ... and parts 1.. hand their sums to part 0
-// through shared memory (added in a fixed order), which runs the epilogue. For products with few rows
-// (Llama-2-7B's Wo and down: 4,096 rows = 2,048 pairs, 15.5 warps an SM, two 4 KB rounds per warp for
-// K = 4096), which otherwise leave most of the memory pipe idle. KS > 1 caps the registers at 64 so that
-// 32 warps fit an SM (72 unbounded: 28).
-template <bool INT4, int BMAX, int EPI, bool FIN = false, bool FOUT = false, int KS = 1>
-__global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_int_kernel(QWeight W, int sdt, const bf16* __restrict__ x,
-                                                                    int B, void* out, int ldo, FoldArgs f) {
+template <bool INT4, int BMAX, int EPI, bool FIN = false, bool FOUT = false>
+__global__ void __launch_bounds__(kWarps * 32) gemv_int_kernel(QWeight W, int sdt, const bf16* __restrict__ x, int B,
+                                                               void* out, int ldo, FoldArgs f) {
   static_assert(kWarps * 32 == kFoldThreads, "the fold helpers assume 128 threads");
-  static_assert(KS == 1 || (!FIN && !FOUT), "K split over warps: not with the folded norm");
   constexpr int U = 4;                       // 16-byte chunks per row loaded ahead
   constexpr int kVals = INT4 ? 32 : 16;      // values per chunk
-  const int lane = threadIdx.x & 31, wi = int(threadIdx.x >> 5) % kWarps, part = int(threadIdx.x >> 5) / kWarps;
+  const int lane = threadIdx.x & 31;
   const int K = W.K, G = INT4 ? K / W.group : 1;
   int rows[2] = {0, 0};
   bool second_valid = false;
-  const bool has = row_pair<EPI>(W.N, rows, second_valid, wi);
-  if (!has && !FIN && !FOUT && KS == 1) return;  // (KS > 1: every warp reaches the block barrier)
+  const bool has = row_pair<EPI>(W.N, rows, second_valid);
+  if (!has && !FIN && !FOUT) return;
   const size_t row_bytes = INT4 ? size_t(K) / 2 : size_t(K);
   const uint8_t* wr[2] = {static_cast<const uint8_t*>(W.w) + rows[0] * row_bytes,
                           static_cast<const uint8_t*>(W.w) + rows[1] * row_bytes};
@@ -180,7 +169,7 @@ __global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_i
       for (int r = 0; r < 2; ++r) wv[u][r] = c < nchunks ? ld_w16(wr[r] + size_t(c) * 16) : make_uint4(0, 0, 0, 0);
     }
   };
-  load(part * 32 * U);
+  load(0);
   pdl_wait();
   __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
   if constexpr (FIN) fold_prefetch(f, B, s_pre);
@@ -191,17 +180,17 @@ __global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_i
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) acc[r][b] = 0.f;
 
-  for (int base = part * 32 * U; base < nchunks; base += 32 * U * KS) {
+  for (int base = 0; base < nchunks; base += 32 * U) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = base + 32 * u + lane;
       if (c >= nchunks) break;
       const int k0 = c * kVals;
-      float psum[2][BMAX];
+      float part[2][BMAX];
 #pragma unroll
       for (int r = 0; r < 2; ++r)
 #pragma unroll
-        for (int b = 0; b < BMAX; ++b) psum[r][b] = 0.f;
+        for (int b = 0; b < BMAX; ++b) part[r][b] = 0.f;
       float zf[2] = {kMagic + 128.f, kMagic + 128.f};  // int8: q + 128 - 128
       if constexpr (INT4) {
         const int g = k0 / W.group;
@@ -236,7 +225,7 @@ __global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_i
 #pragma unroll
           for (int r = 0; r < 2; ++r)
 #pragma unroll
-            for (int e = 0; e < 8; ++e) psum[r][b] = fmaf(q[r][e], xf[e], psum[r][b]);
+            for (int e = 0; e < 8; ++e) part[r][b] = fmaf(q[r][e], xf[e], part[r][b]);
         }
       }
       if constexpr (INT4) {
@@ -245,16 +234,16 @@ __global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_i
         for (int r = 0; r < 2; ++r) {
           const float s = scale_at(W.scales, sdt, qmeta_index(rows[r], g, G));
 #pragma unroll
-          for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(s, psum[r][b], acc[r][b]);
+          for (int b = 0; b < BMAX; ++b) acc[r][b] = fmaf(s, part[r][b], acc[r][b]);
         }
       } else {
 #pragma unroll
         for (int r = 0; r < 2; ++r)
 #pragma unroll
-          for (int b = 0; b < BMAX; ++b) acc[r][b] += psum[r][b];
+          for (int b = 0; b < BMAX; ++b) acc[r][b] += part[r][b];
       }
     }
-    if (base + 32 * U * KS < nchunks) load(base + 32 * U * KS);
+    if (base + 32 * U < nchunks) load(base + 32 * U);
   }
   if constexpr (!INT4) {
 #pragma unroll
@@ -265,29 +254,7 @@ __global__ void __launch_bounds__(kWarps * 32 * KS, KS == 1 ? 1 : 8 / KS) gemv_i
     }
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
-  if constexpr (KS > 1) {  // parts 1.. -> part 0: lane 0 of part 0 holds the pair's sums, its other lanes 0
-    __shared__ float s_parts[KS - 1][kWarps][2][BMAX];
-    float t[2][BMAX];
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-#pragma unroll
-      for (int b = 0; b < BMAX; ++b) {
-        t[r][b] = warp_sum(acc[r][b]);
-        if (part > 0 && lane == 0) s_parts[part - 1][wi][r][b] = t[r][b];
-      }
-    __syncthreads();
-    if (part > 0) return;
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-#pragma unroll
-      for (int b = 0; b < BMAX; ++b) {
-        float v = t[r][b];
-#pragma unroll
-        for (int h = 0; h < KS - 1; ++h) v += s_parts[h][wi][r][b];
-        acc[r][b] = lane == 0 ? v : 0.f;
-      }
-  }
-  finish<BMAX, EPI, FIN, FOUT>(acc, rows, second_valid, B, out, ldo, has, f, K, s_pre, wi);
+  finish<BMAX, EPI, FIN, FOUT>(acc, rows, second_valid, B, out, ldo, has, f, K, s_pre);
 }
 
 // ---- GGUF Q8_0 / Q4_0 / Q4_1: one 32-value block per lane ------------------------------------------
@@ -827,22 +794,6 @@ __global__ void gather_kernel(const bf16* x, const int32_t* perm, int B, int K, 
 // ---- host dispatch ------------------------------------------------------------------------------------
 
 
-// Warps per row pair of the CUDA-core int8 / int4 kernel at batch 1 (KS, without the folded norm):
-// QGemvArgs::ksplit when set; else, for products of at most 32 pairs per SM (Wo, down of a 7B), IGNIS_QGEMV_KSPLIT (1, 2, 4)
-// or kIntKsplitDefault; else 1.
-constexpr int kIntKsplitDefault = 1;
-int int_ksplit(const QGemvArgs& a, int pairs) {
-  if (a.ksplit > 0) return a.ksplit;
-  static const int env = [] {
-    const char* e = std::getenv("IGNIS_QGEMV_KSPLIT");
-    if (!e || !*e) return kIntKsplitDefault;
-    IGNIS_CHECK(std::strcmp(e, "1") == 0 || std::strcmp(e, "2") == 0 || std::strcmp(e, "4") == 0,
-                "IGNIS_QGEMV_KSPLIT must be 1, 2 or 4, got ", e);
-    return std::atoi(e);
-  }();
-  return pairs <= 32 * sm_count() ? env : 1;
-}
-
 template <bool INT4, int BMAX, int EPI>
 void launch_int(const QGemvArgs& a, dim3 grid, int ldo, cudaStream_t s) {
   const bf16* x = static_cast<const bf16*>(a.x);
@@ -855,15 +806,6 @@ void launch_int(const QGemvArgs& a, dim3 grid, int ldo, cudaStream_t s) {
   }
   if (a.rms_ss)
     return launch(gemv_int_kernel<INT4, BMAX, EPI, true, false>, grid, block, 0, s, a.W, sdt, x, a.B, a.out, ldo, f);
-  if constexpr (BMAX == 1) {  // (batch 1 only: the split's registers grow with BMAX)
-    const int ks = int_ksplit(a, int(grid.x) * kWarps);
-    if (ks == 4)
-      return launch(gemv_int_kernel<INT4, BMAX, EPI, false, false, 4>, grid, dim3(4 * kWarps * 32), 0, s, a.W, sdt,
-                    x, a.B, a.out, ldo, f);
-    if (ks == 2)
-      return launch(gemv_int_kernel<INT4, BMAX, EPI, false, false, 2>, grid, dim3(2 * kWarps * 32), 0, s, a.W, sdt,
-                    x, a.B, a.out, ldo, f);
-  }
   launch(gemv_int_kernel<INT4, BMAX, EPI>, grid, block, 0, s, a.W, sdt, x, a.B, a.out, ldo, f);
 }
 
@@ -995,8 +937,6 @@ bool quant_fold_ok(const QWeight& W, int B) {
 int gemv_quant(const QGemvArgs& a, cudaStream_t stream) {
   check_weight(a.W);
   IGNIS_CHECK(a.B >= 1 && a.B <= 8, "quantized GEMV: batch must be 1..8, got ", a.B);
-  IGNIS_CHECK(a.ksplit == 0 || a.ksplit == 1 || a.ksplit == 2 || a.ksplit == 4,
-              "quantized GEMV: ksplit must be 0, 1, 2 or 4, got ", a.ksplit);
   IGNIS_CHECK(a.x && a.out, "quantized GEMV: null x or out");
   const bool swiglu = a.epi == GemvEpilogue::kSwiGLU;
   IGNIS_CHECK(!swiglu || a.W.N % 16 == 0, "quantized GEMV: SwiGLU needs N = 2 * (multiple of 8), got ", a.W.N);

@@ -119,9 +119,6 @@ struct QGemvArgs {
   // The int4 tensor-core kernel splits K across this many blocks per tile given the workspace
   // (0: chosen by shape; tests force a split).
   int splits = 0;
-  // The CUDA-core int8 / int4 kernel at B = 1: warps per row pair, each taking every ksplit-th group of
-  // K (1, 2 or 4; 0: chosen by shape, see gemv_quant.cu; ignored with the folded norm and for B > 1).
-  int ksplit = 0;
   // The folded RMSNorm, as GemvArgs' rms_ss / next_* (kernels.h; bf16 next_h), on the kernels that batch 1
   // takes for int8 / int4 (the CUDA-core and int4 tensor-core kernels: quant_fold_ok).
   const float* rms_ss = nullptr;

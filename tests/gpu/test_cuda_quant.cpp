@@ -246,66 +246,6 @@ TEST(CudaQuant, GemvAllFormatsAndEpilogues) {
   }
 }
 
-// The CUDA-core int8 / int4 kernel with K split over 2 and 4 warps per row pair (QGemvArgs::ksplit)
-// against the CPU reference: K long enough for several groups of 32 U chunks per part, with a partial
-// last group (int8 680 chunks, int4 340, groups of 128), every epilogue, B = 1 (and 3, where ksplit is
-// ignored), N odd and not.
-TEST(CudaQuant, GemvIntKSplit) {
-  REQUIRE_GPU();
-  std::mt19937 rng(7);
-  const Fmt fmts[] = {{QType::kInt8, 0, true, DType::BF16}, {QType::kInt4, 128, false, DType::F16}};
-  for (const Fmt& f : fmts) {
-    const int K = 10880;
-    for (int N : {67, 96}) {
-      TestWeight w;
-      make_weight(f.t, N, K, f.group, f.sym, f.sd, rng, w);
-      for (int B : {1, 3}) {
-        std::vector<float> x = random_vec(size_t(B) * K, rng);
-        round_to(DType::BF16, x);
-        auto dx = upload(DType::BF16, x);
-        const std::vector<float> y = ref_linear(w.deq, x, B, N, K);
-        for (GemvEpilogue epi :
-             {GemvEpilogue::kStore, GemvEpilogue::kStoreF32, GemvEpilogue::kAddF32, GemvEpilogue::kSwiGLU}) {
-          if (epi == GemvEpilogue::kSwiGLU && N % 16) continue;
-          const bool swiglu = epi == GemvEpilogue::kSwiGLU;
-          const int n_out = swiglu ? N / 2 : N;
-          const bool f32 = epi == GemvEpilogue::kStoreF32 || epi == GemvEpilogue::kAddF32;
-          const DType ot = f32 ? DType::F32 : DType::BF16;
-          std::vector<float> init = random_vec(size_t(B) * n_out, rng), want(size_t(B) * n_out);
-          for (int b = 0; b < B; ++b)
-            for (int j = 0; j < n_out; ++j) {
-              const size_t o = size_t(b) * n_out + j;
-              if (swiglu) {
-                const double g = y[size_t(b) * N + swiglu_row_of_gate(j)], u = y[size_t(b) * N + swiglu_row_of_gate(j) + 8];
-                want[o] = float(g / (1 + std::exp(-g)) * u);
-              } else {
-                want[o] = y[size_t(b) * N + j] + (epi == GemvEpilogue::kAddF32 ? init[o] : 0.f);
-              }
-            }
-          for (int ks : {1, 2, 4}) {
-            SCOPED_TRACE(fmt_name(f) + " N=" + std::to_string(N) + " B=" + std::to_string(B) + " epi=" +
-                         std::to_string(int(epi)) + " ksplit=" + std::to_string(ks));
-            DeviceBuffer dout(size_t(B) * n_out * esize(ot));
-            if (epi == GemvEpilogue::kAddF32)
-              CUDA_CHECK(cudaMemcpy(dout.get(), init.data(), init.size() * 4, cudaMemcpyHostToDevice));
-            else
-              poison(dout);
-            QGemvArgs a;
-            a.W = w.view, a.impl = QGemvImpl::kCudaCore, a.x = dx.get(), a.B = B, a.epi = epi, a.out = dout.get();
-            a.ksplit = ks;
-            gemv_quant(a, nullptr);
-            const std::vector<float> got = download(ot, dout.get(), want.size());
-            EXPECT_LE(rel_err(got, want), f32 ? 1e-4 : 1e-2);
-            QGemvArgs bad = a;  // a split the kernel does not have: a clear error
-            bad.ksplit = 3;
-            EXPECT_THROW(gemv_quant(bad, nullptr), Error);
-          }
-        }
-      }
-    }
-  }
-}
-
 TEST(CudaQuant, DequantizeBf16) {
   REQUIRE_GPU();
   std::mt19937 rng(7);
