@@ -13,7 +13,6 @@
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abcarveout decode tok/s with IGNIS_CARVEOUT=100 or not, default step and both decode chains
-#   scripts/gpu-check.sh abprefetch L2 prefetch of Wo beside the decode attention: tests, memcheck, tok/s by MB (bf16 / int4 / int8)
 #   scripts/gpu-check.sh abencgemm  encoder GEMM split-K knobs: tests under them, BERT-base fp16 ms alternated
 #   scripts/gpu-check.sh abbulkrows batch-1 bf16 GEMV with whole rows by bulk copies: tests, memcheck, load probes, tok/s A/B
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
@@ -141,21 +140,6 @@ for stage in "$@"; do
         r=$(env "${envs[@]}" timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json \
             2>/dev/null | decode_rows)
         echo "${SHAPE:-llama-2-7b} $v $r" | tee -a "$LOG/abcarveout.txt"
-      done ;;
-    abprefetch)  # L2 prefetch of Wo beside each decode attention (IGNIS_ATTN_PREFETCH=MB, l2_prefetch.cu): its tests and memcheck,
-                 # then decode tok/s (b1, b8) of bf16 / int4 / int8 with several sizes, alternated (each under a timeout)
-      TAIL=4 run prefetch_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='*L2Prefetch*:*AttnPrefetch*'
-      TAIL=4 run prefetch_memcheck timeout 120 compute-sanitizer --tool memcheck $B/ignis_gpu_tests \
-        --gtest_filter='*L2Prefetch*:*AttnPrefetch*'
-      for i in 1 2; do
-        for q in "bf16:${PF_BF16:-0 8 16 24 32}" "int4 --group 128:${PF_INT4:-0 8 16}" "int8:${PF_INT8:-0 16}"; do
-          qn=${q%%:*}; qa="--quant $qn"; [ "$qn" = bf16 ] && qa=
-          for mb in ${q#*:}; do
-            r=$(IGNIS_ATTN_PREFETCH=$mb timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" $qa -p 8 -n 128 -r 2 \
-                --json 2>/dev/null | decode_rows)
-            echo "${SHAPE:-llama-2-7b} $qn IGNIS_ATTN_PREFETCH=$mb $r" | tee -a "$LOG/abprefetch.txt"
-          done
-        done
       done ;;
     abencgemm)  # encoder GEMM knobs (encoder_gemm.cu): cuBLASLt's split-K reduction (IGNIS_ENC_GEMM_REDUCTION) and a forced
                 # split-K with in-place reduction (IGNIS_ENC_GEMM_SPLITK): encoder tests under them, BERT-base fp16 ms alternated

@@ -90,9 +90,6 @@ bool gemv_fold_ok(int B);
 int gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).
 bool device_has_bulk_copy();
-// Asks L2 to fetch [p, p + bytes) (l2_prefetch.cu): issues the requests and returns; nothing waits for
-// the data and nothing is written. The range is trimmed to 16-byte boundaries; null / tiny ranges do nothing.
-void l2_prefetch(const void* p, size_t bytes, cudaStream_t stream);
 // The bulk-copy kernel alone (gemv_bulk.cu; gemv() dispatches to it): ldo already resolved.
 void gemv_bulk(const GemvArgs& a, int ldo, cudaStream_t stream);
 // Whether gemv can fuse the RMSNorm for these weights (bf16, K % 8 == 0, not forced simple).

@@ -32,8 +32,6 @@ namespace ignis {
 constexpr bool kChainDefault = false;
 // int4 weights in the tiled nibble order of the tensor-core GEMV (tile_int4_weights).
 constexpr bool kInt4TiledDefault = true;  // H200 2026-12-02: int4 g128 b1 363 vs 349 tok/s, Q4_0 351 vs 340
-// MB of Wo asked into L2 beside each decode attention (CudaOptions::attn_prefetch_mb). Off until measured.
-constexpr int kAttnPrefetchDefaultMB = 0;
 
 namespace {
 
@@ -363,17 +361,6 @@ class CudaLlamaImpl final : public CudaLlama {
     tick("chain");
   }
   bool warp_attn_ = true;   // CudaOptions::warp_attention / IGNIS_ATTN_DECODE: the warp decode attention kernel
-  // CudaOptions::attn_prefetch_mb: bytes of Wo prefetched into L2 beside each decode attention (0 off),
-  // on side_ between the events fork_ / join_ (a branch of the captured step)
-  size_t attn_prefetch_ = 0;
-  cudaStream_t side_ = nullptr;
-  cudaEvent_t fork_ = nullptr, join_ = nullptr;
-  // bytes of a layer's output projection that are surely inside its allocation (quantized: a lower bound)
-  size_t wo_bytes(const QWeight& q) const {
-    const size_t nk = size_t(dim_) * size_t(qdim_);
-    if (!q.w) return nk * esz_;
-    return q.type == QType::kInt8 || q.type == QType::kQ8_0 ? nk : nk / 2;  // every other format: >= 4 bits
-  }
   bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
@@ -486,17 +473,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     warp_attn_ = opt.warp_attention >= 0 ? opt.warp_attention != 0 : !(e && std::strcmp(e, "tile") == 0);
   }
   {
-    const char* e = std::getenv("IGNIS_ATTN_PREFETCH");
-    int mb = opt.attn_prefetch_mb;
-    if (mb < 0 && e && *e) {
-      char* end = nullptr;
-      const long v = std::strtol(e, &end, 10);
-      IGNIS_CHECK(*end == 0 && v >= 0 && v <= 1024, "IGNIS_ATTN_PREFETCH must be a number of MB in 0..1024, got ", e);
-      mb = int(v);
-    }
-    attn_prefetch_ = size_t(mb < 0 ? kAttnPrefetchDefaultMB : mb) << 20;
-  }
-  {
     const char* e = std::getenv("IGNIS_NORM_FOLD");
     fold_ = opt.norm_fold >= 0 ? opt.norm_fold != 0 : !(e && std::strcmp(e, "0") == 0);
   }
@@ -517,11 +493,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
   IGNIS_CHECK(!gguf_synth || dt_ == DType::BF16, "CUDA backend: GGUF block weights need --dtype bf16");
   IGNIS_CHECK(!quant_ || dt_ == DType::BF16, "CUDA backend: quantized weights need --dtype bf16");
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-  if (attn_prefetch_ > 0) {
-    CUDA_CHECK(cudaStreamCreateWithFlags(&side_, cudaStreamNonBlocking));
-    CUDA_CHECK(cudaEventCreateWithFlags(&fork_, cudaEventDisableTiming));
-    CUDA_CHECK(cudaEventCreateWithFlags(&join_, cudaEventDisableTiming));
-  }
   gemm_ = std::make_unique<LtGemm>();
   {
     const char* e = std::getenv("IGNIS_GPU_DEQUANT");
@@ -585,12 +556,6 @@ CudaLlamaImpl::~CudaLlamaImpl() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
-  if (side_) {
-    cudaStreamSynchronize(side_);
-    cudaStreamDestroy(side_);
-  }
-  if (fork_) cudaEventDestroy(fork_);
-  if (join_) cudaEventDestroy(join_);
 }
 
 void CudaLlamaImpl::carve_weights() {
@@ -1183,17 +1148,7 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
       a.rope_qkv = qkv_.get(), a.rope_bias = w.bqkv, a.inv_freq = inv_freq_.as<float>();
       a.rope_dim = rd_, a.style = cfg_.rope_style;
     }
-    // Wo's first bytes into L2 while the attention leaves DRAM idle (a side branch: the o product waits for it)
-    const bool prefetch = attn_prefetch_ > 0 && !chain;
-    if (prefetch) {
-      CUDA_CHECK(cudaEventRecord(fork_, stream_));
-      CUDA_CHECK(cudaStreamWaitEvent(side_, fork_, 0));
-      const void* wo = q.o.w ? q.o.w : w.wo;
-      l2_prefetch(wo, std::min(attn_prefetch_, wo_bytes(q.o)), side_);
-      CUDA_CHECK(cudaEventRecord(join_, side_));
-    }
     attention(a, stream_);
-    if (prefetch) CUDA_CHECK(cudaStreamWaitEvent(stream_, join_, 0));
     tick("attention");
     if (chain) {  // o, gate/up, down, then the next layer's q/k/v or the output head: one kernel
       const cuda::ChainStep next =

@@ -70,11 +70,6 @@ struct CudaOptions {
   // registers, where cuda::attn_warp_supported), 0 the tile kernel (kGeneric); -1:
   // IGNIS_ATTN_DECODE (warp / tile), else warp.
   int warp_attention = -1;
-  // L2 prefetch during the decode attention (cuda::l2_prefetch on a side branch of the step): the
-  // first attn_prefetch_mb MB of each layer's output projection are asked into L2 while the attention
-  // (which reads only the KV cache) leaves DRAM idle. 0 off; -1: IGNIS_ATTN_PREFETCH (MB), else the
-  // default (see llama_cuda.cpp). Not with the decode chain.
-  int attn_prefetch_mb = -1;
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

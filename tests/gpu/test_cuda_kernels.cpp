@@ -583,28 +583,6 @@ TEST(CudaKernels, LtGemm) {
       }
 }
 
-// cuda::l2_prefetch reads, never writes: a buffer keeps its bytes after prefetches of aligned,
-// unaligned, tiny, empty and null ranges (a 16 KB piece boundary crossed, the last piece partial),
-// and no launch fails (compute-sanitizer memcheck covers the bounds in gpu-check.sh sanitize).
-TEST(CudaKernels, L2PrefetchChangesNothing) {
-  REQUIRE_GPU();
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> ud(-1.f, 1.f);
-  std::vector<float> host(300000);  // 1.2 MB
-  for (auto& v : host) v = ud(rng);
-  DeviceBuffer d = upload(DType::F32, host);
-  const char* base = static_cast<const char*>(d.get());
-  const size_t total = host.size() * sizeof(float);
-  const std::vector<std::pair<size_t, size_t>> ranges = {
-      {0, total}, {0, 16 * 1024}, {3, 16 * 1024 + 5}, {1, 15}, {7, 40}, {0, 0}, {total - 17, 17}, {100, total - 100}};
-  for (auto [off, n] : ranges) l2_prefetch(base + off, n, nullptr);
-  l2_prefetch(nullptr, 1 << 20, nullptr);
-  CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> back(host.size());
-  CUDA_CHECK(cudaMemcpy(back.data(), d.get(), total, cudaMemcpyDeviceToHost));
-  EXPECT_EQ(std::memcmp(back.data(), host.data(), total), 0);
-}
-
 TEST(CudaKernels, Sampling) {
   REQUIRE_GPU();
   std::mt19937 rng(10);

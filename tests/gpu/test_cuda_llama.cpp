@@ -14,7 +14,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -341,40 +340,6 @@ TEST(CudaLlama, FoldedNormQuantizedMatches) {
     fold.norm_fold = 1;
     expect_b1_decode_agrees(base, fold, 5, 3);
   }
-}
-
-// The L2 prefetch beside the decode attention (CudaOptions::attn_prefetch_mb) never changes a result:
-// logits bit-identical to the same model without it, batch 1 (folded norms) and 2, bf16 and int4 (the
-// quantized Wo's bytes), with graphs (the prefetch is a branch of the captured step) and eagerly.
-TEST(CudaLlama, AttnPrefetchChangesNothing) {
-  REQUIRE_GPU();
-  for (const char* q : {"", "int4"})
-    for (bool graphs : {true, false})
-      for (int B : {1, 2}) {
-        SCOPED_TRACE(std::string(*q ? q : "bf16") + (graphs ? " graphs" : " eager") + " B=" + std::to_string(B));
-        CudaOptions base;
-        base.max_batch = 2, base.context = 128, base.prefill_chunk = 64, base.quant = q, base.quant_group = 64;
-        base.cuda_graphs = graphs, base.attn_prefetch_mb = 0;
-        CudaOptions pf = base;
-        pf.attn_prefetch_mb = 16;  // more than smollm2's Wo: the whole matrix, trimmed to its bytes
-        auto a = make_synthetic_cuda_llama("smollm2-135m", base, 21);
-        auto f = make_synthetic_cuda_llama("smollm2-135m", pf, 21);
-        const int V = a->config().vocab_size, P = 30;
-        std::vector<int32_t> next(static_cast<size_t>(B));
-        for (int b = 0; b < B; ++b) {
-          std::vector<int32_t> prompt;
-          for (int i = 0; i < P; ++i) prompt.push_back((b * 7919 + i * 104729 + 5) % V);
-          next[size_t(b)] = argmax(a->forward_slot(b, prompt.data(), P, 0), V);
-          f->forward_slot(b, prompt.data(), P, 0);
-        }
-        for (int step = 0; step < 6; ++step) {
-          const float* la = a->decode_batch(next.data(), B, P + step);
-          std::vector<float> ya(la, la + size_t(B) * V);
-          const float* lf = f->decode_batch(next.data(), B, P + step);
-          ASSERT_EQ(std::memcmp(ya.data(), lf, ya.size() * sizeof(float)), 0) << "step " << step;
-          for (int b = 0; b < B; ++b) next[size_t(b)] = argmax(ya.data() + size_t(b) * V, V);
-        }
-      }
 }
 
 // Batch-1 decode through the persistent chain kernel (CudaOptions::decode_chain) == the separate
