@@ -12,9 +12,6 @@
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
-#   scripts/gpu-check.sh abcarveout decode tok/s with IGNIS_CARVEOUT=100 or not, default step and both decode chains
-#   scripts/gpu-check.sh abencgemm  encoder GEMM split-K knobs: tests under them, BERT-base fp16 ms alternated
-#   scripts/gpu-check.sh abbulkrows batch-1 bf16 GEMV with whole rows by bulk copies: tests, memcheck, load probes, tok/s A/B
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
 #   scripts/gpu-check.sh abgemv    decode tok/s with IGNIS_GEMV=auto / bulk / tc / simple, and each GEMV shape alone (GB/s)
@@ -129,46 +126,6 @@ for stage in "$@"; do
     ring)  # can a persistent kernel stream the 7B weights through a bulk-copy ring across grid barriers? (load_probe.cu)
       TAIL=6 run ring_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.RingProbe*'
       TAIL=24 run ring_streaming $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming' ;;
-    abcarveout)  # decode tok/s b1 with the shared-memory carveout pinned (IGNIS_CARVEOUT=100) or the driver's, for the default
-                 # step and both decode chains (whose 54-219 KB blocks alternate with the attention's few KB); the ring
-                 # also with its dynamic tail (IGNIS_RING_TAIL=0.2); first the chain tests (all engines)
-      TAIL=6 run chain_engine_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='*CudaChainEngine*:CudaChain.*:CudaLlama.DecodeChain*'
-      for v in - IGNIS_CARVEOUT=100 IGNIS_DECODE_CHAIN=ring IGNIS_DECODE_CHAIN=ring,IGNIS_CARVEOUT=100 \
-               IGNIS_DECODE_CHAIN=ring,IGNIS_RING_TAIL=0.2 IGNIS_DECODE_CHAIN=ring,IGNIS_RING_TAIL=0.2,IGNIS_CARVEOUT=100 \
-               IGNIS_DECODE_CHAIN=1 IGNIS_DECODE_CHAIN=1,IGNIS_CARVEOUT=100; do
-        envs=(); [ "$v" = - ] || IFS=, read -ra envs <<< "$v"
-        r=$(env "${envs[@]}" timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 --json \
-            2>/dev/null | decode_rows)
-        echo "${SHAPE:-llama-2-7b} $v $r" | tee -a "$LOG/abcarveout.txt"
-      done ;;
-    abencgemm)  # encoder GEMM knobs (encoder_gemm.cu): cuBLASLt's split-K reduction (IGNIS_ENC_GEMM_REDUCTION) and a forced
-                # split-K with in-place reduction (IGNIS_ENC_GEMM_SPLITK): encoder tests under them, BERT-base fp16 ms alternated
-      for v in IGNIS_ENC_GEMM_REDUCTION=inplace IGNIS_ENC_GEMM_SPLITK=4; do
-        TAIL=4 run "enc_tests_${v#IGNIS_ENC_GEMM_}" timeout 120 env "$v" $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
-      done
-      for i in 1 2; do
-        for v in X=0 IGNIS_ENC_GEMM_REDUCTION=inplace IGNIS_ENC_GEMM_REDUCTION=none IGNIS_ENC_GEMM_SPLITK=2 \
-                 IGNIS_ENC_GEMM_SPLITK=4 IGNIS_ENC_GEMM_SPLITK=8; do
-          r=$(env "$v" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 2>/dev/null |
-              awk '$1 ~ /^[0-9]+x[0-9]+$/ && NF >= 8 {printf "%s %s  ", $1, $4}')
-          echo "$v | $r" | tee -a "$LOG/abencgemm.txt"
-        done
-      done ;;
-    abbulkrows)  # batch-1 bf16 GEMV fetching whole rows by bulk copies (IGNIS_GEMV_BULKROWS=1): tests and memcheck under it,
-                 # the load probes (warp loads vs bulk pieces), decode tok/s alternated (each under a timeout)
-      TAIL=6 run bulkrows_tests timeout 120 env IGNIS_GEMV_BULKROWS=1 $B/ignis_gpu_tests \
-        --gtest_filter='CudaKernels.Gemv*:CudaLlama.DecodeFusions*:CudaLlama.Folded*:CudaLlama.Stories*'
-      TAIL=4 run bulkrows_memcheck timeout 120 env IGNIS_GEMV_BULKROWS=1 compute-sanitizer --tool memcheck \
-        $B/ignis_gpu_tests --gtest_filter='CudaKernels.Gemv*:CudaLlama.Folded*'
-      TAIL=10 run load_patterns timeout 60 $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_LoadPatterns'
-      TAIL=24 run ring_streaming timeout 60 $B/ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_RingStreaming'
-      for i in 1 2; do
-        for v in 0 1; do
-          r=$(IGNIS_GEMV_BULKROWS=$v timeout 90 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 -r 2 --batch 1 \
-              --json 2>/dev/null | decode_rows)
-          echo "${SHAPE:-llama-2-7b} IGNIS_GEMV_BULKROWS=$v $r" | tee -a "$LOG/abbulkrows.txt"
-        done
-      done ;;
     abring)  # the decode chain's bulk-copy ring engine (decode_ring.cu): tests, sanitizers, layer-tail timing of both
              # engines, decode tok/s b1 with no chain / the register chain / the ring chain, alternated (each under a timeout)
       TAIL=6 run ring_chain_tests timeout 120 $B/ignis_gpu_tests --gtest_filter='CudaChain*:*CudaChainEngine*:CudaLlama.DecodeChain*'

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
-#include <unordered_set>
 #include <vector>
 
 #include "cuda/common.h"
@@ -21,19 +20,6 @@ bool pdl_enabled() {
     return e && std::strcmp(e, "1") == 0;
   }();
   return on;
-}
-
-void apply_carveout(const void* kernel) {
-  static const int pref = [] {
-    const char* e = std::getenv("IGNIS_CARVEOUT");
-    return e && *e ? std::max(0, std::min(100, std::atoi(e))) : -1;
-  }();
-  if (pref < 0) return;
-  static std::mutex mu;
-  static std::unordered_set<const void*> done;
-  std::lock_guard<std::mutex> lock(mu);
-  if (!done.insert(kernel).second) return;
-  CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout, pref));
 }
 
 namespace {

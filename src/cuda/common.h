@@ -48,13 +48,6 @@ using bf16 = __nv_bfloat16;
 // switch, read once from the environment: IGNIS_PDL=1 turns it on; default off (measured slower).
 bool pdl_enabled();
 
-// IGNIS_CARVEOUT=p (0..100, a knob for measurements; unset: the driver's choice): every kernel that
-// launch() (and the chain kernels) start prefers p% of the unified L1 / shared memory as shared memory
-// (cudaFuncAttributePreferredSharedMemoryCarveout, set once per kernel). Why: an SM changes its split
-// only when idle, so a step that alternates kernels of very different shared memory needs (the decode
-// chain's 219 KB blocks, the attention's few KB) may drain the SMs at each switch.
-void apply_carveout(const void* kernel);
-
 // Launches kernel<<<grid, block, smem, stream>>>(args...) through cudaLaunchKernelEx with one optional
 // attribute (id, set to 1), and checks the launch.
 template <typename... KArgs, typename... Args>
@@ -73,7 +66,6 @@ void launch_with(cudaLaunchAttributeID id, bool set, void (*kernel)(KArgs...), d
     attr[0].val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = attr;
   cfg.numAttrs = set ? 1 : 0;
-  apply_carveout(reinterpret_cast<const void*>(kernel));
   CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(std::forward<Args>(args))...));
 }
 

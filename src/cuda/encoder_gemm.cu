@@ -4,7 +4,6 @@
 #include "cuda/encoder_gemm.h"
 
 #include <algorithm>
-#include <cstring>
 #include <cstdlib>
 
 #include "cuda/common.h"
@@ -77,52 +76,6 @@ int algo_choice() {
   return k;
 }
 
-// Which split-K reductions the heuristic may pick, a knob for measurements (IGNIS_ENC_GEMM_REDUCTION):
-// unset / "any" = all; "inplace" = none or in the output buffer (no separate reduce kernel: at 1x128 the
-// FFN2 GEMM's reduce kernel is 4 us of its 10.7, Nsight Compute on an H200); "none" = no split-K at all.
-uint32_t reduction_mask() {
-  static const uint32_t m = [] {
-    const char* e = std::getenv("IGNIS_ENC_GEMM_REDUCTION");
-    if (e && std::strcmp(e, "inplace") == 0) return uint32_t(CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_NONE);
-    if (e && std::strcmp(e, "none") == 0) return uint32_t(CUBLASLT_REDUCTION_SCHEME_NONE);
-    return uint32_t(CUBLASLT_REDUCTION_SCHEME_MASK);
-  }();
-  return m;
-}
-
-// IGNIS_ENC_GEMM_SPLITK=n (n >= 2), a knob for measurements: products of at most IGNIS_ENC_GEMM_SPLITK_M
-// rows (default 512) take the heuristic's algorithm with K split n ways, the parts added in the output
-// buffer (CUBLASLT_REDUCTION_SCHEME_INPLACE: no separate reduce kernel), where the algorithm supports it
-// (cublasLtMatmulAlgoCheck, within the workspace); otherwise its own choice stays. Why: at 1x128 the
-// BERT-base products are 6-11 us kernels whose few output tiles leave most SMs idle.
-int env_int(const char* name, int dflt) {
-  const char* e = std::getenv(name);
-  return e && *e ? std::atoi(e) : dflt;
-}
-void force_splitk(cublasLtHandle_t handle, size_t ws_bytes, int M, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t la,
-                  cublasLtMatrixLayout_t lb, cublasLtMatrixLayout_t lc, cublasLtMatmulAlgo_t* algo) {
-  static const int n = env_int("IGNIS_ENC_GEMM_SPLITK", 0), max_m = env_int("IGNIS_ENC_GEMM_SPLITK_M", 512);
-  if (n < 2 || M > max_m) return;
-  int32_t support = 0;
-  size_t written = 0;
-  if (cublasLtMatmulAlgoCapGetAttribute(algo, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, &support, sizeof(support), &written) !=
-          CUBLAS_STATUS_SUCCESS ||
-      !support)
-    return;
-  cublasLtMatmulAlgo_t a = *algo;
-  const int32_t splits = n;
-  const uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_INPLACE;
-  if (cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &splits, sizeof(splits)) !=
-          CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatmulAlgoConfigSetAttribute(&a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, &scheme, sizeof(scheme)) !=
-          CUBLAS_STATUS_SUCCESS)
-    return;
-  cublasLtMatmulHeuristicResult_t chk{};
-  if (cublasLtMatmulAlgoCheck(handle, desc, la, lb, lc, lc, &a, &chk) == CUBLAS_STATUS_SUCCESS &&
-      chk.workspaceSize <= ws_bytes)
-    *algo = a;
-}
-
 // Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
 // false when it has none.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
@@ -147,8 +100,6 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                     sizeof(ws_bytes)));
-  const uint32_t red = reduction_mask();
-  CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &red, sizeof(red)));
   cublasLtMatmulHeuristicResult_t res[kMaxAlgos] = {};
   int count = 0;
   const cublasStatus_t st =
@@ -156,7 +107,6 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
   cublasLtMatmulPreferenceDestroy(pref);
   if (st != CUBLAS_STATUS_SUCCESS || count == 0) return false;
   *algo = res[std::min(algo_choice(), count - 1)].algo;
-  force_splitk(handle, ws_bytes, M, *desc, *la, *lb, *lc, algo);
   return true;
 }
 

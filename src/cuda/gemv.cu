@@ -52,8 +52,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
-#include <type_traits>
 
 #include "cuda/common.h"
 #include "cuda/gemv_common.cuh"
@@ -247,16 +245,10 @@ constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of 
 // KS = 2 (the batch-1 producer only, FOUT): 8 warps a block, two per row, each taking every other
 // 32 VEC chunk of K; the upper four hand their sums to the lower four, which run the epilogue. Twice
 // the warps for the products with few rows (Wo, down: 4096 rows = 31 warps a SM at KS = 1).
-// BULK (batch 1, opt-in: IGNIS_GEMV_BULKROWS=1, for A/B): lane 0 of each warp fetches its whole row(s)
-// into shared memory with one bulk copy each (cp.async.bulk, on the warp's own mbarrier) and the warp
-// multiplies from there: a contiguous request of K x 2 bytes per row instead of 512-byte warp loads
-// (load_probe.cu's kBulk32K asks whether that streams faster from DRAM). Dynamic shared memory:
-// kSimpleWarps x R x K x sizeof(T) bytes.
-template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int KS = 1, bool BULK = false>
+template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int KS = 1>
 __global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
                                                                 int N, int K, void* out, int ldo, FoldArgs f) {
   static_assert(KS == 1 || (KS == 2 && FOUT && !FIN), "K split over two warps: the folded producer only");
-  static_assert(!BULK || KS == 1, "bulk rows: one warp per row");
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) % kSimpleWarps, half = (threadIdx.x >> 5) / kSimpleWarps;
   const int j = blockIdx.x * kSimpleWarps + warp;
@@ -265,35 +257,14 @@ __global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restri
   if constexpr (!FIN && !FOUT) {
     if (!active) return;
   }
+  pdl_wait();
+  __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
+  if constexpr (FIN) fold_prefetch(f, B, s_pre);
   int rows[R];
   // (FIN / FOUT: warps past the end compute the last row again, not stored: they stay for the block's sums)
   const int jr = min(j, n_out - 1);
   rows[0] = R == 2 ? int(swiglu_row_of_gate(jr)) : jr;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
-  [[maybe_unused]] const T* s_row = nullptr;  // BULK: this warp's R rows in shared memory, K apart
-  [[maybe_unused]] uint64_t* bar = nullptr;
-  if constexpr (BULK) {
-    extern __shared__ __align__(128) uint8_t s_dyn_w[];
-    __shared__ uint64_t s_bar[kSimpleWarps];
-    T* mine = reinterpret_cast<T*>(s_dyn_w) + size_t(warp) * R * K;
-    bar = &s_bar[warp];
-    if (lane == 0) {  // the weights never depend on earlier kernels: before the PDL wait
-      mbar_init(bar, 1);
-      asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-      mbar_expect_tx(bar, uint32_t(R * K * sizeof(T)));
-#pragma unroll
-      for (int r = 0; r < R; ++r)
-        bulk_copy(mine + size_t(r) * K, W + size_t(rows[r]) * K, uint32_t(K * sizeof(T)), bar);
-    }
-    s_row = mine;
-  }
-  pdl_wait();
-  __shared__ float4 s_pre[FIN ? 2 * kFoldThreads : 1];
-  if constexpr (FIN) fold_prefetch(f, B, s_pre);  // (its latency hides behind the weights' copies)
-  if constexpr (BULK) {
-    __syncwarp();  // lane 0 initialised the barrier
-    mbar_wait(bar, 0);
-  }
   float acc[R][BMAX];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -302,12 +273,7 @@ __global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restri
   for (int k = (half * 32 + lane) * VEC; k < K; k += 32 * VEC * KS) {
     float w[R][VEC];
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if constexpr (BULK)
-        load_vec<T, VEC>(s_row + size_t(r) * K + k, w[r]);  // (generic pointer into shared memory)
-      else
-        load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
-    }
+    for (int r = 0; r < R; ++r) load_vec<T, VEC>(W + size_t(rows[r]) * K + k, w[r]);
 #pragma unroll
     for (int b = 0; b < BMAX; ++b) {
       if (b < B) {
@@ -374,27 +340,6 @@ int producer_ksplit() {
   return v;
 }
 
-// IGNIS_GEMV_BULKROWS=1: the batch-1 bf16 CUDA-core GEMV fetches whole rows by bulk copies (BULK).
-bool bulk_rows_wanted() {
-  static const bool v = [] {
-    const char* e = std::getenv("IGNIS_GEMV_BULKROWS");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  return v;
-}
-constexpr size_t kBulkRowsMaxSmem = 200 * 1024;
-
-template <typename T, int VEC, int EPI, bool FIN, bool FOUT>
-void launch_bulk_rows(const GemvArgs& a, dim3 grid, int ldo, const FoldArgs& f, size_t smem, cudaStream_t stream) {
-  auto* k = gemv_simple_kernel<T, VEC, 1, EPI, FIN, FOUT, 1, true>;
-  static std::once_flag once;
-  std::call_once(once, [k] {
-    CUDA_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kBulkRowsMaxSmem)));
-  });
-  launch(k, grid, dim3(128), smem, stream, static_cast<const T*>(a.W), static_cast<const T*>(a.x), a.B, a.N, a.K,
-         a.out, ldo, f);
-}
-
 template <typename T, int VEC, int BMAX, int EPI>
 void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
@@ -402,17 +347,6 @@ void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream)
   FoldArgs f = fold_args(a);
   if (f.rms_parts <= 0) f.rms_parts = gemv_fold_parts(a.K);  // (GemvArgs::rms_parts: 0 = this kernel's producer)
   const bool fin = a.rms_ss != nullptr;
-  if constexpr (BMAX == 1 && std::is_same_v<T, bf16> && VEC == 8) {
-    constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
-    const size_t smem = size_t(kSimpleWarps) * R * a.K * sizeof(T);
-    if (bulk_rows_wanted() && smem <= kBulkRowsMaxSmem && device_has_bulk_copy()) {
-      if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
-        if (a.next_ss) return launch_bulk_rows<T, VEC, EPI, false, true>(a, grid, ldo, f, smem, stream);
-      }
-      if (fin) return launch_bulk_rows<T, VEC, EPI, true, false>(a, grid, ldo, f, smem, stream);
-      return launch_bulk_rows<T, VEC, EPI, false, false>(a, grid, ldo, f, smem, stream);
-    }
-  }
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
     if constexpr (BMAX == 1) {
       if (a.next_ss && producer_ksplit() == 2)
