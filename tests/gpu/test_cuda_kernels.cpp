@@ -626,6 +626,47 @@ TEST(CudaKernels, Sampling) {
   }
 }
 
+// Greedy selection (temperature 0): the lowest index among equal maxima, on vocab sizes that are and
+// are not multiples of 4, rows whose start is not 16-byte aligned (ld = vocab + 3: the scalar path),
+// maxima in the float4 body and in the scalar tail, and a row of -inf (token 0, as ref::sample picks).
+// Reference: the CPU argmax of the same logits (lowest index first).
+TEST(CudaKernels, SamplingGreedyTiesAndLayouts) {
+  REQUIRE_GPU();
+  std::mt19937 rng(11);
+  for (int vocab : {1, 3, 7, 1001, 32000, 50003})
+    for (int pad : {0, 3}) {
+      SCOPED_TRACE("vocab " + std::to_string(vocab) + " ld " + std::to_string(vocab + pad));
+      const int B = 4, ld = vocab + pad;
+      std::normal_distribution<float> nd(0.f, 2.f);
+      std::vector<float> logits(size_t(B) * ld);
+      for (auto& v : logits) v = nd(rng);
+      auto row = [&](int b) { return logits.data() + size_t(b) * ld; };
+      if (vocab >= 3) {
+        row(0)[vocab - 1] = row(0)[1] = 50.f;  // tie: index 1 wins
+        row(1)[vocab - 1] = 60.f;              // in the scalar tail when vocab % 4 != 0
+      }
+      for (int i = 0; i < vocab; ++i) row(2)[i] = -INFINITY;
+      std::vector<int> want(B);
+      for (int b = 0; b < B; ++b) {
+        int best = 0;
+        for (int i = 1; i < vocab; ++i)
+          if (row(b)[i] > row(b)[best]) best = i;
+        want[size_t(b)] = best;
+      }
+      DeviceBuffer dl = upload(DType::F32, logits), dparams(sizeof(SamplingParamsDev)), dcnt(B * 4),
+          dscratch(size_t(B) * vocab * 4), dtok(B * 4);
+      const SamplingParamsDev sp{0.f, 0, 1.f, 1u, 2u};
+      CUDA_CHECK(cudaMemcpy(dparams.get(), &sp, sizeof sp, cudaMemcpyHostToDevice));
+      CUDA_CHECK(cudaMemset(dcnt.get(), 0, dcnt.size()));
+      poison(dtok);
+      sample(dl.as<float>(), B, vocab, ld, dparams.as<SamplingParamsDev>(), dcnt.as<uint32_t>(), dscratch.as<float>(),
+             dtok.as<int>(), nullptr);
+      std::vector<int> tok(B);
+      CUDA_CHECK(cudaMemcpy(tok.data(), dtok.get(), B * 4, cudaMemcpyDeviceToHost));
+      for (int b = 0; b < B; ++b) EXPECT_EQ(tok[size_t(b)], want[size_t(b)]) << "row " << b;
+    }
+}
+
 // Decode GEMV bandwidth on the Llama-2-7B / Llama-3-8B shapes, for tuning (prints a table):
 //   ignis_gpu_tests --gtest_also_run_disabled_tests --gtest_filter='*GemvBandwidth*'
 // Each launch reads a different copy of W (enough copies to overflow L2), 30 back-to-back
