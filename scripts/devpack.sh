@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 B="${1:-build-gpu}"
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 mkdir -p "$S/build-gpu" "$S/lib" .devcarry/x .devcarry/data
-for t in ignis ignis_gpu_tests ignis_tests; do
+for t in ignis ignis_gpu_tests ignis_tests ${DEVPACK_EXTRA:-}; do  # DEVPACK_EXTRA: more binaries of $B (e.g. a build to A/B against)
   [ -x "$B/$t" ] && strip -o "$S/build-gpu/$t" "$B/$t"
 done
 # every non-system library the CLI links, except the CUDA ones (the image has those)
