@@ -7,8 +7,6 @@
 //  3. draw: r = u * kept mass, u from Philox(seed, counter[b], b); a block-wide prefix sum over
 //     the kept p in token order finds the token where the running mass passes r.
 // Bytes: ~11 passes over vocab floats per row (L2-resident: 128-513 KB). Launch: B x 1024.
-#include <cstdint>
-
 #include "cuda/common.h"
 #include "cuda/kernels.h"
 #include "cuda/philox.h"
@@ -85,41 +83,12 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restric
   const float* z = logits + size_t(b) * ld;
   const SamplingParamsDev P = *prm;
 
-  // max and argmax (lowest index among the maxima). The logits come from L2 (the head GEMV just
-  // wrote them): each thread issues 8 loads before it compares any, one round trip per 8 instead of
-  // one per element (a loop of dependent load-compare steps made this kernel 8 us at batch 1 on an
-  // H200, 32,000 logits: 2% of a 7B decode step).
+  // max and argmax (lowest index among the maxima)
   float best = -INFINITY;
   int best_i = 0x7fffffff;
-  auto take = [&](float v, int i) {
+  for (int i = tid; i < vocab; i += kThreads) {
+    const float v = z[i];
     if (v > best || (v == best && i < best_i)) best = v, best_i = i;
-  };
-  constexpr int kU = 8;
-  if (reinterpret_cast<uintptr_t>(z) % 16 == 0) {  // float4 loads over the first vocab / 4 * 4
-    const float4* z4 = reinterpret_cast<const float4*>(z);
-    const int n4 = vocab / 4;
-    for (int i0 = tid; i0 < n4; i0 += kThreads * kU) {
-      float4 v[kU];
-#pragma unroll
-      for (int u = 0; u < kU; ++u)
-        if (i0 + u * kThreads < n4) v[u] = z4[i0 + u * kThreads];
-#pragma unroll
-      for (int u = 0; u < kU; ++u) {
-        const int i = 4 * (i0 + u * kThreads);
-        if (i0 + u * kThreads < n4) take(v[u].x, i), take(v[u].y, i + 1), take(v[u].z, i + 2), take(v[u].w, i + 3);
-      }
-    }
-    for (int i = 4 * n4 + tid; i < vocab; i += kThreads) take(z[i], i);
-  } else {
-    for (int i0 = tid; i0 < vocab; i0 += kThreads * kU) {
-      float v[kU];
-#pragma unroll
-      for (int u = 0; u < kU; ++u)
-        if (i0 + u * kThreads < vocab) v[u] = z[i0 + u * kThreads];
-#pragma unroll
-      for (int u = 0; u < kU; ++u)
-        if (i0 + u * kThreads < vocab) take(v[u], i0 + u * kThreads);
-    }
   }
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
@@ -150,7 +119,6 @@ __global__ void __launch_bounds__(kThreads) sample_kernel(const float* __restric
   float* p = scratch + size_t(b) * vocab;
   const float inv_t = 1.f / P.temperature;
   float total = 0.f;
-#pragma unroll 8  // loads in flight together (see the argmax above)
   for (int i = tid; i < vocab; i += kThreads) {
     const float v = expf((z[i] - zmax) * inv_t);
     p[i] = v;

@@ -627,8 +627,8 @@ TEST(CudaKernels, Sampling) {
 }
 
 // Greedy selection (temperature 0): the lowest index among equal maxima, on vocab sizes that are and
-// are not multiples of 4, rows whose start is not 16-byte aligned (ld = vocab + 3: the scalar path),
-// maxima in the float4 body and in the scalar tail, and a row of -inf (token 0, as ref::sample picks).
+// are not multiples of 4 or of the block, rows whose start is not 16-byte aligned (ld = vocab + 3),
+// maxima near the start and the end of a row, and a row of -inf (token 0, as ref::sample picks).
 // Reference: the CPU argmax of the same logits (lowest index first).
 TEST(CudaKernels, SamplingGreedyTiesAndLayouts) {
   REQUIRE_GPU();
