@@ -28,6 +28,19 @@
 // shapes with few tiles, given a workspace). Weights and scales are loaded before the PDL wait.
 // Bytes: N K / 2 of weights + N K / group (2 or 3 bytes) of scales / zeros + B K 2 of x (L1 / L2),
 // + 2 B N splits floats of workspace when split.
+//
+// Batch 1 on fp16 (H1: B = 1, tiled, groups of 128 k or more). fp16 has 10 mantissa bits, so OR-ing a
+// nibble into fp16 1024.0 (0x6400) works at bits 0..3 (1024 + q) and at bits 4..7 (1024 + 16 q): one
+// LOP3 per pair for the nibbles (0, 4) and (1, 5) of a word and, after one shift by 8, for (2, 6) and
+// (3, 7): two shifts per word fewer and no zero-point subtraction (5 instructions per 8 weights
+// instead of 11). The rest is moved onto x, once per block (stage_x_h1): x is staged in shared memory
+// as fp16 v = u where k % 8 is 0, 1, 4, 5 and v = u / 16 where it is 2, 3, 6, 7, u = x 2^-e, 2^e the
+// power of two that brings the block's max |x| under 2^14 (bf16 values times powers of two are exact
+// in fp16 inside its range), and per 128-k step the sums U_lo, U_hi of u over the two position classes.
+// The mma then gives D = sum q u + 1024 U_lo + 64 U_hi for each row, and the step adds
+// s (D - 1024 U_lo - 64 U_hi - z U), U = U_lo + U_hi; the tile's sums are scaled by 2^e at the end.
+// The offsets are exact in the products (fp32 accumulation; |D| stays below 2^28 |max u|) and cancel up
+// to fp32 rounding of sums ~1024 times the step's: ~1e-5 relative at K = 4096.
 #include <algorithm>
 #include <cstdlib>
 
@@ -48,13 +61,87 @@ __device__ __forceinline__ float half16_to_f(uint32_t h, int sdt) {
   return sdt == 2 ? f16 : b16;
 }
 
+// The fp16 pair (1024 + q_a, 1024 + q_b) of the nibbles under mask 0x000F000F, or (1024 + 16 q_a,
+// 1024 + 16 q_b) under 0x00F000F0: (w & mask) | 0x6400 6400, one LOP3.
+__device__ __forceinline__ uint32_t h16_pair(uint32_t w, uint32_t mask) {
+  uint32_t t;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(t) : "r"(w), "r"(mask), "r"(0x64006400u));  // (a & b) | c
+  return t;
+}
+
+// H1: stages x[k0, k0 + 128 nst) (batch 1) into sx as fp16 in the consumer's order (uint4 index
+// 16 step + 4 w + c holds lane c's word w of the step: k = 128 step + 32 c + 8 w + 0..7, so the 4 lanes
+// c of a load read 64 consecutive bytes, no bank conflict) and, per step, cst = (1024 U_lo + 64 U_hi, U)
+// (see the top of the file). Returns 2^e, the factor the block's sums must be multiplied by. Called by
+// all kWarps * 32 threads; sx / cst are ready on return.
+__device__ float stage_x_h1(const bf16* __restrict__ x, int k0, int nst, uint4* sx, float2* cst) {
+  __shared__ float s_max[kWarps];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const uint4* xv = reinterpret_cast<const uint4*>(x + k0);
+  const int n = nst * 16;  // chunks of 8 values
+  // pass 1: max |x| (NaN does not count; it reaches the result through the products)
+  __nv_bfloat162 m = __float2bfloat162_rn(0.f);
+  auto bf2 = [](uint32_t u) {
+    __nv_bfloat162 h;
+    memcpy(&h, &u, 4);
+    return h;
+  };
+  for (int i = threadIdx.x; i < n; i += kWarps * 32) {
+    const uint4 v = __ldg(xv + i);
+    m = __hmax2(m, __hmax2(__hmax2(__habs2(bf2(v.x)), __habs2(bf2(v.y))), __hmax2(__habs2(bf2(v.z)), __habs2(bf2(v.w)))));
+  }
+  float amax = warp_max(fmaxf(__low2float(m), __high2float(m)));
+  if (lane == 0) s_max[warp] = amax;
+  __syncthreads();
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) amax = fmaxf(amax, s_max[w]);
+  int ex = 0;
+  if (amax > 0.f && amax <= 3.4e38f) frexpf(amax, &ex);  // amax < 2^ex (inf: ex 0, it stays inf)
+  ex = max(-100, min(ex, 120));
+  const float f = __int_as_float((127 + 14 - ex) << 23), f16th = f * 0.0625f;  // u = x f, |u| < 2^14
+  // pass 2: convert, store, sum what the mma will see (the fp16 values, read back)
+  auto conv = [](uint32_t u, float sc, float& sum) {
+    const float a = __uint_as_float(u << 16) * sc, b = __uint_as_float(u & 0xffff0000u) * sc;
+    uint32_t h;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(h) : "f"(b), "f"(a));
+    __half2 hh;
+    memcpy(&hh, &h, 4);
+    const float2 r = __half22float2(hh);
+    sum += r.x + r.y;
+    return h;
+  };
+  for (int base = 0; base < n; base += kWarps * 32) {  // every thread runs every round (warp shuffles)
+    const int i = base + int(threadIdx.x);
+    const bool ok = i < n;
+    const uint4 v = ok ? __ldg(xv + i) : make_uint4(0u, 0u, 0u, 0u);
+    float lo = 0.f, hi = 0.f;
+    uint4 h;
+    h.x = conv(v.x, f, lo), h.y = conv(v.y, f16th, hi), h.z = conv(v.z, f, lo), h.w = conv(v.w, f16th, hi);
+    hi *= 16.f;
+#pragma unroll
+    for (int o = 1; o < 16; o <<= 1) {  // a step's 16 chunks are 16 consecutive lanes
+      lo += __shfl_xor_sync(0xffffffffu, lo, o);
+      hi += __shfl_xor_sync(0xffffffffu, hi, o);
+    }
+    if (ok) {
+      const int st = i >> 4, c = (i >> 2) & 3, w = i & 3;
+      sx[16 * st + 4 * w + c] = h;
+      if ((i & 15) == 0) cst[st] = make_float2(1024.f * lo + 64.f * hi, lo + hi);
+    }
+  }
+  __syncthreads();
+  return __int_as_float((127 - 14 + ex) << 23);
+}
+
 // U: steps of 128 k per register buffer; ZM: 0 symmetric (z = 8), 1 zero points per (row, group),
 // 2 mins per (row, group) (W = s q - m, groups of 32 / 64 only: from GGUF Q4_K, see repack_q4_k); MINB:
 // blocks per SM the register allocation must allow (occupancy: ncu showed the kernel latency-bound);
 // SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
-template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool TILED>
+// H1: batch 1 on fp16 (top of the file; TILED, !SMALLG, ZM 0 / 1; dynamic shared memory: the split's
+// steps x (256 + 8) bytes).
+template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool TILED, bool H1 = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, uint32_t gmul, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
                                                                    float* __restrict__ ws, unsigned* counters,
@@ -112,8 +199,12 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
       if constexpr (ZM == 1) {
         const uint32_t zp = ok ? __ldg(reinterpret_cast<const uint16_t*>(zbase + 16 * gi)) : 0x0808u;
-        bf.za[u] = bias_pair(int(zp & 0xffu));
-        bf.zb[u] = bias_pair(int(zp >> 8));
+        if constexpr (H1) {
+          bf.za[u] = __float_as_uint(float(zp & 0xffu)), bf.zb[u] = __float_as_uint(float(zp >> 8));
+        } else {
+          bf.za[u] = bias_pair(int(zp & 0xffu));
+          bf.zb[u] = bias_pair(int(zp >> 8));
+        }
       }
       if constexpr (ZM == 2) {
         const uint32_t mp = ok ? __ldg(mbase + 8 * gi) : 0u;
@@ -129,8 +220,45 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const bf16* px = px0 + size_t(s_first) * kStep;
   int s_comp = s_first;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
+  extern __shared__ uint4 h1_sx[];  // H1: the staged x (stage_x_h1), then the per-step sums
+  const float2* h1_cst = reinterpret_cast<const float2*>(h1_sx + 16 * (s_end - s_begin));
   auto compute = [&](const Buf& bf) {
     float st[U][4];  // one accumulator per step: U independent mma chains
+    if constexpr (H1) {
+      float corr[U][2];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int sr = s_comp < s_end ? s_comp - s_begin : 0;  // past the end: step 0 (the scale is 0)
+        const uint4* px4 = h1_sx + 16 * sr + c;
+        uint4 xs[4];
+#pragma unroll
+        for (int w = 0; w < 4; ++w) xs[w] = px4[4 * w];
+        const float2 cu = h1_cst[sr];
+        if constexpr (ZM == 1) {
+          corr[u][0] = fmaf(__uint_as_float(bf.za[u]), cu.y, cu.x), corr[u][1] = fmaf(__uint_as_float(bf.zb[u]), cu.y, cu.x);
+        } else {
+          corr[u][0] = corr[u][1] = fmaf(8.f, cu.y, cu.x);
+        }
+        st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const uint4 X = xs[w];
+          const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w), la8 = la >> 8, lb8 = lb >> 8;
+          // (k0, k1) at 1024 + q against x' (k0, k1); (k2, k3) at 1024 + 16 q against x' / 16; then k4..k7
+          mma_f16(st[u], h16_pair(la, 0x000F000Fu), h16_pair(lb, 0x000F000Fu), h16_pair(la, 0x00F000F0u),
+                  h16_pair(lb, 0x00F000F0u), X.x, X.y);
+          mma_f16(st[u], h16_pair(la8, 0x000F000Fu), h16_pair(lb8, 0x000F000Fu), h16_pair(la8, 0x00F000F0u),
+                  h16_pair(lb8, 0x00F000F0u), X.z, X.w);
+        }
+        s_comp += kWarps;
+      }
+      // batch column 0 only (v[0]: row g, v[2]: row g + 8); columns 1..7 stay 0
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        acc[0] = fmaf(bf.sa[u], st[u][0] - corr[u][0], acc[0]);
+        acc[2] = fmaf(bf.sb[u], st[u][2] - corr[u][1], acc[2]);
+      }
+    } else {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const bool ok = s_comp < s_end;  // past the end: step 0's activations (finite; the scale is 0)
@@ -183,6 +311,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
         acc[3] = fmaf(bf.sb[u], st[u][3], acc[3]);
       }
     }
+    }  // !H1
   };
 
   Buf b0, b1;
@@ -191,6 +320,9 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   pdl_wait();
   __shared__ float4 s_pre[2 * kFoldThreads];  // the folded norm's partials (consumer), copied while the loop runs
   if (fold.rms_ss) fold_prefetch(fold, B, s_pre);
+  [[maybe_unused]] float h1_back = 1.f;  // H1: 2^e
+  if constexpr (H1)
+    h1_back = stage_x_h1(x, s_begin * kStep, s_end - s_begin, h1_sx, reinterpret_cast<float2*>(h1_sx + 16 * (s_end - s_begin)));
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0);
     load(b0);
@@ -199,6 +331,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     load(b1);
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
+  if constexpr (H1) acc[0] *= h1_back, acc[2] *= h1_back;
 
   finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters, fold, K, s_pre);
 }
@@ -245,8 +378,28 @@ bool group_mul_exact(int group, int K) {
   return group > 0 && ((group & (group - 1)) == 0 || uint64_t(K) * uint64_t(group) <= (uint64_t(1) << 32));
 }
 
+// H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), the staged x within 48 KB of
+// shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 (default off until measured) chooses. Returns the dynamic shared
+// memory bytes it needs, 0 where it does not run.
+size_t h1_smem(const QGemvArgs& a, int splits) {
+  static const int env = [] {
+    const char* e = std::getenv("IGNIS_INT4_H1");
+    return e ? std::atoi(e) : 0;
+  }();
+  const int want = a.h1 >= 0 ? a.h1 : env;
+  if (!want || a.B != 1 || !a.W.tiled || a.W.group < kStep || a.W.mins) return 0;
+  const int nsteps = a.W.K / kStep, per = (nsteps + splits - 1) / splits + 1;  // a split's steps, at most
+  const size_t bytes = size_t(per) * (16 * sizeof(uint4) + sizeof(float2));
+  return bytes <= 48 * 1024 ? bytes : 0;
+}
+
 template <int EPI, int U, int ZM, int MINB, bool TILED>
 void launch_t(const QGemvArgs& a, dim3 grid, int sdt, uint32_t gmul, int ldo, cudaStream_t stream) {
+  if constexpr (TILED && ZM != 2) {
+    if (const size_t smem = h1_smem(a, int(grid.y)))
+      return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, true, true>, grid, dim3(kWarps * 32), smem, stream,
+                    a.W, sdt, gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
+  }
   if (a.W.group < kStep)
     return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
                   gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));

@@ -485,6 +485,60 @@ TEST(CudaQuant, Int4TiledLayout) {
   EXPECT_THROW(tile_int4(bad, scratch.get(), 16, nullptr), Error) << "scratch smaller than a tile";
 }
 
+// The batch-1 fp16 form of the int4 tensor-core GEMV (gemv_int4_tc.cu, H1: nibbles OR-ed into fp16 1024,
+// the offsets removed through per-step sums of x staged with a power-of-two scale) against the double
+// reference and against the bf16 form, for inputs far outside fp16's range and far below it, one outlier
+// among small values, groups of 128 / 256, zero points, split-K, both register variants (a: few tiles,
+// c: >= 4 tiles per SM), and a split with fewer steps than warps.
+TEST(CudaQuant, Int4Batch1Fp16Form) {
+  REQUIRE_GPU();
+  std::mt19937 rng(29);
+  struct Case {
+    int N, K, group;
+    bool sym;
+    DType sd;
+  };
+  const Case cases[] = {{64, 1408, 128, true, DType::BF16}, {64, 4096, 128, false, DType::F16},
+                        {48, 2048, 256, true, DType::F16}, {8448, 256, 128, false, DType::BF16}};
+  for (const Case& cs : cases) {
+    SCOPED_TRACE("N=" + std::to_string(cs.N) + " K=" + std::to_string(cs.K) + " g" + std::to_string(cs.group) +
+                 (cs.sym ? " sym" : " asym"));
+    TestWeight w;
+    make_weight(QType::kInt4, cs.N, cs.K, cs.group, cs.sym, cs.sd, rng, w);
+    DeviceBuffer scratch(size_t(cs.N) * cs.K / 2);
+    QWeight t = w.view;
+    tile_int4(t, scratch.get(), scratch.size(), nullptr);
+    DeviceBuffer ws(size_t(4) << 20), counters(size_t(cs.N) * 4);
+    CUDA_CHECK(cudaMemset(counters.get(), 0, counters.size()));
+    for (float mag : {1.f, 1e-3f, 2e5f, 1e-35f, -1.f}) {  // -1: values ~1e-2 with one outlier of 3e4
+      std::vector<float> x = random_vec(size_t(cs.K), rng);
+      for (float& v : x) v *= mag < 0 ? 1e-2f : mag;
+      if (mag < 0) x[size_t(cs.K) / 3] = 3e4f;
+      round_to(DType::BF16, x);
+      auto dx = upload(DType::BF16, x);
+      const std::vector<float> y = ref_linear(w.deq, x, 1, cs.N, cs.K);
+      for (int splits : {1, 3}) {
+        SCOPED_TRACE("mag=" + std::to_string(mag) + " splits=" + std::to_string(splits));
+        std::vector<float> got[2];
+        for (int h1 = 0; h1 < 2; ++h1) {
+          DeviceBuffer dout(size_t(cs.N) * 4);
+          poison(dout);
+          QGemvArgs a;
+          a.W = t, a.impl = QGemvImpl::kTensorCore, a.h1 = h1;
+          a.x = dx.get(), a.B = 1, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
+          a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+          a.counters = counters.as<unsigned>(), a.n_counters = cs.N;
+          a.splits = splits;
+          gemv_quant(a, nullptr);
+          got[h1] = download(DType::F32, dout.get(), size_t(cs.N));
+        }
+        EXPECT_LE(rel_err(got[1], y), 1e-4) << "fp16 form against the double reference";
+        EXPECT_LE(rel_err(got[1], got[0]), 1e-4) << "fp16 form against the bf16 form";
+      }
+    }
+  }
+}
+
 TEST(CudaQuant, PrefillThroughDequantizedTiles) {
   REQUIRE_GPU();
   std::mt19937 rng(9);
