@@ -11,6 +11,9 @@
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
+#   scripts/gpu-check.sh pending   the opt-in kernels written without a GPU, measured in one call: their tests,
+#                                  memcheck + racecheck, decode tok/s on / off (attention in the q/k/v tail,
+#                                  IGNIS_ATTN_TAIL; int4 batch-1 fp16 form, IGNIS_INT4_H1), GEMV GB/s
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
@@ -108,6 +111,31 @@ for stage in "$@"; do
           echo "${AB_ARGS:---synthetic llama-2-7b -p 8} | $var | $v" | tee -a "$LOG/abenv.txt"
         done
       done ;;
+    pending)  # (each command under a timeout: the whole stage fits one 10-minute device call)
+      F='CudaKernels.GemvAttentionTail:CudaLlama.DecodeAttentionTailMatches:CudaQuant.Int4Batch1Fp16Form'
+      TAIL=4 run pending_tests timeout 150 $B/ignis_gpu_tests --gtest_filter="$F:CudaKernels.Attention*:CudaKernels.GemvFolded*:CudaLlama.DecodeFusions*"
+      TAIL=4 run pending_memcheck timeout 120 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter="$F"
+      TAIL=4 run pending_racecheck timeout 120 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter="$F"
+      for i in 1 2; do
+        for var in "-" "IGNIS_ATTN_TAIL=1"; do
+          for a in "--synthetic llama-2-7b -p 8" "--synthetic llama-3-8b -p 8" "--synthetic llama-2-7b -p 120"; do
+            envs=(); [ "$var" = - ] || envs=("$var")
+            v=$(env "${envs[@]}" timeout 60 $B/ignis bench $a --batch 1 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+            echo "$a | $var | $v" | tee -a "$LOG/pending_ab.txt"
+          done
+        done
+        for var in "-" "IGNIS_INT4_H1=1"; do
+          envs=(); [ "$var" = - ] || envs=("$var")
+          v=$(env "${envs[@]}" timeout 60 $B/ignis bench --synthetic llama-2-7b -p 8 --quant int4 --group 128 --batch 1 \
+              -n 128 -r 2 --json 2>/dev/null | decode_rows)
+          echo "int4 g128 -p 8 | $var | $v" | tee -a "$LOG/pending_ab.txt"
+        done
+      done
+      for h in 0 1; do
+        IGNIS_INT4_H1=$h IGNIS_BW_FORMATS=int4 TAIL=14 run pending_int4_bw_h1_$h timeout 60 $B/ignis_gpu_tests \
+          --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
+      done
+      echo "--- decode tok/s, batch 1 (alternated, twice) ---"; cat "$LOG/pending_ab.txt" ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \

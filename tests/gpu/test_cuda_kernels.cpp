@@ -483,6 +483,102 @@ TEST(CudaKernels, AttentionDecodeFusedRope) {
         }
 }
 
+// Attention in the tail of the batch-1 folded q/k/v product (GemvArgs::attn_tail) against the same
+// product without it followed by the warp attention kernel (RoPE fused, the model's split count):
+// the q/k/v output and both caches bit for bit (the rows are only taken in another order), the
+// attention output within bf16 tolerance, and both against ref::rope_kv + ref::attention. Head
+// layouts: 1, 4 and 8 query heads per kv head, head 64 / 128 / 256; positions 0 (one key), 17 and
+// 140 (several 32-key rounds of the 4-warp block); both RoPE styles; with and without a q/k/v bias.
+TEST(CudaKernels, GemvAttentionTail) {
+  REQUIRE_GPU();
+  std::mt19937 rng(41);
+  const int ctx = 150, K = 256;
+  const DType dt = DType::BF16;
+  for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{16, 2, 128}, std::tuple{8, 2, 256}})
+    for (int p : {0, 17, 140}) {
+      const bool bias = p == 17;
+      const RopeStyle style = p == 140 ? RopeStyle::kInterleaved : RopeStyle::kHalfSplit;
+      SCOPED_TRACE("nh " + std::to_string(nh) + " nkv " + std::to_string(nkv) + " hd " + std::to_string(hd) + " p " +
+                   std::to_string(p) + (bias ? " bias" : ""));
+      const int N = (nh + 2 * nkv) * hd, parts = gemv_fold_parts(K);
+      std::vector<float> W = random_vec(size_t(N) * K, rng), h = random_vec(size_t(K), rng, -2, 2);
+      std::vector<float> ss = random_vec(size_t(parts), rng, 0.5f, 3.f), bq = random_vec(size_t(N), rng, -0.5f, 0.5f);
+      round_to(dt, W), round_to(dt, h);
+      const size_t cache_n = size_t(nkv) * ctx * hd;
+      std::vector<float> kc = random_vec(cache_n, rng), vc = random_vec(cache_n, rng);
+      round_to(dt, kc), round_to(dt, vc);
+      LlamaConfig cfg;
+      cfg.dim = nh * hd, cfg.n_heads = nh, cfg.head_dim = hd, cfg.rope_dim = hd, cfg.rope_theta = 10000;
+      const std::vector<float> inv = ref::rope_inv_freq(cfg);
+      DeviceBuffer dW = upload(dt, W), dh = upload(dt, h), dss = upload(DType::F32, ss), dinv = upload(DType::F32, inv);
+      DeviceBuffer dbias = upload(DType::F32, bq), dpos(4);
+      CUDA_CHECK(cudaMemcpy(dpos.get(), &p, 4, cudaMemcpyHostToDevice));
+      struct Run {
+        DeviceBuffer qkv, kc, vc, out, ws, cnt;
+      };
+      auto run = [&](bool tail) {
+        Run r{DeviceBuffer(size_t(N) * 2), upload(dt, kc), upload(dt, vc), DeviceBuffer(size_t(nh) * hd * 2),
+              DeviceBuffer(), DeviceBuffer(size_t(nkv) * 4)};
+        poison(r.qkv), poison(r.out);
+        CUDA_CHECK(cudaMemset(r.cnt.get(), 0, r.cnt.size()));
+        AttnArgs a;
+        a.dtype = dt, a.k_cache = r.kc.get(), a.v_cache = r.vc.get(), a.out = r.out.get(), a.pos = dpos.as<int>();
+        a.n = 1, a.q_per_seq = 1, a.nh = nh, a.nkv = nkv, a.hd = hd, a.ctx = ctx, a.scale = 1.f / std::sqrt(float(hd));
+        a.n_splits = tail ? 1 : attn_decode_splits(1, nkv, ctx), a.impl = AttnImpl::kWarp;
+        a.rope_qkv = r.qkv.get(), a.rope_bias = bias ? dbias.as<float>() : nullptr, a.inv_freq = dinv.as<float>();
+        a.rope_dim = hd, a.style = style, a.counters = r.cnt.as<unsigned>();
+        r.ws = DeviceBuffer(std::max<size_t>(4, attn_ws_floats(1, nh, hd, a.n_splits) * 4));
+        a.ws = r.ws.as<float>(), a.ws_floats = r.ws.size() / 4;
+        GemvArgs g;
+        g.dtype = dt, g.W = dW.get(), g.x = dh.get(), g.B = 1, g.N = N, g.K = K, g.epi = GemvEpilogue::kStore;
+        g.out = r.qkv.get(), g.rms_ss = dss.as<float>(), g.norm_eps = 1e-5f;
+        if (tail) {
+          EXPECT_TRUE(gemv_attn_tail_ok(a));
+          g.attn_tail = &a;
+        }
+        gemv(g, nullptr);
+        if (!tail) attention(a, nullptr);
+        CUDA_CHECK(cudaDeviceSynchronize());
+        return r;
+      };
+      Run sep = run(false), fused = run(true);
+      const std::vector<float> qkv = download(dt, sep.qkv.get(), size_t(N));
+      EXPECT_EQ(download(dt, fused.qkv.get(), size_t(N)), qkv) << "q/k/v rows";
+      EXPECT_EQ(download(dt, fused.kc.get(), cache_n), download(dt, sep.kc.get(), cache_n)) << "k cache";
+      EXPECT_EQ(download(dt, fused.vc.get(), cache_n), download(dt, sep.vc.get(), cache_n)) << "v cache";
+      const std::vector<float> out_sep = download(dt, sep.out.get(), size_t(nh) * hd);
+      EXPECT_LE(rel_err(download(dt, fused.out.get(), out_sep.size()), out_sep), tol(dt));
+      std::vector<unsigned> cn(static_cast<size_t>(nkv));
+      CUDA_CHECK(cudaMemcpy(cn.data(), fused.cnt.get(), cn.size() * 4, cudaMemcpyDeviceToHost));
+      for (unsigned v : cn) EXPECT_EQ(v, 0u) << "counters left zeroed";
+      // the CPU reference from the product's rows: RoPE + cache write, then attention
+      std::vector<float> q(size_t(nh) * hd), out(q.size()), rk = kc, rv = vc;
+      ref::rope_kv(qkv.data(), bias ? bq.data() : nullptr, q.data(), rk.data(), rv.data(), &p, 1, 1, 0, nh, nkv, hd,
+                   ctx, hd, style, inv.data());
+      round_to(dt, q);
+      ref::attention(q.data(), rk.data(), rv.data(), out.data(), &p, 1, 1, 0, nh, nkv, hd, ctx,
+                     1.f / std::sqrt(float(hd)));
+      EXPECT_LE(rel_err(download(dt, fused.out.get(), out.size()), out), tol(dt));
+      EXPECT_LE(rel_err(download(dt, fused.kc.get(), cache_n), rk), tol(dt));
+    }
+  // refused: the tail must read the product's own output, at batch 1 on the folded path
+  AttnArgs a;
+  a.dtype = DType::BF16, a.nh = 4, a.nkv = 4, a.hd = 128, a.n = 1, a.ctx = 8;
+  int dummy_i = 0;
+  float dummy_f = 0.f;
+  unsigned dummy_u = 0;
+  a.pos = &dummy_i, a.k_cache = &dummy_f, a.v_cache = &dummy_f, a.out = &dummy_f, a.rope_qkv = &dummy_f;
+  a.inv_freq = &dummy_f, a.rope_dim = 128, a.counters = &dummy_u;
+  GemvArgs g;
+  g.B = 1, g.N = 12 * 128, g.K = 64, g.epi = GemvEpilogue::kStore, g.out = &dummy_i, g.rms_ss = &dummy_f;
+  g.W = &dummy_f, g.x = &dummy_f, g.attn_tail = &a;
+  EXPECT_THROW(gemv(g, nullptr), Error) << "output is not rope_qkv";
+  g.out = &dummy_f, g.N = 11 * 128;
+  EXPECT_THROW(gemv(g, nullptr), Error) << "row count is not (nh + 2 nkv) hd";
+  g.N = 12 * 128, g.rms_ss = nullptr;
+  EXPECT_THROW(gemv(g, nullptr), Error) << "not the folded product";
+}
+
 TEST(CudaKernels, AttentionPrefillGeneric) {
   REQUIRE_GPU();
   std::mt19937 rng(5);
