@@ -494,8 +494,10 @@ TEST(CudaKernels, GemvAttentionTail) {
   std::mt19937 rng(41);
   const int ctx = 150, K = 256;
   const DType dt = DType::BF16;
-  for (auto [nh, nkv, hd] : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{16, 2, 128}, std::tuple{8, 2, 256}})
+  for (const auto& shape : {std::tuple{4, 4, 128}, std::tuple{8, 2, 64}, std::tuple{16, 2, 128}, std::tuple{8, 2, 256}})
     for (int p : {0, 17, 140}) {
+      // (plain ints, not a structured binding: clang 14 cannot capture those in the lambda below)
+      const int nh = std::get<0>(shape), nkv = std::get<1>(shape), hd = std::get<2>(shape);
       const bool bias = p == 17;
       const RopeStyle style = p == 140 ? RopeStyle::kInterleaved : RopeStyle::kHalfSplit;
       SCOPED_TRACE("nh " + std::to_string(nh) + " nkv " + std::to_string(nkv) + " hd " + std::to_string(hd) + " p " +
