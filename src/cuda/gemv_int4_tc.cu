@@ -378,7 +378,7 @@ bool group_mul_exact(int group, int K) {
   return group > 0 && ((group & (group - 1)) == 0 || uint64_t(K) * uint64_t(group) <= (uint64_t(1) << 32));
 }
 
-// H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), the staged x within 48 KB of
+// H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), the staged x within 40 KB of
 // shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 (default off until measured) chooses. Returns the dynamic shared
 // memory bytes it needs, 0 where it does not run.
 size_t h1_smem(const QGemvArgs& a, int splits) {
@@ -390,7 +390,7 @@ size_t h1_smem(const QGemvArgs& a, int splits) {
   if (!want || a.B != 1 || !a.W.tiled || a.W.group < kStep || a.W.mins) return 0;
   const int nsteps = a.W.K / kStep, per = (nsteps + splits - 1) / splits + 1;  // a split's steps, at most
   const size_t bytes = size_t(per) * (16 * sizeof(uint4) + sizeof(float2));
-  return bytes <= 48 * 1024 ? bytes : 0;
+  return bytes <= 40 * 1024 ? bytes : 0;  // + the kernel's static shared memory (~4 KB): within the 48 KB default
 }
 
 template <int EPI, int U, int ZM, int MINB, bool TILED>
