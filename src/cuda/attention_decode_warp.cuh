@@ -71,7 +71,7 @@ __device__ void attn_warp_block(const AttnArgs& a, int s, int n_splits, int kh, 
   const T* kbase = static_cast<const T*>(a.k_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * kHd + lane * DPL;
   const T* vbase = static_cast<const T*>(a.v_cache) + (slot * a.nkv + kh) * size_t(a.ctx) * kHd + lane * DPL;
   Words<kWords> kr[kKeysPerWarp], vr[kKeysPerWarp];
-  auto load_round = [&](int r0) {  // this warp's 8 keys of the round at r0 (past t1: the last row again)
+  auto load_round = [&](int r0) {  // this warp's keys of the round at r0 (past t1: the last row again)
 #pragma unroll
     for (int j = 0; j < kKeysPerWarp; ++j) {
       const size_t t = size_t(min(r0 + warp * kKeysPerWarp + j, t1 - 1)) * kHd;
@@ -175,6 +175,5 @@ __device__ void attn_warp_block(const AttnArgs& a, int s, int n_splits, int kh, 
   }
   if (active > 1 && a.counters) combine_if_last<T>(a, i, kh, G, n_splits, active);
 }
-
 
 }  // namespace ignis::cuda::attn_detail

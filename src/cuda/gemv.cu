@@ -241,7 +241,7 @@ constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of 
 // Attention in the tail: keys per warp and round of attn_warp_block (its loads in flight, hence its
 // registers: the tail shares the kernel's register budget, which the GEMV's occupancy needs), and
 // the blocks per SM the kernel is compiled for (kTailMinBlocks x 128 threads: at most 65536 / that
-// registers a thread; the plain folded kernel uses 32 and runs 16 blocks an SM).
+// registers a thread, 40 with 12; the plain folded kernel uses 48, i.e. 10 blocks an SM).
 constexpr int kTailKeysPerWarp = 4, kTailMinBlocks = 12;
 
 // Attention in the tail: the physical row of [q (nh hd) | k (nkv hd) | v (nkv hd)] that logical row

@@ -221,7 +221,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   int s_comp = s_first;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
   extern __shared__ uint4 h1_sx[];  // H1: the staged x (stage_x_h1), then the per-step sums
-  const float2* h1_cst = reinterpret_cast<const float2*>(h1_sx + 16 * (s_end - s_begin));
+  float2* h1_cst = reinterpret_cast<float2*>(h1_sx + 16 * (s_end - s_begin));
   auto compute = [&](const Buf& bf) {
     float st[U][4];  // one accumulator per step: U independent mma chains
     if constexpr (H1) {
@@ -322,7 +322,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   if (fold.rms_ss) fold_prefetch(fold, B, s_pre);
   [[maybe_unused]] float h1_back = 1.f;  // H1: 2^e
   if constexpr (H1)
-    h1_back = stage_x_h1(x, s_begin * kStep, s_end - s_begin, h1_sx, reinterpret_cast<float2*>(h1_sx + 16 * (s_end - s_begin)));
+    h1_back = stage_x_h1(x, s_begin * kStep, s_end - s_begin, h1_sx, h1_cst);
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0);
     load(b0);

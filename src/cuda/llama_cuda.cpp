@@ -1159,12 +1159,13 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
       if (tail_here) {
         fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), &a);
         tick("gemv+attention");
-      } else if (fold && l > 0) {
-        fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
       } else {
-        qkv_decode(x, w, q, B, l == 0);
+        if (fold && l > 0)
+          fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+        else
+          qkv_decode(x, w, q, B, l == 0);
+        tick("gemv");
       }
-      if (!tail_here) tick("gemv");
     }
     if (!fused_rope_) {
       RopeArgs r;
