@@ -14,6 +14,8 @@
 #   scripts/gpu-check.sh pending   the opt-in kernels written without a GPU, measured in one call: their tests,
 #                                  memcheck + racecheck, decode tok/s on / off (attention in the q/k/v tail,
 #                                  IGNIS_ATTN_TAIL; int4 batch-1 fp16 form, IGNIS_INT4_H1), GEMV GB/s
+#   scripts/gpu-check.sh pendingenc the fused small-bucket encoder pass (IGNIS_ENC_FUSED=1, written without a GPU):
+#                                  its tests, memcheck + racecheck, BERT-base / MiniLM latencies on / off alternated
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
@@ -136,6 +138,19 @@ for stage in "$@"; do
           --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
       done
       echo "--- decode tok/s, batch 1 (alternated, twice) ---"; cat "$LOG/pending_ab.txt" ;;
+    pendingenc)  # (each command under a timeout: the whole stage fits one 10-minute device call)
+      F='CudaEncoder.FusedSmallPassMatchesReference'
+      TAIL=4 run pendingenc_tests timeout 200 $B/ignis_gpu_tests --gtest_filter="$F:CudaEncoder.*:CudaEncoderKernels.*"
+      TAIL=4 run pendingenc_memcheck timeout 150 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter="$F"
+      TAIL=4 run pendingenc_racecheck timeout 150 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter="$F"
+      for i in 1 2; do
+        for v in X=0 IGNIS_ENC_FUSED=1; do
+          for m in bert-base minilm-l6; do
+            ( export "$v"; TAIL=10 run "pendingenc_${m}_${v%%=*}_$i" timeout 60 $B/ignis bench-encoder --synthetic $m \
+                --dtype f16 -r 30 --shapes 1x16,1x64,1x128,8x16,4x32,2x64,1x256 )
+          done
+        done
+      done ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \
