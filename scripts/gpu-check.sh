@@ -139,15 +139,16 @@ for stage in "$@"; do
       done
       echo "--- decode tok/s, batch 1 (alternated, twice) ---"; cat "$LOG/pending_ab.txt" ;;
     pendingenc)  # (each command under a timeout: the whole stage fits one 10-minute device call)
-      F='CudaEncoder.FusedSmallPassMatchesReference'
+      F='CudaEncoderKernels.FusedPassPhases:CudaEncoder.FusedSmallPassMatchesReference'
       TAIL=4 run pendingenc_tests timeout 200 $B/ignis_gpu_tests --gtest_filter="$F:CudaEncoder.*:CudaEncoderKernels.*"
       TAIL=4 run pendingenc_memcheck timeout 150 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter="$F"
       TAIL=4 run pendingenc_racecheck timeout 150 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter="$F"
       for i in 1 2; do
-        for v in X=0 IGNIS_ENC_FUSED=1; do
+        for v in X=0 IGNIS_ENC_FUSED=1 IGNIS_ENC_FUSED=1,IGNIS_ENC_FUSED_BPS=2; do
           for m in bert-base minilm-l6; do
-            ( export "$v"; TAIL=10 run "pendingenc_${m}_${v%%=*}_$i" timeout 60 $B/ignis bench-encoder --synthetic $m \
-                --dtype f16 -r 30 --shapes 1x16,1x64,1x128,8x16,4x32,2x64,1x256 )
+            IFS=, read -ra envs <<< "$v"
+            TAIL=10 run "pendingenc_${m}_${v//[=,]/_}_$i" env "${envs[@]}" timeout 60 $B/ignis bench-encoder \
+              --synthetic $m --dtype f16 -r 30 --shapes 1x16,1x64,1x128,8x16,4x32,2x64,1x256
           done
         done
       done ;;

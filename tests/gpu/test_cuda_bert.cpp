@@ -172,6 +172,148 @@ TEST(CudaEncoderKernels, AttentionRagged) {
   }
 }
 
+// The fused small-bucket pass (encoder_fused.cu) phase by phase: the kernel is stopped after each
+// phase (EncFusedArgs::stop_after) and that phase's output is checked against the CPU reference
+// applied to the kernel's own output of the phase before, so a failure names the phase. Every
+// activation buffer (and the fp32 partials) starts as NaN: rows past the real tokens must be neither
+// read (NaN would leak into the sums) nor written. BERT-base-sized layers (hidden 768, 12 heads, FFN
+// 3072) and small ones with heads of 32; the whole grid and 3 / 5 blocks (blocks loop over items).
+TEST(CudaEncoderKernels, FusedPassPhases) {
+  REQUIRE_GPU();
+  std::mt19937 rng(17);
+  struct Case {
+    int nh, H, I;
+    std::vector<int> lens;
+    int max_blocks;
+  };
+  const std::vector<Case> cases = {{12, 768, 3072, {100, 1, 27}, 0},
+                                   {12, 768, 3072, {16}, 3},
+                                   {4, 128, 256, {64, 64}, 0},
+                                   {2, 128, 256, {5, 70, 9}, 5}};
+  const int L = 2, V = 50, P = 160, TV = 2, rows = kEncoderFusedRows + 8;
+  const float eps = 1e-12f;
+  for (const Case& c : cases)
+    for (DType dt : {DType::F16, DType::BF16}) {
+      const int H = c.H, I = c.I, hd = H / c.nh;
+      const std::vector<int> off = offsets_of(c.lens);
+      const int n = off.back(), B = int(c.lens.size());
+      SCOPED_TRACE(std::string(dname(dt)) + " H=" + std::to_string(H) + " nh=" + std::to_string(c.nh) +
+                   " n=" + std::to_string(n) + " max_blocks=" + std::to_string(c.max_blocks));
+      ASSERT_TRUE(encoder_fused_supported(dt, H, c.nh, I, EncAct::kGeluErf));
+      auto rnd = [&](size_t count, float lo, float hi) {
+        std::vector<float> v = random_vec(count, rng, lo, hi);
+        round_dt(dt, v);
+        return v;
+      };
+      encref::EncoderRefModel R;
+      R.hidden = H, R.heads = c.nh, R.intermediate = I, R.eps = eps, R.gelu = encref::Act::kGeluErf;
+      R.word = rnd(size_t(V) * H, -1.f, 1.f), R.pos_tab = rnd(size_t(P) * H, -0.5f, 0.5f);
+      R.type_tab = rnd(size_t(TV) * H, -0.5f, 0.5f);
+      R.emb_g = random_vec(size_t(H), rng, 0.8f, 1.2f), R.emb_b = random_vec(size_t(H), rng, -0.1f, 0.1f);
+      std::vector<DeviceBuffer> keep;  // device weights
+      std::vector<EncFusedLayerW> lw;
+      auto dev = [&](const std::vector<float>& v, bool f32) {
+        keep.push_back(f32 ? up_f32(v) : up(dt, v));
+        return keep.back().get();
+      };
+      for (int l = 0; l < L; ++l) {
+        encref::EncoderRefLayer y;
+        y.wqkv = rnd(size_t(3 * H) * H, -0.12f, 0.12f), y.bqkv = rnd(size_t(3 * H), -0.1f, 0.1f);
+        y.wo = rnd(size_t(H) * H, -0.12f, 0.12f), y.bo = rnd(size_t(H), -0.1f, 0.1f);
+        y.ln1_g = random_vec(size_t(H), rng, 0.8f, 1.2f), y.ln1_b = random_vec(size_t(H), rng, -0.1f, 0.1f);
+        y.w1 = rnd(size_t(I) * H, -0.12f, 0.12f), y.b1 = rnd(size_t(I), -0.1f, 0.1f);
+        y.w2 = rnd(size_t(H) * I, -0.06f, 0.06f), y.b2 = rnd(size_t(H), -0.1f, 0.1f);
+        y.ln2_g = random_vec(size_t(H), rng, 0.8f, 1.2f), y.ln2_b = random_vec(size_t(H), rng, -0.1f, 0.1f);
+        EncFusedLayerW w;
+        w.wqkv = dev(y.wqkv, false), w.bqkv = dev(y.bqkv, false), w.wo = dev(y.wo, false), w.bo = dev(y.bo, false);
+        w.w1 = dev(y.w1, false), w.b1 = dev(y.b1, false), w.w2 = dev(y.w2, false), w.b2 = dev(y.b2, false);
+        w.ln1_g = static_cast<const float*>(dev(y.ln1_g, true)), w.ln1_b = static_cast<const float*>(dev(y.ln1_b, true));
+        w.ln2_g = static_cast<const float*>(dev(y.ln2_g, true)), w.ln2_b = static_cast<const float*>(dev(y.ln2_b, true));
+        lw.push_back(w);
+        R.layers.push_back(std::move(y));
+      }
+      DeviceBuffer layers(lw.size() * sizeof(EncFusedLayerW));
+      CUDA_CHECK(cudaMemcpy(layers.get(), lw.data(), layers.size(), cudaMemcpyHostToDevice));
+      std::vector<int> ids(static_cast<size_t>(n)), types(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
+      for (int b = 0; b < B; ++b)
+        for (int i = off[size_t(b)]; i < off[size_t(b) + 1]; ++i)
+          ids[size_t(i)] = int(rng() % V), types[size_t(i)] = int(rng() % TV), pos[size_t(i)] = i - off[size_t(b)] + 2;
+      DeviceBuffer d_ids = up_int(ids), d_types = up_int(types), d_pos = up_int(pos);
+      const DevBatch db = make_dev_batch(c.lens);
+      DeviceBuffer x(size_t(rows) * H * esz(dt)), qkv(size_t(rows) * 3 * H * esz(dt)), ctx(size_t(rows) * H * esz(dt)),
+          ffn(size_t(rows) * I * esz(dt)), part(encoder_fused_part_floats(H) * 4), barrier(8);
+      CUDA_CHECK(cudaMemset(barrier.get(), 0, 8));
+
+      EncFusedArgs a;
+      a.dtype = dt;
+      a.embed.dtype = dt;
+      a.embed.word = dev(R.word, false), a.embed.pos_tab = dev(R.pos_tab, false), a.embed.type_tab = dev(R.type_tab, false);
+      a.embed.gamma = static_cast<const float*>(dev(R.emb_g, true));
+      a.embed.beta = static_cast<const float*>(dev(R.emb_b, true));
+      a.embed.ids = d_ids.as<int>(), a.embed.types = d_types.as<int>(), a.embed.pos = d_pos.as<int>();
+      a.embed.n_dev = db.counts.as<int>();
+      a.embed.rows = rows, a.embed.hidden = H, a.embed.vocab = V, a.embed.max_positions = P, a.embed.type_vocab = TV;
+      a.embed.eps = eps, a.embed.out = x.get();
+      a.layers = static_cast<const EncFusedLayerW*>(layers.get()), a.n_layers = L;
+      a.hidden = H, a.heads = c.nh, a.inter = I, a.eps = eps, a.scale = 1.f / std::sqrt(float(hd));
+      a.act = EncAct::kGeluErf, a.batch = db.view();
+      a.x = x.get(), a.qkv = qkv.get(), a.ctx = ctx.get(), a.ffn = ffn.get(), a.part = part.as<float>();
+      a.barrier = static_cast<unsigned long long*>(barrier.get()), a.max_blocks = c.max_blocks;
+
+      // Runs the pass up to `stop` phases (0: all) on NaN-poisoned buffers; returns buffer `which`
+      // (rows < n) after checking that its rows past n are still NaN.
+      auto run_to = [&](int stop, DeviceBuffer& which, int cols) {
+        for (DeviceBuffer* bf : {&x, &qkv, &ctx, &ffn, &part}) CUDA_CHECK(cudaMemset(bf->get(), 0xFF, bf->size()));
+        a.stop_after = stop;
+        encoder_fused(a, nullptr);
+        const std::vector<float> all = down(dt, which.get(), size_t(rows) * cols);
+        EXPECT_TRUE(all_nan(std::vector<float>(all.begin() + size_t(n) * cols, all.end())))
+            << "rows past n were written (phase " << stop << ")";
+        return std::vector<float>(all.begin(), all.begin() + size_t(n) * cols);
+      };
+      auto lin = [&](const std::vector<float>& in, const std::vector<float>& W, const std::vector<float>& b, int N,
+                     int K, encref::Act act) {
+        std::vector<float> out(size_t(n) * N);
+        encref::linear(in.data(), W.data(), b.data(), n, N, K, act, out.data());
+        return out;
+      };
+      std::vector<float> want(size_t(n) * H);
+      encref::embed_layernorm(R.word.data(), R.pos_tab.data(), R.type_tab.data(), R.emb_g.data(), R.emb_b.data(),
+                              ids.data(), types.data(), pos.data(), n, H, eps, want.data());
+      std::vector<float> xin = run_to(1, x, H);
+      EXPECT_LE(rel_err(xin, want), ktol(dt)) << "embeddings";
+      for (int l = 0; l < L; ++l) {
+        const encref::EncoderRefLayer& y = R.layers[size_t(l)];
+        const int p0 = 1 + 7 * l;
+        SCOPED_TRACE("layer " + std::to_string(l));
+        const std::vector<float> q = run_to(p0 + 1, qkv, 3 * H);
+        EXPECT_LE(rel_err(q, lin(xin, y.wqkv, y.bqkv, 3 * H, H, encref::Act::kNone)), ktol(dt)) << "qkv";
+        const std::vector<float> cx = run_to(p0 + 2, ctx, H);
+        std::vector<float> att(size_t(n) * H);
+        encref::attention(q.data(), off.data(), B, c.nh, hd, a.scale, att.data());
+        EXPECT_LE(rel_err(cx, att), ktol(dt)) << "attention";
+        const std::vector<float> x1 = run_to(p0 + 4, x, H);
+        std::vector<float> r1 = xin;
+        encref::add_layernorm(lin(cx, y.wo, y.bo, H, H, encref::Act::kNone).data(), r1.data(), y.ln1_g.data(),
+                              y.ln1_b.data(), n, H, eps);
+        EXPECT_LE(rel_err(x1, r1), ktol(dt)) << "out-proj + LayerNorm";
+        const std::vector<float> f1 = run_to(p0 + 5, ffn, I);
+        EXPECT_LE(rel_err(f1, lin(x1, y.w1, y.b1, I, H, encref::Act::kGeluErf)), ktol(dt)) << "FFN1 + GELU";
+        const std::vector<float> x2 = run_to(p0 + 7, x, H);
+        std::vector<float> r2 = x1;
+        encref::add_layernorm(lin(f1, y.w2, y.b2, H, I, encref::Act::kNone).data(), r2.data(), y.ln2_g.data(),
+                              y.ln2_b.data(), n, H, eps);
+        EXPECT_LE(rel_err(x2, r2), ktol(dt)) << "FFN2 + LayerNorm";
+        xin = x2;
+      }
+      const std::vector<float> full = run_to(0, x, H);
+      EXPECT_EQ(std::memcmp(full.data(), xin.data(), full.size() * 4), 0) << "the whole pass differs from its phases";
+      const std::vector<float> ref =
+          encref::encoder_forward(R, ids, types, pos, std::vector<int>(off.begin(), off.end()));
+      EXPECT_LE(rel_err(full, ref), dt == DType::F16 ? 1e-2 : 2.5e-2) << "whole pass vs the reference";
+    }
+}
+
 TEST(CudaEncoderKernels, EmbedLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(12);
