@@ -499,7 +499,7 @@ TEST(CudaQuant, Int4Batch1Fp16Form) {
     DType sd;
   };
   const Case cases[] = {{64, 1408, 128, true, DType::BF16}, {64, 4096, 128, false, DType::F16},
-                        {48, 2048, 256, true, DType::F16}, {8448, 256, 128, false, DType::BF16}};
+                        {48, 2048, 128, true, DType::F16}, {8448, 256, 128, false, DType::BF16}};
   for (const Case& cs : cases) {
     SCOPED_TRACE("N=" + std::to_string(cs.N) + " K=" + std::to_string(cs.K) + " g" + std::to_string(cs.group) +
                  (cs.sym ? " sym" : " asym"));
