@@ -11,12 +11,6 @@
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
 #   scripts/gpu-check.sh abenv     decode tok/s of environment settings alternated ($AB_VARIANTS, $AB_ARGS)
-#   scripts/gpu-check.sh pending   the opt-in kernels written without a GPU, measured in one call: their tests,
-#                                  memcheck + racecheck, decode tok/s on / off (attention in the q/k/v tail,
-#                                  IGNIS_ATTN_TAIL; int4 batch-1 fp16 form, IGNIS_INT4_H1), GEMV GB/s
-#   scripts/gpu-check.sh pendingenc the fused small-bucket encoder pass (IGNIS_ENC_FUSED=1, written without a GPU):
-#                                  its tests, memcheck + racecheck, BERT-base / MiniLM latencies on / off alternated
-#   scripts/gpu-check.sh pendingall pendingenc + pending cut to one 9-minute call (tests, latencies, tok/s, sanitizers)
 #   scripts/gpu-check.sh abnorm    decode tok/s with each IGNIS_FUSED_NORM mode (0, 1, 2)
 #   scripts/gpu-check.sh abring    decode chain ring engine: tests, sanitizers, layer-tail timing, tok/s chain off / registers / ring
 #   scripts/gpu-check.sh abchain   persistent decode chain: its tests, memcheck, decode tok/s with IGNIS_DECODE_CHAIN=0 / 1
@@ -114,79 +108,6 @@ for stage in "$@"; do
           echo "${AB_ARGS:---synthetic llama-2-7b -p 8} | $var | $v" | tee -a "$LOG/abenv.txt"
         done
       done ;;
-    pending)  # (each command under a timeout: the whole stage fits one 10-minute device call)
-      F='CudaKernels.GemvAttentionTail:CudaLlama.DecodeAttentionTailMatches:CudaQuant.Int4Batch1Fp16Form'
-      TAIL=4 run pending_tests timeout 150 $B/ignis_gpu_tests --gtest_filter="$F:CudaKernels.Attention*:CudaKernels.GemvFolded*:CudaLlama.DecodeFusions*"
-      TAIL=4 run pending_memcheck timeout 120 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter="$F"
-      TAIL=4 run pending_racecheck timeout 120 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter="$F"
-      for i in 1 2; do
-        for var in "-" "IGNIS_ATTN_TAIL=1"; do
-          for a in "--synthetic llama-2-7b -p 8" "--synthetic llama-3-8b -p 8" "--synthetic llama-2-7b -p 120"; do
-            envs=(); [ "$var" = - ] || envs=("$var")
-            v=$(env "${envs[@]}" timeout 60 $B/ignis bench $a --batch 1 -n 128 -r 2 --json 2>/dev/null | decode_rows)
-            echo "$a | $var | $v" | tee -a "$LOG/pending_ab.txt"
-          done
-        done
-        for var in "-" "IGNIS_INT4_H1=1"; do
-          envs=(); [ "$var" = - ] || envs=("$var")
-          v=$(env "${envs[@]}" timeout 60 $B/ignis bench --synthetic llama-2-7b -p 8 --quant int4 --group 128 --batch 1 \
-              -n 128 -r 2 --json 2>/dev/null | decode_rows)
-          echo "int4 g128 -p 8 | $var | $v" | tee -a "$LOG/pending_ab.txt"
-        done
-      done
-      for h in 0 1; do
-        IGNIS_INT4_H1=$h IGNIS_BW_FORMATS=int4 TAIL=14 run pending_int4_bw_h1_$h timeout 60 $B/ignis_gpu_tests \
-          --gtest_also_run_disabled_tests --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth'
-      done
-      echo "--- decode tok/s, batch 1 (alternated, twice) ---"; cat "$LOG/pending_ab.txt" ;;
-    pendingenc)  # (each command under a timeout: the whole stage fits one 10-minute device call)
-      F='CudaEncoderKernels.FusedPassPhases:CudaEncoder.FusedSmallPassMatchesReference'
-      TAIL=4 run pendingenc_tests timeout 200 $B/ignis_gpu_tests --gtest_filter="$F:CudaEncoder.*:CudaEncoderKernels.*"
-      TAIL=4 run pendingenc_memcheck timeout 150 compute-sanitizer --tool memcheck $B/ignis_gpu_tests --gtest_filter="$F"
-      TAIL=4 run pendingenc_racecheck timeout 150 compute-sanitizer --tool racecheck $B/ignis_gpu_tests --gtest_filter="$F"
-      for i in 1 2; do
-        for v in X=0 IGNIS_ENC_FUSED=1 IGNIS_ENC_FUSED=1,IGNIS_ENC_FUSED_BPS=2; do
-          for m in bert-base minilm-l6; do
-            IFS=, read -ra envs <<< "$v"
-            TAIL=10 run "pendingenc_${m}_${v//[=,]/_}_$i" env "${envs[@]}" timeout 60 $B/ignis bench-encoder \
-              --synthetic $m --dtype f16 -r 30 --shapes 1x16,1x64,1x128,8x16,4x32,2x64,1x256
-          done
-        done
-      done ;;
-    pendingall)  # pendingenc + pending cut to one 9-minute call, most telling first: the tests, the encoder
-                 # latencies (off / fused / fused 2 blocks an SM), batch-1 tok/s on / off once, then the sanitizers
-      FE='CudaEncoderKernels.FusedPassPhases:CudaEncoder.FusedSmallPassMatchesReference'
-      FD='CudaKernels.GemvAttentionTail:CudaLlama.DecodeAttentionTailMatches:CudaQuant.Int4Batch1Fp16Form'
-      TAIL=6 run all_enc_tests timeout 120 $B/ignis_gpu_tests --gtest_filter="$FE:CudaEncoder.*:CudaEncoderKernels.*"
-      for i in 1 2; do
-        for v in X=0 IGNIS_ENC_FUSED=1 IGNIS_ENC_FUSED=1,IGNIS_ENC_FUSED_BPS=2; do
-          IFS=, read -ra envs <<< "$v"
-          TAIL=10 run "all_enc_bert-base_${v//[=,]/_}_$i" env "${envs[@]}" timeout 40 $B/ignis bench-encoder \
-            --synthetic bert-base --dtype f16 -r 30 --shapes 1x16,1x64,1x128,8x16,4x32,2x64,1x256
-        done
-      done
-      for v in X=0 IGNIS_ENC_FUSED=1; do
-        IFS=, read -ra envs <<< "$v"
-        TAIL=10 run "all_enc_minilm_${v//[=,]/_}" env "${envs[@]}" timeout 40 $B/ignis bench-encoder \
-          --synthetic minilm-l6 --dtype f16 -r 30 --shapes 1x16,1x128,8x16
-      done
-      TAIL=6 run all_dec_tests timeout 100 $B/ignis_gpu_tests --gtest_filter="$FD:CudaKernels.Attention*:CudaLlama.DecodeFusions*"
-      for var in "-" "IGNIS_ATTN_TAIL=1" "-" "IGNIS_ATTN_TAIL=1"; do
-        envs=(); [ "$var" = - ] || envs=("$var")
-        v=$(env "${envs[@]}" timeout 45 $B/ignis bench --synthetic llama-2-7b -p 8 --batch 1 -n 128 -r 2 --json 2>/dev/null | decode_rows)
-        echo "llama-2-7b -p 8 | $var | $v" | tee -a "$LOG/all_ab.txt"
-      done
-      for var in "-" "IGNIS_INT4_H1=1"; do
-        envs=(); [ "$var" = - ] || envs=("$var")
-        v=$(env "${envs[@]}" timeout 45 $B/ignis bench --synthetic llama-2-7b -p 8 --quant int4 --group 128 --batch 1 \
-            -n 128 -r 2 --json 2>/dev/null | decode_rows)
-        echo "int4 g128 -p 8 | $var | $v" | tee -a "$LOG/all_ab.txt"
-      done
-      TAIL=4 run all_enc_memcheck timeout 80 compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter="$FE"
-      TAIL=4 run all_dec_memcheck timeout 60 compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter="$FD"
-      TAIL=4 run all_enc_racecheck timeout 80 compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter="$FE"
-      TAIL=4 run all_dec_racecheck timeout 60 compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter="$FD"
-      echo "--- decode tok/s, batch 1 ---"; cat "$LOG/all_ab.txt" ;;
     abnorm)  # decode tok/s with the RMSNorm separate (0), fused self-summing (1), fused from partial sums (2)
       for fn in 0 1 2 0 2; do
         v=$(IGNIS_FUSED_NORM=$fn $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" -p 8 -n 128 --json 2>/dev/null \

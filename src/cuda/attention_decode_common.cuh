@@ -70,8 +70,7 @@ __device__ void combine_if_last(const AttnArgs& a, int i, int kh, int G, int n_s
 // position p also go into knew / vnew[hd] and into the cache (if p is inside it): no other block
 // of the launch reads key p, and this block must take it from knew / vnew, since its own reads of
 // the cache row may have happened before this write. Needs a __syncthreads before qs / knew are read.
-// COHERENT: rope_qkv was written by other blocks of this launch (read through L2; with rope_qkv only).
-template <typename T, bool COHERENT = false>
+template <typename T>
 __device__ void decode_queries(const AttnArgs& a, int i, int kh, int G, int p, size_t slot, bool holds_p,
                                float qscale, float* qs, T* knew, T* vnew) {
   const int tid = threadIdx.x, nthr = blockDim.x, hd = a.hd, head0 = kh * G;
@@ -86,7 +85,7 @@ __device__ void decode_queries(const AttnArgs& a, int i, int kh, int G, int p, s
     const int h = u / half, base = (head0 + h) * hd;
     int e0, e1;
     float x0, x1;
-    rope_pair<T, COHERENT>(src + base, a.rope_bias ? a.rope_bias + base : nullptr, u % half, a.rope_dim, a.style, p, a.inv_freq,
+    rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, u % half, a.rope_dim, a.style, p, a.inv_freq,
               true, e0, e1, x0, x1);
     qs[h * hd + e0] = to_f(from_f<T>(x0)) * qscale;
     qs[h * hd + e1] = to_f(from_f<T>(x1)) * qscale;
@@ -99,7 +98,7 @@ __device__ void decode_queries(const AttnArgs& a, int i, int kh, int G, int p, s
     const int base = (is_k ? a.nh + kh : a.nh + a.nkv + kh) * hd;
     int e0, e1;
     float x0, x1;
-    rope_pair<T, COHERENT>(src + base, a.rope_bias ? a.rope_bias + base : nullptr, is_k ? u : u - half, a.rope_dim, a.style, p,
+    rope_pair(src + base, a.rope_bias ? a.rope_bias + base : nullptr, is_k ? u : u - half, a.rope_dim, a.style, p,
               a.inv_freq, is_k, e0, e1, x0, x1);
     T* nw = is_k ? knew : vnew;
     nw[e0] = from_f<T>(x0), nw[e1] = from_f<T>(x1);

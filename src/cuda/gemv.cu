@@ -52,9 +52,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
-#include "cuda/attention_decode_warp.cuh"
 #include "cuda/common.h"
 #include "cuda/gemv_common.cuh"
 #include "cuda/kernels.h"
@@ -238,21 +236,6 @@ __device__ __forceinline__ void simple_store(void* out, int ldo, int b, int row,
 
 constexpr int kSimpleWarps = kFoldThreads / 32;  // rows (outputs) per block of the CUDA-core kernel
 
-// Attention in the tail: keys per warp and round of attn_warp_block (its loads in flight, hence its
-// registers: the tail shares the kernel's register budget, which the GEMV's occupancy needs), and
-// the blocks per SM the kernel is compiled for (kTailMinBlocks x 128 threads: at most 65536 / that
-// registers a thread, 40 with 12; the plain folded kernel uses 48, i.e. 10 blocks an SM).
-constexpr int kTailKeysPerWarp = 4, kTailMinBlocks = 12;
-
-// Attention in the tail: the physical row of [q (nh hd) | k (nkv hd) | v (nkv hd)] that logical row
-// j computes, the rows of kv head g being [g G hd, (g + 1) G hd) of q, then g's k, then g's v.
-__device__ __forceinline__ int qkv_tail_row(int j, const AttnArgs& a) {
-  const int G = a.nh / a.nkv, hd = a.hd, per = (G + 2) * hd;
-  const int g = j / per, o = j % per;
-  if (o < G * hd) return g * G * hd + o;
-  return (o < (G + 1) * hd ? a.nh * hd : (a.nh + a.nkv) * hd) + g * hd + o % hd;  // (G hd is a multiple of hd)
-}
-
 // FIN: the input is h = x * norm_w (not yet divided by rms(x)); every dot product is multiplied by
 // 1 / rms from rms_ss. At batch 1 the block copies the first 1024 partials into shared memory before
 // its main loop (fold_prefetch: their latency hides behind the weight stream) and sums them after it,
@@ -262,20 +245,10 @@ __device__ __forceinline__ int qkv_tail_row(int j, const AttnArgs& a) {
 // KS = 2 (the batch-1 producer only, FOUT): 8 warps a block, two per row, each taking every other
 // 32 VEC chunk of K; the upper four hand their sums to the lower four, which run the epilogue. Twice
 // the warps for the products with few rows (Wo, down: 4096 rows = 31 warps a SM at KS = 1).
-// ADPL > 0 (GemvArgs::attn_tail; FIN, batch 1, kStore, bf16): attention in the tail. Block j / per
-// (per = (G + 2) hd / 4 blocks a kv head) takes the rows of kv head g = j / per in the order [its G
-// query heads | its k | its v] (qkv_tail_row), so the kv heads finish one after the other while the
-// weights stream; the last of a head's blocks to finish (a counter in att.counters) runs the warp
-// decode attention of that head (attn_warp_block: RoPE, KV-cache write, one split over all keys,
-// 4 warps, the raw q / k / v read through L2 since other blocks of this launch wrote them).
-// ADPL = hd / 32, AGMAX >= G as in attention_decode_warp.cu.
-template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int KS = 1, int ADPL = 0, int AGMAX = 1>
-__global__ void __launch_bounds__(128 * KS, ADPL ? kTailMinBlocks : 1) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
-                                                                int N, int K, void* out, int ldo, FoldArgs f,
-                                                                AttnArgs att) {
+template <typename T, int VEC, int BMAX, int EPI, bool FIN, bool FOUT, int KS = 1>
+__global__ void __launch_bounds__(128 * KS) gemv_simple_kernel(const T* __restrict__ W, const T* __restrict__ x, int B,
+                                                                int N, int K, void* out, int ldo, FoldArgs f) {
   static_assert(KS == 1 || (KS == 2 && FOUT && !FIN), "K split over two warps: the folded producer only");
-  static_assert(ADPL == 0 || (FIN && !FOUT && BMAX == 1 && EPI == int(GemvEpilogue::kStore)),
-                "attention in the tail: the batch-1 folded q/k/v product only");
   constexpr int R = EPI == int(GemvEpilogue::kSwiGLU) ? 2 : 1;
   const int lane = threadIdx.x & 31, warp = (threadIdx.x >> 5) % kSimpleWarps, half = (threadIdx.x >> 5) / kSimpleWarps;
   const int j = blockIdx.x * kSimpleWarps + warp;
@@ -290,7 +263,7 @@ __global__ void __launch_bounds__(128 * KS, ADPL ? kTailMinBlocks : 1) gemv_simp
   int rows[R];
   // (FIN / FOUT: warps past the end compute the last row again, not stored: they stay for the block's sums)
   const int jr = min(j, n_out - 1);
-  rows[0] = R == 2 ? int(swiglu_row_of_gate(jr)) : ADPL ? qkv_tail_row(jr, att) : jr;
+  rows[0] = R == 2 ? int(swiglu_row_of_gate(jr)) : jr;
   if constexpr (R == 2) rows[1] = rows[0] + 8;
   float acc[R][BMAX];
 #pragma unroll
@@ -349,23 +322,11 @@ __global__ void __launch_bounds__(128 * KS, ADPL ? kTailMinBlocks : 1) gemv_simp
         static_cast<T*>(f.next_h)[size_t(b) * N + j] = from_f<T>(xn * f.next_w[j]);
         sq[b] = xn * xn;
       } else {
-        simple_store<T, EPI>(out, ldo, b, ADPL ? rows[0] : j, s[0]);
+        simple_store<T, EPI>(out, ldo, b, j, s[0]);
       }
     }
   }
   if constexpr (FOUT) fold_block_ss(f, B, sq);
-  if constexpr (ADPL > 0) {
-    __shared__ unsigned s_prev;
-    const int G = att.nh / att.nkv, per = (G + 2) * att.hd / kSimpleWarps, g = blockIdx.x / per;
-    __threadfence();  // this block's q / k / v visible before it is counted
-    __syncthreads();
-    if (threadIdx.x == 0) s_prev = atomicAdd(&att.counters[g], 1u);
-    __syncthreads();
-    if (s_prev != unsigned(per - 1)) return;
-    __threadfence();
-    if (threadIdx.x == 0) att.counters[g] = 0;  // every block of head g has counted: ready for the next launch
-    attn_detail::attn_warp_block<T, ADPL, AGMAX, kSimpleWarps, true, kTailKeysPerWarp>(att, 0, 1, g, 0);
-  }
 }
 
 // The batch-1 folded producer (Wo, down) runs with two warps per row (KS = 2) unless IGNIS_GEMV_KSPLIT=1.
@@ -379,27 +340,6 @@ int producer_ksplit() {
   return v;
 }
 
-// The folded q/k/v product with attention in its tail, per head size and query heads per kv head.
-template <int DPL>
-void launch_attn_tail_dpl(const GemvArgs& a, dim3 grid, int ldo, const FoldArgs& f, cudaStream_t stream) {
-  constexpr int kVec = 8, kStore = int(GemvEpilogue::kStore);
-  const bf16* W = static_cast<const bf16*>(a.W);
-  const bf16* x = static_cast<const bf16*>(a.x);
-  const AttnArgs& t = *a.attn_tail;
-  const int G = t.nh / t.nkv;
-  auto go = [&](auto kernel) { launch(kernel, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out, ldo, f, t); };
-  if (G <= 1) return go(gemv_simple_kernel<bf16, kVec, 1, kStore, true, false, 1, DPL, 1>);
-  if (G <= 2) return go(gemv_simple_kernel<bf16, kVec, 1, kStore, true, false, 1, DPL, 2>);
-  if (G <= 4) return go(gemv_simple_kernel<bf16, kVec, 1, kStore, true, false, 1, DPL, 4>);
-  if constexpr (DPL * 8 <= 32) go(gemv_simple_kernel<bf16, kVec, 1, kStore, true, false, 1, DPL, 8>);
-}
-void launch_attn_tail(const GemvArgs& a, dim3 grid, int ldo, const FoldArgs& f, cudaStream_t stream) {
-  const int hd = a.attn_tail->hd;
-  if (hd == 64) return launch_attn_tail_dpl<2>(a, grid, ldo, f, stream);
-  if (hd == 128) return launch_attn_tail_dpl<4>(a, grid, ldo, f, stream);
-  launch_attn_tail_dpl<8>(a, grid, ldo, f, stream);
-}
-
 template <typename T, int VEC, int BMAX, int EPI>
 void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream) {
   const T* W = static_cast<const T*>(a.W);
@@ -407,24 +347,21 @@ void launch_simple_b(const GemvArgs& a, dim3 grid, int ldo, cudaStream_t stream)
   FoldArgs f = fold_args(a);
   if (f.rms_parts <= 0) f.rms_parts = gemv_fold_parts(a.K);  // (GemvArgs::rms_parts: 0 = this kernel's producer)
   const bool fin = a.rms_ss != nullptr;
-  if constexpr (std::is_same_v<T, bf16> && VEC == 8 && BMAX == 1 && EPI == int(GemvEpilogue::kStore)) {
-    if (a.attn_tail) return launch_attn_tail(a, grid, ldo, f, stream);
-  }
   if constexpr (EPI == int(GemvEpilogue::kAddF32)) {
     if constexpr (BMAX == 1) {
       if (a.next_ss && producer_ksplit() == 2)
         return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true, 2>, grid, dim3(256), 0, stream, W, x, a.B, a.N,
-                      a.K, a.out, ldo, f, AttnArgs{});
+                      a.K, a.out, ldo, f);
     }
     if (a.next_ss)  // (not with rms_ss: gemv() checks)
       return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, true>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
-                    a.out, ldo, f, AttnArgs{});
+                    a.out, ldo, f);
   }
   if (fin)
     return launch(gemv_simple_kernel<T, VEC, BMAX, EPI, true, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K,
-                  a.out, ldo, f, AttnArgs{});
+                  a.out, ldo, f);
   launch(gemv_simple_kernel<T, VEC, BMAX, EPI, false, false>, grid, dim3(128), 0, stream, W, x, a.B, a.N, a.K, a.out,
-         ldo, f, AttnArgs{});
+         ldo, f);
 }
 
 template <typename T, int VEC, int EPI>
@@ -515,10 +452,6 @@ bool device_has_bulk_copy() {  // sm_90+ (cached for the current device at first
 }
 
 int gemv_fold_parts(int N) { return ceil_div(N, kSimpleWarps); }
-bool gemv_attn_tail_ok(const AttnArgs& a) {
-  return a.dtype == DType::BF16 && attn_warp_supported(a) && a.n == 1 && a.q_per_seq == 1 && a.rope_qkv &&
-         a.inv_freq && a.rope_dim <= a.hd && a.counters && a.pos && a.k_cache && a.v_cache && a.out;
-}
 bool gemv_fold_ok(int B) { return B == 1 && (env_impl() == GemvImpl::kAuto || env_impl() == GemvImpl::kSimple); }
 
 bool gemv_fused_norm_ok(DType dtype, int K) { return dtype == DType::BF16 && K % 8 == 0 && !force_simple(); }
@@ -556,14 +489,6 @@ int gemv(const GemvArgs& a, cudaStream_t stream) {
   // does not grow with B (the CUDA-core one does B FMAs per weight). A fused norm needs the
   // tensor-core kernel. The bulk-copy kernel is taken only when asked for (kBulk, IGNIS_GEMV=bulk).
   const bool fold = a.rms_ss || a.next_ss;
-  if (const AttnArgs* t = a.attn_tail) {
-    IGNIS_CHECK(a.rms_ss && !a.next_ss && a.B == 1 && a.dtype == DType::BF16 && a.K % 8 == 0 &&
-                    a.epi == GemvEpilogue::kStore && ldo == a.N && (a.impl == GemvImpl::kAuto || a.impl == GemvImpl::kSimple),
-                "gemv: attention in the tail needs the batch-1 folded bf16 product (rms_ss, K % 8 == 0, kStore)");
-    IGNIS_CHECK(gemv_attn_tail_ok(*t) && t->rope_qkv == a.out && a.N == (t->nh + 2 * t->nkv) * t->hd,
-                "gemv: the tail attention must read the product's own [q | k | v] output (", a.N, " rows for ", t->nh,
-                " + 2 x ", t->nkv, " heads of ", t->hd, ")");
-  }
   if (fold) {
     IGNIS_CHECK(!a.norm_w && !a.ss_in && !a.ss_out, "gemv: the folded RMSNorm (rms_ss / next_ss) and the fused one "
                 "(norm_w / ss_in / ss_out) exclude each other");

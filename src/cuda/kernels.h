@@ -39,8 +39,6 @@ IGNIS_HD inline int64_t swiglu_row_of_gate(int64_t j) { return (j / 8) * 16 + j 
 // register-streaming kernel; kBulk: gemv_bulk.cu (bulk copies into shared memory).
 enum class GemvImpl : uint8_t { kAuto, kSimple, kTensorCore, kBulk };
 
-struct AttnArgs;  // below
-
 struct GemvArgs {
   DType dtype = DType::BF16;  // of W and x
   const void* W = nullptr;    // [N, K]
@@ -82,22 +80,12 @@ struct GemvArgs {
   const float* next_norm_w = nullptr;
   void* next_h = nullptr;
   float* next_ss = nullptr;
-  // Attention in the tail (batch-1 folded q/k/v product only: rms_ss set, bf16, kStore into the raw
-  // [q | k | v] buffer that attn_tail->rope_qkv names): the rows are taken kv head by kv head (its G
-  // query heads' rows, its k rows, its v rows), and the last block to finish a kv head's rows runs
-  // that head's decode attention (RoPE + KV-cache write fused, one split over all keys) into
-  // attn_tail->out, so no attention kernel is launched. attn_tail->counters: nkv zeroed counters
-  // (left zeroed). For short contexts: one block walks all the keys (gemv_attn_tail_ok).
-  const AttnArgs* attn_tail = nullptr;
 };
 // Partial sums a folded-norm producer of N rows writes per batch row (GemvArgs::next_ss).
 int gemv_fold_parts(int N);
 // Whether gemv() at batch B takes the CUDA-core kernel that the folded RMSNorm needs (batch 1,
 // unless IGNIS_GEMV forces another kernel).
 bool gemv_fold_ok(int B);
-// Whether a folded q/k/v product can run attention a in its tail (GemvArgs::attn_tail): the warp
-// decode kernel's shapes, one bf16 sequence, RoPE fused (a.rope_qkv), counters set.
-bool gemv_attn_tail_ok(const AttnArgs& a);
 // Returns the number of partial sums per batch row it wrote to next_ss (the folded norm's producer), else 0.
 int gemv(const GemvArgs& a, cudaStream_t stream);
 // Whether the current device has the bulk-copy engine and mbarrier transaction counts (sm_90+).

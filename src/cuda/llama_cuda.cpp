@@ -307,19 +307,15 @@ class CudaLlamaImpl final : public CudaLlama {
     return ok(q_out_);
   }
   // Folded norm, consumer: out = epi(W . h_ / rms(x)), h_ = x * norm_w from the last fold_residual.
-  // attn_tail: that attention in the product's tail (GemvArgs::attn_tail; bf16 q/k/v only).
-  void fold_lin(const void* Wb, const QWeight& Wq, int B, int N, GemvEpilogue epi, void* out,
-                const AttnArgs* attn_tail = nullptr) {
+  void fold_lin(const void* Wb, const QWeight& Wq, int B, int N, GemvEpilogue epi, void* out) {
     auto fold = [&](auto& a) { a.rms_ss = ss_.as<float>(), a.rms_parts = fold_parts_; };
     if (Wq.w) {
-      IGNIS_CHECK(!attn_tail, "attention in the q/k/v tail: bf16 weights only");
       QGemvArgs a = quant_args(Wq, h_.get(), B, epi, out);
       fold(a);
       gemv_quant(a, stream_);
     } else {
       GemvArgs a = gemv_args(Wb, h_.get(), B, N, dim_, epi, out);
       fold(a);
-      a.attn_tail = attn_tail;
       cuda::gemv(a, stream_);
     }
   }
@@ -366,14 +362,6 @@ class CudaLlamaImpl final : public CudaLlama {
   }
   bool warp_attn_ = true;   // CudaOptions::warp_attention / IGNIS_ATTN_DECODE: the warp decode attention kernel
   bool fused_rope_ = true;  // CudaOptions::fused_rope / IGNIS_FUSED_ROPE: RoPE + KV write in the attention
-  bool attn_tail_ = false;   // CudaOptions::attn_tail / IGNIS_ATTN_TAIL: attention in the q/k/v GEMV's tail
-  int attn_tail_keys_ = 256; // ... while the position is below this
-  int step_pos_ = 0;         // the position set_step last wrote (host copy; batch 1 chooses the graph by it)
-  // Whether a decode step of B sequences at step_pos_ runs the attention in the q/k/v tails.
-  bool attn_tail_on(int B) const {
-    return attn_tail_ && fused_rope_ && warp_attn_ && B == 1 && step_pos_ < attn_tail_keys_ && fold_ok(B) &&
-           lq_.empty();
-  }
   DeviceBuffer ss_;  // [ceil(dim / 16)][max_batch] partial sums of squares of x (FuseNorm::kPartials)
 
   // Quantized linear layers, where a QWeight's w is set (else the bf16 copy of LayerW is used):
@@ -432,7 +420,7 @@ class CudaLlamaImpl final : public CudaLlama {
   PinnedBuf<int> pf_tokens_host_, pf_pos_host_;
   uint64_t last_seed_ = ~uint64_t(0);
 
-  std::map<std::tuple<int, bool, bool>, cudaGraphExec_t> graphs_;  // (B, sample, attn_tail_on)
+  std::map<std::pair<int, bool>, cudaGraphExec_t> graphs_;
   std::unique_ptr<Staging> staging_;
   std::vector<std::pair<const char*, cudaEvent_t>>* prof_ = nullptr;
   Clock::time_point t0_;
@@ -483,14 +471,6 @@ CudaLlamaImpl::CudaLlamaImpl(const LlamaConfig& cfg, const CudaOptions& opt, Clo
     IGNIS_CHECK(!e || !*e || std::strcmp(e, "warp") == 0 || std::strcmp(e, "tile") == 0,
                 "IGNIS_ATTN_DECODE must be warp or tile, got ", e);
     warp_attn_ = opt.warp_attention >= 0 ? opt.warp_attention != 0 : !(e && std::strcmp(e, "tile") == 0);
-  }
-  {
-    const char* e = std::getenv("IGNIS_ATTN_TAIL");
-    attn_tail_ = opt.attn_tail >= 0 ? opt.attn_tail != 0 : e && std::strcmp(e, "1") == 0;
-    const char* k = std::getenv("IGNIS_ATTN_TAIL_KEYS");
-    const int keys = opt.attn_tail_keys > 0 ? opt.attn_tail_keys : k && *k ? std::atoi(k) : 256;
-    IGNIS_CHECK(keys > 0, "IGNIS_ATTN_TAIL_KEYS / CudaOptions::attn_tail_keys must be positive, got ", keys);
-    attn_tail_keys_ = keys;
   }
   {
     const char* e = std::getenv("IGNIS_NORM_FOLD");
@@ -1113,7 +1093,6 @@ void CudaLlamaImpl::set_step(const int32_t* tokens, int B, int pos, const Sampli
     s.tokens[b] = tokens[b];
     s.pos[b] = pos;
   }
-  step_pos_ = pos;
   if (sp) {
     s.sp.temperature = sp->temperature;
     s.sp.top_k = sp->top_k;
@@ -1137,35 +1116,18 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
   const int splits = attn_decode_splits(B, nkv_, ctx_);
   const bool chain = chain_ok(B);
   const bool fold = fold_ok(B);  // layer 0's norm runs as a kernel (x comes from the embedding), the others fold
-  const bool tail = attn_tail_on(B);  // (implies fold) layers 1.. : attention in the q/k/v product's tail
   const int L = cfg_.n_layers;
   if (chain) run_chain({chain_step(layers_[0].wqkv, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get(), nullptr,
                                    layers_[0].attn_norm)});
   for (int l = 0; l < L; ++l) {
     const LayerW& w = layers_[size_t(l)];
     const LayerQ& q = lq_.empty() ? no_q_ : lq_[size_t(l)];
-    AttnArgs a;
-    a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
-    a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
-    a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
-    a.counters = attn_cnt_.as<unsigned>();
-    a.impl = warp_attn_ && attn_warp_supported(a) ? AttnImpl::kWarp : AttnImpl::kGeneric;
-    if (fused_rope_) {
-      a.rope_qkv = qkv_.get(), a.rope_bias = w.bqkv, a.inv_freq = inv_freq_.as<float>();
-      a.rope_dim = rd_, a.style = cfg_.rope_style;
-    }
-    const bool tail_here = tail && l > 0 && gemv_attn_tail_ok(a);
     if (!chain) {
-      if (tail_here) {
-        fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get(), &a);
-        tick("gemv+attention");
-      } else {
-        if (fold && l > 0)
-          fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
-        else
-          qkv_decode(x, w, q, B, l == 0);
-        tick("gemv");
-      }
+      if (fold && l > 0)
+        fold_lin(w.wqkv, q.qkv, B, qkvdim_, GemvEpilogue::kStore, qkv_.get());
+      else
+        qkv_decode(x, w, q, B, l == 0);
+      tick("gemv");
     }
     if (!fused_rope_) {
       RopeArgs r;
@@ -1176,10 +1138,18 @@ void CudaLlamaImpl::enqueue_decode(int B, bool sample) {
       rope_kv(r, stream_);
       tick("rope+kv");
     }
-    if (!tail_here) {
-      attention(a, stream_);
-      tick("attention");
+    AttnArgs a;
+    a.dtype = dt_, a.q = q_.get(), a.k_cache = layer_k(l), a.v_cache = layer_v(l), a.out = att_.get();
+    a.pos = sd->pos, a.n = B, a.q_per_seq = 1, a.slot0 = 0, a.nh = nh_, a.nkv = nkv_, a.hd = hd_, a.ctx = ctx_;
+    a.scale = scale_, a.n_splits = splits, a.ws = attn_ws_.as<float>(), a.ws_floats = attn_ws_.size() / 4;
+    a.counters = attn_cnt_.as<unsigned>();
+    a.impl = warp_attn_ && attn_warp_supported(a) ? AttnImpl::kWarp : AttnImpl::kGeneric;
+    if (fused_rope_) {
+      a.rope_qkv = qkv_.get(), a.rope_bias = w.bqkv, a.inv_freq = inv_freq_.as<float>();
+      a.rope_dim = rd_, a.style = cfg_.rope_style;
     }
+    attention(a, stream_);
+    tick("attention");
     if (chain) {  // o, gate/up, down, then the next layer's q/k/v or the output head: one kernel
       const cuda::ChainStep next =
           l + 1 < L ? chain_step(layers_[size_t(l) + 1].wqkv, qkvdim_, dim_, GemvEpilogue::kStore, qkv_.get(), nullptr,
@@ -1267,8 +1237,7 @@ std::vector<std::pair<std::string, double>> CudaLlamaImpl::profile_decode_step(i
 
 void CudaLlamaImpl::run_decode(int B, bool sample) {
   if (!opt_.cuda_graphs) return enqueue_decode(B, sample);
-  const auto key = std::make_tuple(B, sample, attn_tail_on(B));  // (what enqueue_decode will do)
-  auto& exec = graphs_[key];
+  auto& exec = graphs_[{B, sample}];
   if (!exec) {
     cudaGraph_t g = nullptr;
     CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -1277,14 +1246,14 @@ void CudaLlamaImpl::run_decode(int B, bool sample) {
     } catch (...) {
       cudaStreamEndCapture(stream_, &g);
       if (g) cudaGraphDestroy(g);
-      graphs_.erase(key);
+      graphs_.erase({B, sample});
       throw;
     }
     CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
     const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
     cudaGraphDestroy(g);
     if (e != cudaSuccess) {
-      graphs_.erase(key);
+      graphs_.erase({B, sample});
       CUDA_CHECK(e);
     }
   }

@@ -70,13 +70,6 @@ struct CudaOptions {
   // registers, where cuda::attn_warp_supported), 0 the tile kernel (kGeneric); -1:
   // IGNIS_ATTN_DECODE (warp / tile), else warp.
   int warp_attention = -1;
-  // Decode at batch 1 with the folded norm on bf16 weights: each layer's attention (from layer 1)
-  // runs in the tail of its q/k/v product (cuda::GemvArgs::attn_tail), one launch a layer less,
-  // while the step's position is below attn_tail_keys (one block walks a head's keys; longer
-  // contexts take the split attention kernel, a second graph). 1 on, 0 off, -1: IGNIS_ATTN_TAIL
-  // (0 / 1), else off (not yet measured against the separate kernel).
-  int attn_tail = -1;
-  int attn_tail_keys = 0;  // 0: IGNIS_ATTN_TAIL_KEYS, else 256
 };
 
 // GPU sampling. temperature <= 0: greedy. top_k <= 0 / top_p >= 1: that filter is off.

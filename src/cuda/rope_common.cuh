@@ -11,8 +11,7 @@ namespace ignis::cuda {
 // (after the rotated ones); x0, x1: src[e0], src[e1] (+ bias), rotated by p * inv_freq[j] when
 // rotate and j < rope_dim / 2. Angles in fp32 with the accurate sincosf (p * inv_freq reaches
 // thousands of radians).
-// COHERENT: src was written by other blocks of the same launch; read it through L2 (ld.cg).
-template <typename T, bool COHERENT = false>
+template <typename T>
 __device__ __forceinline__ void rope_pair(const T* __restrict__ src, const float* __restrict__ bias, int j,
                                           int rope_dim, RopeStyle style, int p, const float* __restrict__ inv_freq,
                                           bool rotate, int& e0, int& e1, float& x0, float& x1) {
@@ -25,10 +24,7 @@ __device__ __forceinline__ void rope_pair(const T* __restrict__ src, const float
   if (j >= rhalf && style == RopeStyle::kHalfSplit) {  // pass-through tail, after the rotated dims
     e0 = rope_dim + 2 * (j - rhalf), e1 = e0 + 1;
   }
-  if constexpr (COHERENT)
-    x0 = to_f(__ldcg(src + e0)), x1 = to_f(__ldcg(src + e1));
-  else
-    x0 = to_f(src[e0]), x1 = to_f(src[e1]);
+  x0 = to_f(src[e0]), x1 = to_f(src[e1]);
   if (bias) x0 += bias[e0], x1 += bias[e1];
   if (rotate && j < rhalf) {
     float s, c;
