@@ -376,45 +376,33 @@ __global__ void __launch_bounds__(kThreads, 1) enc_fused_kernel(EncFusedArgs a, 
   auto ffn1_of = [&](const EncFusedLayerW& w) { return Prod{a.x, w.w1, I, H, 1}; };
   auto ffn2_of = [&](const EncFusedLayerW& w) { return Prod{a.ffn, w.w2, H, I, sp.ffn2}; };
 
-  // stop_after (tests): every block leaves after the same phase, so no barrier is left half met
-  int phase = 0;
-  auto stop = [&] { return a.stop_after > 0 && ++phase >= a.stop_after; };
-
   phase_embed<T>(a.embed, n, red);
   bool w_ready = prefetch_first<T, 32>(qkv_of(a.layers[0]), smem);
-  if (stop()) return cp_async_wait<0>();
   grid_sync(a.barrier);
   for (int l = 0; l < a.n_layers; ++l) {
     const EncFusedLayerW w = a.layers[l];
     phase_store<T>(qkv_of(w), w.bqkv, EncAct::kNone, a.qkv, n, w_ready, smem);
-    if (stop()) return;
     grid_sync(a.barrier);
 
     for (int i = blockIdx.x; i < attn_items; i += gridDim.x)
       enc_flash_tile<T, HD>(at, i / a.heads, i % a.heads, smem_raw);
     w_ready = prefetch_first<T, 64>(o_of(w), smem);
-    if (stop()) return cp_async_wait<0>();
     grid_sync(a.barrier);
 
     phase_partial<T>(o_of(w), a.part, n, w_ready, smem);
     w_ready = prefetch_first<T, 32>(ffn1_of(w), smem);  // stays in flight through the LayerNorm
-    if (stop()) return cp_async_wait<0>();
     grid_sync(a.barrier);
     phase_add_ln<T>(a.part, sp.o, w.bo, w.ln1_g, w.ln1_b, a.eps, x, H, n, red);
-    if (stop()) return cp_async_wait<0>();
     grid_sync(a.barrier);
 
     phase_store<T>(ffn1_of(w), w.b1, a.act, a.ffn, n, w_ready, smem);
     w_ready = prefetch_first<T, 64>(ffn2_of(w), smem);
-    if (stop()) return cp_async_wait<0>();
     grid_sync(a.barrier);
 
     phase_partial<T>(ffn2_of(w), a.part, n, w_ready, smem);
     w_ready = l + 1 < a.n_layers && prefetch_first<T, 32>(qkv_of(a.layers[l + 1]), smem);
-    if (stop()) return cp_async_wait<0>();
     grid_sync(a.barrier);
     phase_add_ln<T>(a.part, sp.ffn2, w.b2, w.ln2_g, w.ln2_b, a.eps, x, H, n, red);
-    if (stop()) return cp_async_wait<0>();
     if (l + 1 < a.n_layers) grid_sync(a.barrier);
   }
   cp_async_wait<0>();

@@ -105,8 +105,6 @@ struct EncFusedArgs {
   unsigned long long* barrier = nullptr;   // zeroed 64-bit count, 8-byte aligned; it grows by the grid size
                                            // a barrier, so keep one per caller with a fixed grid (max_blocks)
   int max_blocks = 0;                      // > 0: at most this many blocks (tests: blocks loop over items)
-  int stop_after = 0;                      // > 0 (tests): return after that many phases (1: embeddings,
-                                           // then 7 a layer: qkv, attention, out-proj, LN, FFN1, FFN2, LN)
 };
 // F16 / BF16, head size 32 or 64, hidden and intermediate multiples of 64, hidden <= 2048, GELU.
 bool encoder_fused_supported(DType t, int hidden, int heads, int inter, EncAct act);
