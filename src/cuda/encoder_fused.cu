@@ -32,6 +32,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <unordered_map>
 
 #include "cuda/encoder_common.cuh"
 #include "cuda/encoder_flash_tile.cuh"
@@ -408,6 +410,10 @@ __global__ void __launch_bounds__(kThreads, 1) enc_fused_kernel(EncFusedArgs a, 
   cp_async_wait<0>();
 }
 
+// Which grid size each barrier count serves (the count only grows, by the grid size per barrier).
+std::mutex barrier_mu;
+std::unordered_map<const void*, int> barrier_grid;
+
 int fused_blocks_per_sm() {
   static const int v = [] {
     const char* e = std::getenv("IGNIS_ENC_FUSED_BPS");
@@ -427,6 +433,12 @@ void launch_fused(const EncFusedArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(per_sm >= 1, "encoder_fused: the kernel does not fit on an SM (", kSmem, " bytes of shared memory)");
   int grid = sm_count() * std::min(per_sm, fused_blocks_per_sm());
   if (a.max_blocks > 0) grid = std::min(grid, a.max_blocks);
+  {  // the barrier count is a multiple of the grid size between launches: one barrier, one grid
+    std::lock_guard<std::mutex> lock(barrier_mu);
+    auto [it, fresh] = barrier_grid.emplace(a.barrier, grid);
+    IGNIS_CHECK(fresh || it->second == grid, "encoder_fused: this barrier was used with a grid of ", it->second,
+                " blocks, now ", grid, ": give each grid size its own barrier");
+  }
   // K slices: enough items to give every block one (64-column tiles), at most kMaxSplit.
   auto split_of = [&](int N, int K) {
     const int tiles = N / kBNMax, chunks = K / kKC;

@@ -102,8 +102,7 @@ struct EncFusedArgs {
   RaggedDev batch;                         // n = counts[0] <= kEncoderFusedRows
   void *x = nullptr, *qkv = nullptr, *ctx = nullptr, *ffn = nullptr;  // T [>= n rows, H / 3H / H / I]
   float* part = nullptr;                   // float [encoder_fused_part_floats(hidden)]
-  unsigned long long* barrier = nullptr;   // zeroed 64-bit count, 8-byte aligned; it grows by the grid size
-                                           // a barrier, so keep one per caller with a fixed grid (max_blocks)
+  unsigned long long* barrier = nullptr;   // zeroed 64-bit count, 8-byte aligned, one per grid size
   int max_blocks = 0;                      // > 0: at most this many blocks (tests: blocks loop over items)
 };
 // F16 / BF16, head size 32 or 64, hidden and intermediate multiples of 64, hidden <= 2048, GELU.
