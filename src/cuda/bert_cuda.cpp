@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -49,7 +48,10 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
 }
 
 // Weights of one layer (device pointers into the weight pool).
-using LayerW = EncFusedLayerW;
+struct LayerW {
+  const void *wqkv, *bqkv, *wo, *bo, *w1, *b1, *w2, *b2;
+  const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
+};
 
 class CudaEncoderImpl final : public CudaEncoder {
  public:
@@ -127,9 +129,6 @@ class CudaEncoderImpl final : public CudaEncoder {
   const void *word_ = nullptr, *pos_tab_ = nullptr, *type_tab_ = nullptr;
   const float *emb_g_ = nullptr, *emb_b_ = nullptr;
   std::vector<LayerW> layers_;
-  // The fused small-bucket pass (encoder_fused.cu): on for buckets of up to kEncoderFusedRows tokens.
-  bool fused_ok_ = false;
-  DeviceBuffer layers_dev_, part_, barrier_;
   const void *head_w1_ = nullptr, *head_b1_ = nullptr, *head_w2_ = nullptr, *head_b2_ = nullptr;
 
   int cap_ = 0;  // rows of the activation buffers: bucket_of(max_tokens)
@@ -301,16 +300,6 @@ CudaEncoderImpl::CudaEncoderImpl(const EncoderSource& src, const EncoderCudaOpti
   in_dev_.alloc(lay.total * sizeof(int32_t));
   CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&in_host_), lay.total * sizeof(int32_t), cudaHostAllocDefault));
   std::memset(in_host_, 0, lay.total * sizeof(int32_t));
-  if (const char* e = std::getenv("IGNIS_ENC_FUSED"); e && std::strcmp(e, "1") == 0) opt_.fused_small = true;
-  fused_ok_ = opt_.fused_small && !opt_.generic_attention &&
-              encoder_fused_supported(dt_, H_, nh_, I_, gelu_tanh_ ? EncAct::kGeluTanh : EncAct::kGeluErf);
-  if (fused_ok_) {
-    layers_dev_.alloc(layers_.size() * sizeof(LayerW));
-    CUDA_CHECK(cudaMemcpyAsync(layers_dev_.get(), layers_.data(), layers_dev_.size(), cudaMemcpyHostToDevice, stream_));
-    part_.alloc(encoder_fused_part_floats(H_) * sizeof(float));
-    barrier_.alloc(sizeof(unsigned long long));
-    CUDA_CHECK(cudaMemsetAsync(barrier_.get(), 0, barrier_.size(), stream_));
-  }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 
   // One warm pass of one token: loads the kernels, chooses the GEMM algorithms of the first
@@ -336,8 +325,7 @@ std::string CudaEncoderImpl::describe() const {
     << nh_ << " heads of " << hd_ << ", " << dtype_name(dt_) << ", "
     << (encoder_flash_supported(dt_, hd_) && !opt_.generic_attention ? "flash" : "generic") << " attention, "
     << (gelu_fused_ ? "GELU in the GEMM epilogue" : "GELU as a kernel") << (gelu_fused_ && !gelu_tanh_ ? " (tanh approximation)" : "")
-    << ", CUDA graphs " << (opt_.cuda_graphs ? "on" : "off")
-    << (fused_ok_ ? ", one fused kernel a pass up to " + std::to_string(kEncoderFusedRows) + " tokens" : "");
+    << ", CUDA graphs " << (opt_.cuda_graphs ? "on" : "off");
   return s.str();
 }
 
@@ -425,23 +413,6 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
   e.rows = nb, e.hidden = H_, e.vocab = cfg_.vocab_size, e.max_positions = cfg_.max_positions;
   e.type_vocab = cfg_.type_vocab_size, e.eps = cfg_.layer_norm_eps;
   e.out = x_.get();
-  if (fused_ok_ && nb <= kEncoderFusedRows) {
-    EncFusedArgs f;
-    f.dtype = dt_;
-    f.embed = e;
-    f.layers = static_cast<const LayerW*>(layers_dev_.get()), f.n_layers = L_;
-    f.hidden = H_, f.heads = nh_, f.inter = I_;
-    f.eps = cfg_.layer_norm_eps, f.scale = 1.f / std::sqrt(float(hd_));
-    f.act = gelu_tanh_ ? EncAct::kGeluTanh : EncAct::kGeluErf;
-    f.batch = rb;
-    f.x = x_.get(), f.qkv = qkv_.get(), f.ctx = ctx_.get(), f.ffn = ffn_.get();
-    f.part = part_.as<float>();
-    f.barrier = static_cast<unsigned long long*>(barrier_.get());
-    f.max_blocks = opt_.fused_max_blocks;
-    encoder_fused(f, stream_);
-    launches_layer_ = 0, launches_pass_ = 1;
-    return;
-  }
   encoder_embed_layernorm(e, stream_);
   ++launches;
 

@@ -43,11 +43,6 @@ struct EncoderCudaOptions {
   bool exact_gelu = false;      // F16/BF16: erf GELU as a separate kernel instead of cuBLASLt's
                                 // GELU epilogue (tanh approximation, |error| < 5e-4); F32: always exact
   bool generic_attention = false;  // the simple attention kernel instead of the tensor-core one (tests)
-  // F16 / BF16: passes of at most 128 tokens as one persistent kernel (encoder_fused.cu: embeddings
-  // and every layer, grid barriers between the phases, exact erf GELU for "gelu"). Off by default
-  // until measured; IGNIS_ENC_FUSED=1 turns it on.
-  bool fused_small = false;
-  int fused_max_blocks = 0;       // > 0: the fused kernel's grid capped (tests: blocks loop over items)
 };
 
 class CudaEncoder : public EncoderModel {

@@ -78,38 +78,6 @@ struct EncAttnArgs {
 bool encoder_flash_supported(DType t, int hd);
 void encoder_attention(const EncAttnArgs& a, cudaStream_t stream);
 
-// ---- the whole pass of a small bucket as one persistent kernel (encoder_fused.cu) -------------
-// For at most kEncoderFusedRows tokens every kernel of the 7-per-layer path is launch- and
-// latency-bound (BERT-base 1x128 on an H200: ~4.5 us a kernel, 85 kernels a pass). This runs the
-// embeddings and all layers in one cooperative launch: one block per SM, grid barriers between the
-// phases (qkv | attention | out-proj | LN | FFN1 + GELU | FFN2 | LN), the products on tensor cores
-// from shared memory, out-proj and FFN2 split over K with fp32 partials that the LayerNorm phase
-// sums (with the bias and the residual). The weights a block needs first in its next product are
-// loaded before the barrier in front of it (they never depend on the activations).
-constexpr int kEncoderFusedRows = 128;
-struct EncFusedLayerW {  // one layer's weights (device pointers; T unless float)
-  const void *wqkv, *bqkv, *wo, *bo, *w1, *b1, *w2, *b2;
-  const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
-};
-struct EncFusedArgs {
-  DType dtype = DType::F16;
-  EmbedLnArgs embed;                       // the embeddings + LayerNorm (embed.out must be x)
-  const EncFusedLayerW* layers = nullptr;  // device array [n_layers]
-  int n_layers = 0;
-  int hidden = 0, heads = 0, inter = 0;
-  float eps = 1e-12f, scale = 1.f;
-  EncAct act = EncAct::kGeluErf;           // kGeluErf or kGeluTanh
-  RaggedDev batch;                         // n = counts[0] <= kEncoderFusedRows
-  void *x = nullptr, *qkv = nullptr, *ctx = nullptr, *ffn = nullptr;  // T [>= n rows, H / 3H / H / I]
-  float* part = nullptr;                   // float [encoder_fused_part_floats(hidden)]
-  unsigned long long* barrier = nullptr;   // zeroed 64-bit count, 8-byte aligned, one per grid size
-  int max_blocks = 0;                      // > 0: at most this many blocks (tests: blocks loop over items)
-};
-// F16 / BF16, head size 32 or 64, hidden and intermediate multiples of 64, hidden <= 2048, GELU.
-bool encoder_fused_supported(DType t, int hidden, int heads, int inter, EncAct act);
-size_t encoder_fused_part_floats(int hidden);
-void encoder_fused(const EncFusedArgs& a, cudaStream_t stream);
-
 // ---- heads (encoder_head.cu): run eagerly after the layers, with the real batch size B ----------
 // out[b] = mean of hidden rows of sequence b (mean) or its first row (cls), then divided by its L2
 // norm (max(norm, 1e-12)) if normalize. hidden: T [n, H]; out: float [B, H].
