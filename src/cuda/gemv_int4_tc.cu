@@ -379,8 +379,8 @@ bool group_mul_exact(int group, int K) {
 }
 
 // H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), the staged x within 40 KB of
-// shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 (default on: +5% int4 g128 b1 decode, H100, 2026-12-06) chooses. Returns the dynamic shared
-// memory bytes it needs, 0 where it does not run.
+// shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 chooses (default on: +4.8% int4 g128 b1 decode,
+// H100, 2026-12-06). Returns the dynamic shared memory bytes it needs, 0 where it does not run.
 size_t h1_smem(const QGemvArgs& a, int splits) {
   static const int env = [] {
     const char* e = std::getenv("IGNIS_INT4_H1");
