@@ -6,7 +6,7 @@
 #   scripts/gpu-check.sh build     configure + build the CLI and the GPU tests (sm_90a)
 #   scripts/gpu-check.sh test      GPU kernel/model tests, HF parity (cpu, cuda f32, cuda bf16)
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
-#   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests
+#   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests ($SAN_SHARDS processes at once)
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
@@ -34,7 +34,7 @@
 #                                  ($TUNE_NORM), blocks per SM ($TUNE_BPS), L2::256B load hint ($TUNE_L2)
 #   scripts/gpu-check.sh bert      encoder (BERT family): GPU tests, compute-sanitizer memcheck on its kernels,
 #                                  bench/peers_bert.py (BERT-base fp16: ignis vs HF eager / sdpa / torch.compile + parity)
-#   scripts/gpu-check.sh bertcheck the encoder's GPU tests and memcheck alone (no peers)
+#   scripts/gpu-check.sh bertcheck the encoder's GPU tests and memcheck alone (no peers; BERT_RACECHECK=1: racecheck too)
 # Several stages may be given. Logs go to $OUT (or ./gpu-logs). Data: $IGNIS_DATA (stories260K.bin,
 # tok512.bin), default ../shared/data.
 set -uo pipefail
@@ -49,6 +49,23 @@ run() {  # run NAME CMD...: logs to $LOG/NAME.log, records pass/fail
   local t0=$SECONDS
   "$@" > "$LOG/$name.log" 2>&1; local rc=$?
   tail -n "${TAIL:-25}" "$LOG/$name.log"
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s"
+  echo "$name $rc $((SECONDS - t0))" >> "$LOG/summary.txt"
+  [ $rc = 0 ] || status=1
+}
+run_sharded() {  # run_sharded NAME N CMD...: a gtest binary under CMD in N processes at once (GTEST_TOTAL_SHARDS;
+                 # compute-sanitizer is mostly CPU-bound), logs NAME_i.log, one pass/fail line for all
+  local name="$1" n="$2"; shift 2
+  [ "$n" -le 1 ] && { run "$name" "$@"; return; }
+  echo "=== $name ($n shards): $*"
+  local t0=$SECONDS rc=0 i
+  for ((i = 0; i < n; i++)); do
+    ( GTEST_TOTAL_SHARDS=$n GTEST_SHARD_INDEX=$i "$@" > "$LOG/${name}_$i.log" 2>&1; echo $? > "$LOG/${name}_$i.rc" ) &
+  done
+  wait
+  for ((i = 0; i < n; i++)); do
+    local r; r=$(cat "$LOG/${name}_$i.rc"); tail -n 4 "$LOG/${name}_$i.log"; [ "$r" = 0 ] || rc=$r
+  done
   echo "=== $name: exit $rc in $((SECONDS - t0)) s"
   echo "$name $rc $((SECONDS - t0))" >> "$LOG/summary.txt"
   [ $rc = 0 ] || status=1
@@ -367,8 +384,9 @@ for stage in "$@"; do
         done
       else echo "SmolLM2 greedy: no gguf package here, float64 reference skipped"; fi ;;
     sanitize)
-      run memcheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories*'
-      run racecheck timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
+      # SAN_SHARDS=N: each tool over N test shards at once (the tools are CPU-bound; the GPU has room)
+      run_sharded memcheck ${SAN_SHARDS:-1} timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories*'
+      run_sharded racecheck ${SAN_SHARDS:-1} timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)
@@ -383,6 +401,7 @@ for stage in "$@"; do
     bert|bertcheck)
       TAIL=40 run bert_tests $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
       run bert_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*:CudaEncoder.BucketReplay*'
+      [ -n "${BERT_RACECHECK:-}" ] && run bert_racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*'
       [ "$stage" = bertcheck ] && continue
       TAIL=45 run peers_bert python3 bench/peers_bert.py --ignis $B/ignis --out "$LOG" ;;
     *) echo "unknown stage $stage"; exit 2 ;;

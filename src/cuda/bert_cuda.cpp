@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -48,6 +49,33 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
 }
 
 // Weights of one layer (device pointers into the weight pool).
+// Split-K for the products before an add + LayerNorm at small buckets (launch-bound): FFN2 (and
+// optionally the attention output projection) runs as `splits` fp32 k slices in one batched cuBLASLt
+// call and the add + LayerNorm sums the slices with the bias (encoder_add_parts_layernorm): one kernel
+// fewer per product than cuBLASLt's own split-K, whose reduction is a kernel of its own (~4 us at
+// 1x128 on an H200). IGNIS_ENC_SPLITK=ffn2,wo,max_rows (e.g. "4,0,512"; 0 = off) for measurements.
+struct SplitK {
+  int ffn2 = 4, wo = 0, max_rows = 512;
+};
+const SplitK& split_k() {
+  static const SplitK s = [] {
+    SplitK k;
+    if (const char* e = std::getenv("IGNIS_ENC_SPLITK")) {
+      int v[3] = {k.ffn2, k.wo, k.max_rows};
+      const char* p = e;
+      for (int i = 0; i < 3 && *p; ++i) {
+        char* end = nullptr;
+        v[i] = int(std::strtol(p, &end, 10));
+        if (end == p) break;
+        p = *end == ',' ? end + 1 : end;
+      }
+      k.ffn2 = v[0], k.wo = v[1], k.max_rows = v[2];
+    }
+    return k;
+  }();
+  return s;
+}
+
 struct LayerW {
   const void *wqkv, *bqkv, *wo, *bo, *w1, *b1, *w2, *b2;
   const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
@@ -133,6 +161,12 @@ class CudaEncoderImpl final : public CudaEncoder {
 
   int cap_ = 0;  // rows of the activation buffers: bucket_of(max_tokens)
   DeviceBuffer x_, qkv_, ctx_, tmp_, ffn_, in_dev_, head_a_, head_b_;
+  DeviceBuffer parts_;  // fp32 split-K slices (split_k), empty when no bucket splits
+  // The slices of a product of depth K at bucket nb (split_k), 0 for the plain cuBLASLt product.
+  int splits_for(int want, int nb, int K) const {
+    if (!opt_.split_k || dt_ == DType::F32 || want < 2 || nb > split_k().max_rows || K % (8 * want) != 0) return 0;
+    return want;
+  }
   int32_t* in_host_ = nullptr;  // pinned, layout(cap_).total ints
   std::map<int, cudaGraphExec_t> graphs_;
   std::vector<int32_t> pos_;  // position ids of the batch being run
@@ -294,6 +328,11 @@ CudaEncoderImpl::CudaEncoderImpl(const EncoderSource& src, const EncoderCudaOpti
   ctx_.alloc(rows * H_ * es_);
   tmp_.alloc(rows * H_ * es_);
   ffn_.alloc(rows * I_ * es_);
+  {
+    const SplitK& sk = split_k();
+    const int most = std::max(splits_for(sk.ffn2, 1, I_), splits_for(sk.wo, 1, H_));
+    if (most > 0) parts_.alloc(size_t(most) * size_t(std::min(cap_, sk.max_rows)) * H_ * sizeof(float));
+  }
   // Finite values everywhere: rows past the real tokens are multiplied by the GEMMs (and ignored).
   for (DeviceBuffer* b : {&x_, &qkv_, &ctx_, &tmp_, &ffn_}) CUDA_CHECK(cudaMemsetAsync(b->get(), 0, b->size(), stream_));
   const Layout lay = layout(cap_);
@@ -425,12 +464,20 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
   at.impl = opt_.generic_attention ? EncAttnImpl::kGeneric : EncAttnImpl::kAuto;
   const float eps = cfg_.layer_norm_eps;
   int per_layer = 0;
+  const int s_wo = splits_for(split_k().wo, nb, H_), s_f2 = splits_for(split_k().ffn2, nb, I_);
+  float* parts = parts_.as<float>();
   for (const LayerW& w : layers_) {
     int k = 0;
     k += gemm_.matmul(dt_, w.wqkv, x_.get(), qkv_.get(), nb, 3 * H_, H_, w.bqkv, GemmEpilogue::kBias, stream_);
     encoder_attention(at, stream_), ++k;
-    k += gemm_.matmul(dt_, w.wo, ctx_.get(), tmp_.get(), nb, H_, H_, w.bo, GemmEpilogue::kBias, stream_);
-    encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln1_g, w.ln1_b, nb, H_, eps, rb.counts, stream_), ++k;
+    if (s_wo) {
+      k += gemm_.matmul_split(dt_, w.wo, ctx_.get(), parts, nb, H_, H_, s_wo, stream_);
+      encoder_add_parts_layernorm(dt_, parts, s_wo, w.bo, x_.get(), w.ln1_g, w.ln1_b, nb, H_, eps, rb.counts, stream_);
+    } else {
+      k += gemm_.matmul(dt_, w.wo, ctx_.get(), tmp_.get(), nb, H_, H_, w.bo, GemmEpilogue::kBias, stream_);
+      encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln1_g, w.ln1_b, nb, H_, eps, rb.counts, stream_);
+    }
+    ++k;
     if (gelu_fused_) {
       k += gemm_.matmul(dt_, w.w1, x_.get(), ffn_.get(), nb, I_, H_, w.b1, GemmEpilogue::kBiasGelu, stream_);
     } else {
@@ -439,8 +486,14 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
                        stream_);
       ++k;
     }
-    k += gemm_.matmul(dt_, w.w2, ffn_.get(), tmp_.get(), nb, H_, I_, w.b2, GemmEpilogue::kBias, stream_);
-    encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln2_g, w.ln2_b, nb, H_, eps, rb.counts, stream_), ++k;
+    if (s_f2) {
+      k += gemm_.matmul_split(dt_, w.w2, ffn_.get(), parts, nb, H_, I_, s_f2, stream_);
+      encoder_add_parts_layernorm(dt_, parts, s_f2, w.b2, x_.get(), w.ln2_g, w.ln2_b, nb, H_, eps, rb.counts, stream_);
+    } else {
+      k += gemm_.matmul(dt_, w.w2, ffn_.get(), tmp_.get(), nb, H_, I_, w.b2, GemmEpilogue::kBias, stream_);
+      encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln2_g, w.ln2_b, nb, H_, eps, rb.counts, stream_);
+    }
+    ++k;
     per_layer = std::max(per_layer, k);
     launches += k;
   }

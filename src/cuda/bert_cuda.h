@@ -43,6 +43,8 @@ struct EncoderCudaOptions {
   bool exact_gelu = false;      // F16/BF16: erf GELU as a separate kernel instead of cuBLASLt's
                                 // GELU epilogue (tanh approximation, |error| < 5e-4); F32: always exact
   bool generic_attention = false;  // the simple attention kernel instead of the tensor-core one (tests)
+  bool split_k = true;          // F16/BF16, small buckets: FFN2 as fp32 k slices that the add + LayerNorm
+                                // sums (one kernel fewer; bert_cuda.cpp, split_k); false: plain products
 };
 
 class CudaEncoder : public EncoderModel {

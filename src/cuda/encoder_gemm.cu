@@ -76,11 +76,20 @@ int algo_choice() {
   return k;
 }
 
+// A strided batch of `count` matrices `stride` elements apart in one layout.
+void set_batch(cublasLtMatrixLayout_t l, int count, int64_t stride) {
+  const int32_t n = count;
+  CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof(n)));
+  CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+}
+
 // Builds the descriptors of one shape with epilogue `epi` and asks the heuristic for an algorithm;
-// false when it has none.
+// false when it has none. splits >= 1 (epilogue kNone): the split-K form of matmul_split, a batch of
+// `splits` products over consecutive k slices (A and B slices K / splits elements apart in their rows,
+// same leading dimension K) into fp32 outputs M N elements apart.
 bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, int K, GemmEpilogue epi,
                cublasLtMatmulDesc_t* desc, cublasLtMatrixLayout_t* la, cublasLtMatrixLayout_t* lb,
-               cublasLtMatrixLayout_t* lc, cublasLtMatmulAlgo_t* algo) {
+               cublasLtMatrixLayout_t* lc, cublasLtMatmulAlgo_t* algo, int splits = 0) {
   const cudaDataType_t ty = lt_type(t);
   CUBLAS_CHECK(cublasLtMatmulDescCreate(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -93,9 +102,17 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                 sizeof(bias_type)));
   }
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, K, N, K));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, K, M, K));
-  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, ty, N, M, N));
+  if (splits >= 1) {
+    const int ks = K / splits;
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, ks, N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, ks, M, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, CUDA_R_32F, N, M, N));
+    set_batch(*la, splits, ks), set_batch(*lb, splits, ks), set_batch(*lc, splits, int64_t(M) * N);
+  } else {
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, K, N, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, K, M, K));
+    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, ty, N, M, N));
+  }
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
@@ -143,6 +160,30 @@ int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, i
   encoder_bias_act(t, y, bias, M, N, epi == GemmEpilogue::kBiasGelu ? EncAct::kGeluTanh : EncAct::kNone, nullptr,
                    stream);
   return 2;
+}
+
+int EncoderGemm::matmul_split(DType t, const void* W, const void* x, float* parts, int M, int N, int K, int splits,
+                              cudaStream_t stream) {
+  if (M <= 0 || N <= 0) return 0;
+  IGNIS_CHECK(t == DType::F16 || t == DType::BF16, "EncoderGemm::matmul_split: f16 or bf16 only, got ", dtype_name(t));
+  IGNIS_CHECK(splits >= 1 && K > 0 && K % (8 * splits) == 0, "EncoderGemm::matmul_split: K ", K,
+              " is not a multiple of 8 x ", splits, " splits");
+  // epilogue slot 16 + splits: never one of GemmEpilogue's values
+  const auto key = std::make_tuple(int(t), M, N, K, 16 + splits);
+  auto& slot = impl_->plans[key];
+  if (!slot) {
+    auto plan = std::make_unique<Plan>();
+    IGNIS_CHECK(make_plan(impl_->handle, impl_->ws.size(), t, M, N, K, GemmEpilogue::kNone, &plan->desc, &plan->a,
+                          &plan->b, &plan->c, &plan->algo, splits),
+                "cuBLASLt has no algorithm for the split-K product ", M, "x", N, "x", K, " in ", splits, " slices (",
+                dtype_name(t), ")");
+    slot = std::move(plan);
+  }
+  Plan& p = *slot;
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasLtMatmul(impl_->handle, p.desc, &alpha, W, p.a, x, p.b, &beta, parts, p.c, parts, p.c, &p.algo,
+                              impl_->ws.get(), impl_->ws.size(), stream));
+  return 1;
 }
 
 bool EncoderGemm::fused(DType t, int M, int N, int K, GemmEpilogue epi) const {

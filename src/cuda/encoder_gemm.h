@@ -31,6 +31,13 @@ class EncoderGemm {
   // enqueued by our count (1, or 2 with the fallback bias kernel).
   int matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias, GemmEpilogue epi,
              cudaStream_t stream);
+  // Split-K product into fp32 partial sums, no reduction kernel: parts[s][M][N] = x[:, ks] W[:, ks]^T
+  // over the k slice ks = [s K / splits, (s + 1) K / splits), s < splits, as one strided-batched cuBLASLt
+  // call. The consumer adds the slices up (encoder_add_parts_layernorm folds them, and the bias, into the
+  // residual add + LayerNorm). F16 / BF16; K a multiple of 8 splits (16-byte aligned slices).
+  // Returns the number of kernels enqueued (1).
+  int matmul_split(DType t, const void* W, const void* x, float* parts, int M, int N, int K, int splits,
+                   cudaStream_t stream);
   // Whether (t, M, N, K, epi) runs with the epilogue inside cuBLASLt (after a matmul of that shape).
   bool fused(DType t, int M, int N, int K, GemmEpilogue epi) const;
 

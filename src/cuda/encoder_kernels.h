@@ -53,6 +53,13 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream);
 void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
                            int hidden, float eps, const int* n_dev, cudaStream_t stream);
 
+// x[r] = LayerNorm(x[r] + bias + sum_s parts[s][r]) * gamma + beta for r < n: the residual add + LayerNorm
+// after a split-K product (EncoderGemm::matmul_split), its reduction and bias folded in (one kernel
+// fewer). parts: float [nparts][rows, hidden], bias: T [hidden], x: T [rows, hidden].
+void encoder_add_parts_layernorm(DType t, const float* parts, int nparts, const void* bias, void* x,
+                                 const float* gamma, const float* beta, int rows, int hidden, float eps,
+                                 const int* n_dev, cudaStream_t stream);
+
 // ---- bias + activation (encoder_norm.cu): fallback and exact GELU after a cuBLASLt product ------
 enum class EncAct : uint8_t { kNone, kGeluErf, kGeluTanh, kTanh };
 // y[r, c] = act(y[r, c] + bias[c]) for r < n (bias may be null). y: T [rows, cols], bias: T [cols].

@@ -6,7 +6,9 @@
 // LayerNorm: the threads of a row hold up to kMaxG groups of 4 values of it in registers (groups
 // strided by the number of threads), mean and variance by two reductions over those registers
 // (two-pass variance: exact, no cancellation), then y = (v - mean) * rstd * gamma + beta.
-// Traffic per row: embeddings 3 reads of H values + 1 write; add+LN 2 reads + 1 write.
+// Traffic per row: embeddings 3 reads of H values + 1 write; add+LN 2 reads + 1 write (after a
+// split-K product: x, the bias and S fp32 slices read, the slices summed here instead of by a
+// separate reduction kernel of cuBLASLt's).
 // Two launch shapes:
 //  - warp per row (H <= 4 * kMaxG * 32 = 1024, every BERT-base / MiniLM / large size) when the
 //    bucket has 12 rows per SM or more (warp_mode): 8 rows per 256-thread block, reductions by
@@ -177,8 +179,18 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
                                   r < n);
 }
 
+// What is added to x before the LayerNorm: a (T [rows, hidden]) or, after a split-K product, the bias
+// (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x).
+template <typename T>
+struct AddSrc {
+  const T* a = nullptr;
+  const float* parts = nullptr;
+  int nparts = 0;
+  const T* bias = nullptr;
+};
+
 template <typename T, bool WARP, bool EAGER>
-__global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden,
+__global__ void add_ln_kernel(AddSrc<T> src, T* x, const float* gamma, const float* beta, int rows, int hidden,
                               float eps, const int* n_dev) {
   pdl_trigger();
   pdl_wait();
@@ -189,7 +201,9 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
   if (!EAGER && r >= n) return;  // padding rows cost nothing; EAGER: n gates the stores only
   const int G = hidden / 4;
   T* xr = x + size_t(r) * hidden;
-  const T* ar = a ? a + size_t(r) * hidden : nullptr;
+  const T* ar = src.a ? src.a + size_t(r) * hidden : nullptr;
+  const float* pr = src.parts ? src.parts + size_t(r) * hidden : nullptr;
+  const size_t pstride = size_t(rows) * hidden;
   float v[kMaxG][4];
 #pragma unroll
   for (int i = 0; i < kMaxG; ++i) {
@@ -197,9 +211,18 @@ __global__ void add_ln_kernel(const T* a, T* x, const float* gamma, const float*
     v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.f;
     if (g < G) {
       load4(xr + 4 * g, v[i]);
+      float y[4];
       if (ar) {
-        float y[4];
         load4(ar + 4 * g, y);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) v[i][e] += y[e];
+      }
+      if (pr) {  // the split-K slices and the bias: the reduction cuBLASLt would run as its own kernel
+        load4(src.bias + 4 * g, y);
+        for (int s = 0; s < src.nparts; ++s) {
+          const float4 p = __ldg(reinterpret_cast<const float4*>(pr + s * pstride) + g);
+          y[0] += p.x, y[1] += p.y, y[2] += p.z, y[3] += p.w;
+        }
 #pragma unroll
         for (int e = 0; e < 4; ++e) v[i][e] += y[e];
       }
@@ -246,20 +269,43 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
   });
 }
 
+namespace {
+template <typename T>
+void launch_add_ln(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
+                   const int* n_dev, cudaStream_t stream) {
+  if (warp_mode(rows, hidden))
+    launch(add_ln_kernel<T, true, false>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
+           x, gamma, beta, rows, hidden, eps, n_dev);
+  else if (rows <= kEagerMaxRows)
+    launch(add_ln_kernel<T, false, true>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+           hidden, eps, n_dev);
+  else
+    launch(add_ln_kernel<T, false, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+           hidden, eps, n_dev);
+}
+}  // namespace
+
 void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
                            int hidden, float eps, const int* n_dev, cudaStream_t stream) {
   check_hidden(hidden, "encoder_add_layernorm");
   if (rows <= 0) return;
   IGNIS_ENC_DISPATCH(t, T, {
-    if (warp_mode(rows, hidden))
-      launch(add_ln_kernel<T, true, false>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream,
-             static_cast<const T*>(a), static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
-    else if (rows <= kEagerMaxRows)
-      launch(add_ln_kernel<T, false, true>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
-             static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
-    else
-      launch(add_ln_kernel<T, false, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, static_cast<const T*>(a),
-             static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev);
+    AddSrc<T> src;
+    src.a = static_cast<const T*>(a);
+    launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
+  });
+}
+
+void encoder_add_parts_layernorm(DType t, const float* parts, int nparts, const void* bias, void* x,
+                                 const float* gamma, const float* beta, int rows, int hidden, float eps,
+                                 const int* n_dev, cudaStream_t stream) {
+  check_hidden(hidden, "encoder_add_parts_layernorm");
+  IGNIS_CHECK(parts && bias && nparts >= 1, "encoder_add_parts_layernorm: needs the slices and the bias");
+  if (rows <= 0) return;
+  IGNIS_ENC_DISPATCH(t, T, {
+    AddSrc<T> src;
+    src.parts = parts, src.nparts = nparts, src.bias = static_cast<const T*>(bias);
+    launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
   });
 }
 
