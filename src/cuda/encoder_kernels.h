@@ -49,7 +49,7 @@ struct EmbedLnArgs {
 void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream);
 
 // x[r] = LayerNorm(a[r] + x[r]) * gamma + beta for r < n (in place on x; a == nullptr: LayerNorm(x)).
-// a, x: T [rows, hidden]. hidden <= 4096.
+// a, x: T [rows, hidden]. hidden <= 16384.
 void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
                            int hidden, float eps, const int* n_dev, cudaStream_t stream);
 

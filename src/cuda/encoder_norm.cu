@@ -36,16 +36,24 @@ using namespace enc;
 
 constexpr int kMaxG = 8;  // groups of 4 values per thread: H <= 4 * 8 * 1024
 
+// Threads of a block per row: about 2 groups of 4 per thread, 32 to kMaxBlock.
+constexpr int kMaxBlock = 512;  // with kMaxG groups a thread: hidden <= 4 * 8 * 512 = 16384
 int ln_threads(int hidden) {
   const int groups = hidden / 4;
   const int t = ((ceil_div(groups, 2) + 31) / 32) * 32;
-  return std::min(1024, std::max(32, t));
+  return std::min(kMaxBlock, std::max(32, t));
 }
 
 void check_hidden(int hidden, const char* what) {
-  IGNIS_CHECK(hidden > 0 && hidden % 4 == 0 && hidden <= 4 * kMaxG * 1024, what, ": hidden size ", hidden,
-              " must be a positive multiple of 4 and at most ", 4 * kMaxG * 1024);
+  IGNIS_CHECK(hidden > 0 && hidden % 4 == 0 && hidden <= 4 * kMaxG * kMaxBlock, what, ": hidden size ", hidden,
+              " must be a positive multiple of 4 and at most ", 4 * kMaxG * kMaxBlock);
 }
+
+// EAGER keeps gamma / beta in registers too (~140-160 a thread), so it runs only with at most
+// kEagerThreads threads (hidden <= 2048) and is bounded to them (__launch_bounds__): found by a failed
+// launch (too many resources) of the EAGER form at hidden 4096, 512 threads x 140 registers, once the
+// add + LayerNorm also summed split-K slices (H100, 2026-12-06).
+constexpr int kEagerThreads = 256;
 
 // Warp per row (8 rows per 256-thread block) from 12 rows per SM up; below, a block per row. On an
 // H200 (2026-12-02, BERT-base fp16, whole passes) the warp form was faster from 2048 rows (32x512
@@ -57,6 +65,7 @@ constexpr int kRowsPerBlock = 8;
 // 0.429 vs 0.448, 1x512 0.642 vs 0.654, 32x16 0.493 vs 0.506) but was slower at 1024 rows (8x128 0.691
 // vs 0.667; H200, 2026-12-03, docs/results/abbert-tune-ln-H200-20261203.txt).
 constexpr int kEagerMaxRows = 512;
+bool eager_mode(int rows, int hidden) { return rows <= kEagerMaxRows && ln_threads(hidden) <= kEagerThreads; }
 bool warp_mode(int rows, int hidden) {
   static const bool block = [] {
     const char* e = std::getenv("IGNIS_ENC_LN");
@@ -136,7 +145,7 @@ __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, floa
 }
 
 template <typename T, bool WARP, bool EAGER>
-__global__ void embed_ln_kernel(EmbedLnArgs a) {
+__device__ __forceinline__ void embed_ln_body(const EmbedLnArgs& a) {
   pdl_trigger();
   pdl_wait();
   const RowThreads<WARP> rt;
@@ -179,6 +188,17 @@ __global__ void embed_ln_kernel(EmbedLnArgs a) {
                                   r < n);
 }
 
+// The kernels: the warp and lazy block forms with the compiler's own register choice (~60-80), the
+// EAGER form bounded to kEagerThreads threads (it holds gamma / beta in registers too: ~140-160).
+template <typename T, bool WARP>
+__global__ void embed_ln_kernel(EmbedLnArgs a) {
+  embed_ln_body<T, WARP, false>(a);
+}
+template <typename T>
+__global__ void __launch_bounds__(kEagerThreads, 1) embed_ln_eager_kernel(EmbedLnArgs a) {
+  embed_ln_body<T, false, true>(a);
+}
+
 // What is added to x before the LayerNorm: a (T [rows, hidden]) or, after a split-K product, the bias
 // (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x).
 template <typename T>
@@ -190,8 +210,8 @@ struct AddSrc {
 };
 
 template <typename T, bool WARP, bool EAGER>
-__global__ void add_ln_kernel(AddSrc<T> src, T* x, const float* gamma, const float* beta, int rows, int hidden,
-                              float eps, const int* n_dev) {
+__device__ __forceinline__ void add_ln_body(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows,
+                                            int hidden, float eps, const int* n_dev) {
   pdl_trigger();
   pdl_wait();
   const RowThreads<WARP> rt;
@@ -233,6 +253,18 @@ __global__ void add_ln_kernel(AddSrc<T> src, T* x, const float* gamma, const flo
   layernorm_store<T, WARP, EAGER>(rt, v, G, gamma, beta, eps, xr, r < n);
 }
 
+template <typename T, bool WARP>
+__global__ void add_ln_kernel(AddSrc<T> src, T* x, const float* gamma, const float* beta, int rows, int hidden,
+                              float eps, const int* n_dev) {
+  add_ln_body<T, WARP, false>(src, x, gamma, beta, rows, hidden, eps, n_dev);
+}
+template <typename T>
+__global__ void __launch_bounds__(kEagerThreads, 1)
+    add_ln_eager_kernel(AddSrc<T> src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
+                        const int* n_dev) {
+  add_ln_body<T, false, true>(src, x, gamma, beta, rows, hidden, eps, n_dev);
+}
+
 template <typename T>
 __global__ void bias_act_kernel(T* y, const T* bias, int rows, int cols, EncAct act, const int* n_dev) {
   pdl_trigger();
@@ -260,12 +292,12 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
   if (a.rows <= 0) return;
   IGNIS_ENC_DISPATCH(a.dtype, T, {
     if (warp_mode(a.rows, a.hidden))
-      launch(embed_ln_kernel<T, true, false>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0,
+      launch(embed_ln_kernel<T, true>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0,
              stream, a);
-    else if (a.rows <= kEagerMaxRows)
-      launch(embed_ln_kernel<T, false, true>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+    else if (eager_mode(a.rows, a.hidden))
+      launch(embed_ln_eager_kernel<T>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
     else
-      launch(embed_ln_kernel<T, false, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+      launch(embed_ln_kernel<T, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
   });
 }
 
@@ -274,13 +306,13 @@ template <typename T>
 void launch_add_ln(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                    const int* n_dev, cudaStream_t stream) {
   if (warp_mode(rows, hidden))
-    launch(add_ln_kernel<T, true, false>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
+    launch(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
            x, gamma, beta, rows, hidden, eps, n_dev);
-  else if (rows <= kEagerMaxRows)
-    launch(add_ln_kernel<T, false, true>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+  else if (eager_mode(rows, hidden))
+    launch(add_ln_eager_kernel<T>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
            hidden, eps, n_dev);
   else
-    launch(add_ln_kernel<T, false, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+    launch(add_ln_kernel<T, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
            hidden, eps, n_dev);
 }
 }  // namespace
