@@ -466,18 +466,25 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
   int per_layer = 0;
   const int s_wo = splits_for(split_k().wo, nb, H_), s_f2 = splits_for(split_k().ffn2, nb, I_);
   float* parts = parts_.as<float>();
+  // x = LayerNorm(x + in W^T + bias): the product plain, or in `splits` fp32 slices that the LayerNorm
+  // sums (split_k). Returns the kernels enqueued.
+  auto project_add_ln = [&](const void* W, const void* in, int K, const void* bias, const float* g, const float* b,
+                            int splits) {
+    int n = 0;
+    if (splits) {
+      n += gemm_.matmul_split(dt_, W, in, parts, nb, H_, K, splits, stream_);
+      encoder_add_parts_layernorm(dt_, parts, splits, bias, x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
+    } else {
+      n += gemm_.matmul(dt_, W, in, tmp_.get(), nb, H_, K, bias, GemmEpilogue::kBias, stream_);
+      encoder_add_layernorm(dt_, tmp_.get(), x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
+    }
+    return n + 1;
+  };
   for (const LayerW& w : layers_) {
     int k = 0;
     k += gemm_.matmul(dt_, w.wqkv, x_.get(), qkv_.get(), nb, 3 * H_, H_, w.bqkv, GemmEpilogue::kBias, stream_);
     encoder_attention(at, stream_), ++k;
-    if (s_wo) {
-      k += gemm_.matmul_split(dt_, w.wo, ctx_.get(), parts, nb, H_, H_, s_wo, stream_);
-      encoder_add_parts_layernorm(dt_, parts, s_wo, w.bo, x_.get(), w.ln1_g, w.ln1_b, nb, H_, eps, rb.counts, stream_);
-    } else {
-      k += gemm_.matmul(dt_, w.wo, ctx_.get(), tmp_.get(), nb, H_, H_, w.bo, GemmEpilogue::kBias, stream_);
-      encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln1_g, w.ln1_b, nb, H_, eps, rb.counts, stream_);
-    }
-    ++k;
+    k += project_add_ln(w.wo, ctx_.get(), H_, w.bo, w.ln1_g, w.ln1_b, s_wo);
     if (gelu_fused_) {
       k += gemm_.matmul(dt_, w.w1, x_.get(), ffn_.get(), nb, I_, H_, w.b1, GemmEpilogue::kBiasGelu, stream_);
     } else {
@@ -486,14 +493,7 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
                        stream_);
       ++k;
     }
-    if (s_f2) {
-      k += gemm_.matmul_split(dt_, w.w2, ffn_.get(), parts, nb, H_, I_, s_f2, stream_);
-      encoder_add_parts_layernorm(dt_, parts, s_f2, w.b2, x_.get(), w.ln2_g, w.ln2_b, nb, H_, eps, rb.counts, stream_);
-    } else {
-      k += gemm_.matmul(dt_, w.w2, ffn_.get(), tmp_.get(), nb, H_, I_, w.b2, GemmEpilogue::kBias, stream_);
-      encoder_add_layernorm(dt_, tmp_.get(), x_.get(), w.ln2_g, w.ln2_b, nb, H_, eps, rb.counts, stream_);
-    }
-    ++k;
+    k += project_add_ln(w.w2, ffn_.get(), I_, w.b2, w.ln2_g, w.ln2_b, s_f2);
     per_layer = std::max(per_layer, k);
     launches += k;
   }

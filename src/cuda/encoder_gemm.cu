@@ -103,17 +103,11 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type,
                                                 sizeof(bias_type)));
   }
-  if (splits >= 1) {
-    const int ks = K / splits;
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, ks, N, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, ks, M, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, CUDA_R_32F, N, M, N));
-    set_batch(*la, splits, ks), set_batch(*lb, splits, ks), set_batch(*lc, splits, int64_t(M) * N);
-  } else {
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, K, N, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, K, M, K));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, ty, N, M, N));
-  }
+  const int ks = splits >= 1 ? K / splits : K;  // rows of each k slice (the whole K when not split)
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(la, ty, ks, N, K));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lb, ty, ks, M, K));
+  CUBLAS_CHECK(cublasLtMatrixLayoutCreate(lc, splits >= 1 ? CUDA_R_32F : ty, N, M, N));
+  if (splits >= 1) set_batch(*la, splits, ks), set_batch(*lb, splits, ks), set_batch(*lc, splits, int64_t(M) * N);
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
