@@ -227,6 +227,21 @@ for stage in "$@"; do
           echo "--quant $q IGNIS_QGEMV_SPLITS=$sp $v" | tee -a "$LOG/quantsplit.txt"
         done
       done ;;
+    abg1)  # the G1 form of the int4 tensor-core GEMV (batch 1, groups of 32 / 64, mins): its tests, memcheck +
+           # racecheck, then b1 / b8 decode of Q4_0 / Q4_K / int4 g32 with IGNIS_INT4_G1=0 / 1 alternated, bf16 beside
+      TAIL=8 run g1_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaLlama.*Gguf*:CudaLlama.*Quant*'
+      run g1_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16Form*'
+      run g1_racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16FormMins'
+      for i in 1 2; do
+        for q in ${G1_FORMATS:-q4_k q4_0 "int4 --group 32" bf16}; do
+          for h in 0 1; do
+            [ "$q" = bf16 ] && [ $h = 0 ] && continue
+            qa="--quant $q"; [ "$q" = bf16 ] && qa=
+            v=$(IGNIS_INT4_G1=$h $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" $qa -p 8 -n 128 -r 2 --json 2>/dev/null | decode_rows)
+            echo "$q IGNIS_INT4_G1=$h $v" | tee -a "$LOG/abg1.txt"
+          done
+        done
+      done ;;
     ggufbench)  # issue 5's GGUF target: a synthetic 7B in Q4_0 / Q4_K / Q8_0 blocks (random) beside bf16, decode only
       # (q4_0 / q4_k run repacked into int4 group 32 on the tensor-core GEMV; q4_0n / q4_kn: IGNIS_Q4_0_NATIVE=1 /
       # IGNIS_Q4_K_NATIVE=1, their own blocks and kernels)

@@ -41,6 +41,17 @@
 // s (D - 1024 U_lo - 64 U_hi - z U), U = U_lo + U_hi; the tile's sums are scaled by 2^e at the end.
 // The offsets are exact in the products (fp32 accumulation; |D| stays below 2^28 |max u|) and cancel up
 // to fp32 rounding of sums ~1024 times the step's: ~1e-5 relative at K = 4096.
+//
+// G1, the same for groups of 32 / 64 (GGUF Q4_0 / Q4_K repacked, int4 g32 / g64; zero points or mins):
+// an mma's 16 k come from 4 groups (lane c's 32 nibbles are one group of 32, or half a group of 64), so
+// the bf16 form scales every A operand before the mma. At batch 1 seven of the mma's 8 columns carry no
+// batch row, and they are used for the groups instead: lane (g, c) gives its B fragment (its x of the
+// step) only where g is its group's index in the step (g == c for 32, g == c / 2 for 64), zeros
+// elsewhere, so D[row][n] is group n's sum over its own k alone: lane (g, c < 2) holds groups 2c, 2c + 1
+// of rows g and g + 8. Each group's scale, offset and min then apply to fp32 sums, staged per group
+// (C_n, U_n): s (q - z) -> s (D - C - z U); s q - m -> s (D - C) - m U. No A operand is scaled (the
+// products see the exact integers, unlike the bf16 form's bf16-rounded weights), so a pair of k costs
+// one LOP3 (plus a shift per 4) instead of LOP3 + subtraction + multiply.
 #include <algorithm>
 #include <cstdlib>
 
@@ -53,6 +64,7 @@ namespace {
 
 constexpr int kWarps = 4;
 constexpr int kStep = 128;   // k per step (4 lanes x 32 nibbles)
+constexpr int kG1Zeros = 32; // G1: uint4 of zeros ahead of the staged x (512 bytes: keeps sx 128-byte aligned)
 
 // A 16-bit scale (sdt: 1 bf16, 2 f16) as a float, both conversions computed and one selected (no
 // branch in the load path; f32 scales are not served by this kernel, see int4_tc_supported).
@@ -71,10 +83,11 @@ __device__ __forceinline__ uint32_t h16_pair(uint32_t w, uint32_t mask) {
 
 // H1: stages x[k0, k0 + 128 nst) (batch 1) into sx as fp16 in the consumer's order (uint4 index
 // 16 step + 4 w + c holds lane c's word w of the step: k = 128 step + 32 c + 8 w + 0..7, so the 4 lanes
-// c of a load read 64 consecutive bytes, no bank conflict) and, per step, cst = (1024 U_lo + 64 U_hi, U)
-// (see the top of the file). Returns 2^e, the factor the block's sums must be multiplied by. Called by
-// all kWarps * 32 threads; sx / cst are ready on return.
-__device__ float stage_x_h1(const bf16* __restrict__ x, int k0, int nst, uint4* sx, float2* cst) {
+// c of a load read 64 consecutive bytes, no bank conflict) and, per run of 2^lg chunks of 8 values (lg 4:
+// a step; G1: 2 or 3, a group of 32 or 64), cst = (1024 U_lo + 64 U_hi, U) (see the top of the file).
+// Returns 2^e, the factor the block's sums must be multiplied by. Called by all kWarps * 32 threads;
+// sx / cst are ready on return.
+__device__ float stage_x_h1(const bf16* __restrict__ x, int k0, int nst, uint4* sx, float2* cst, int lg) {
   __shared__ float s_max[kWarps];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const uint4* xv = reinterpret_cast<const uint4*>(x + k0);
@@ -119,14 +132,16 @@ __device__ float stage_x_h1(const bf16* __restrict__ x, int k0, int nst, uint4* 
     h.x = conv(v.x, f, lo), h.y = conv(v.y, f16th, hi), h.z = conv(v.z, f, lo), h.w = conv(v.w, f16th, hi);
     hi *= 16.f;
 #pragma unroll
-    for (int o = 1; o < 16; o <<= 1) {  // a step's 16 chunks are 16 consecutive lanes
-      lo += __shfl_xor_sync(0xffffffffu, lo, o);
-      hi += __shfl_xor_sync(0xffffffffu, hi, o);
+    for (int o = 1; o < 16; o <<= 1) {  // a run's 2^lg chunks are 2^lg consecutive lanes
+      if (o < (1 << lg)) {
+        lo += __shfl_xor_sync(0xffffffffu, lo, o);
+        hi += __shfl_xor_sync(0xffffffffu, hi, o);
+      }
     }
     if (ok) {
       const int st = i >> 4, c = (i >> 2) & 3, w = i & 3;
       sx[16 * st + 4 * w + c] = h;
-      if ((i & 15) == 0) cst[st] = make_float2(1024.f * lo + 64.f * hi, lo + hi);
+      if ((i & ((1 << lg) - 1)) == 0) cst[i >> lg] = make_float2(1024.f * lo + 64.f * hi, lo + hi);
     }
   }
   __syncthreads();
@@ -139,8 +154,8 @@ __device__ float stage_x_h1(const bf16* __restrict__ x, int k0, int nst, uint4* 
 // SMALLG: groups of 32 or 64, where one mma's 16 k come from up to 4 groups (lane c's 32 nibbles are
 // one group of 32): the A operands are then scaled before the mma, (q - z) * s rounded to bf16 (one
 // bf16x2 multiply per pair; the weights the products see are those of a bf16 copy of the layer).
-// H1: batch 1 on fp16 (top of the file; TILED, !SMALLG, ZM 0 / 1; dynamic shared memory: the split's
-// steps x (256 + 8) bytes).
+// H1: batch 1 on fp16 (top of the file; TILED; dynamic shared memory: h1_smem). With SMALLG it is the
+// G1 form (groups of 32 / 64, ZM 0 / 1 / 2), else ZM 0 / 1 only.
 template <int EPI, int U, int ZM, int MINB, bool SMALLG, bool TILED, bool H1 = false>
 __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight W, int sdt, uint32_t gmul, const bf16* __restrict__ x,
                                                                    int B, void* out, int ldo,
@@ -162,12 +177,20 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const int nsteps = K / kStep, split = blockIdx.y, splits = gridDim.y;
   const int s_begin = int(int64_t(nsteps) * split / splits), s_end = int(int64_t(nsteps) * (split + 1) / splits);
 
+  constexpr bool G1 = H1 && SMALLG;
   struct Buf {
     uint4 lo[U], hi[U];      // rows g, g + 8
     float sa[U], sb[U];      // their group scales
     uint32_t za[ZM == 1 ? U : 1], zb[ZM == 1 ? U : 1];  // bias_pair of their zero points
     float ma[ZM == 2 ? U : 1], mb[ZM == 2 ? U : 1];       // their mins
+    // G1: the raw 16-bit pairs (row g, row g + 8) of this lane's groups 2c, 2c + 1 of the step: scales,
+    // zero-point bytes, mins (converted where they are used: compute() waits for nothing in load())
+    uint32_t gs[G1 ? U : 1][2], gz[G1 && ZM == 1 ? U : 1][2], gm[G1 && ZM == 2 ? U : 1][2];
   };
+  // G1: groups per step (4 or 2); lane (g, c)'s B fragment is x where g is its group in the step (mine);
+  // lanes c < gps / 2 hold the D columns 2c, 2c + 1 that are groups
+  [[maybe_unused]] const int gps = kStep / W.group;
+  [[maybe_unused]] const bool mine = g == (W.group == 32 ? c : c >> 1), gl = 2 * c < gps;
   // This warp's steps are s_begin + warp + kWarps t, t = 0, 1, ...; load() and compute() each walk
   // them in order (two buffers, alternately), so each keeps running pointers advanced by a constant
   // per step instead of computing 64-bit addresses from the step index (ptxas: ~50 integer
@@ -182,6 +205,12 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const uint32_t* mbase =
       ZM == 2 ? reinterpret_cast<const uint32_t*>(W.mins) + (size_t(tile) * G * 16 + 2 * g) / 2 : nullptr;
   const uint8_t* zbase = ZM == 1 ? W.zeros + size_t(tile) * G * 16 + 2 * g : nullptr;
+  // G1: running pointers to the scale / zero / min pairs of this lane's first group gi = gps s + 2c of each
+  // of its steps (group gi + 1: 8 words on), advanced by a constant per step like pwa
+  [[maybe_unused]] const int g1first = s_first * gps + 2 * c, g1stride = 8 * gps * kWarps;
+  [[maybe_unused]] const uint32_t* g1s = sbase + 8 * g1first;
+  [[maybe_unused]] const uint32_t* g1m = ZM == 2 ? mbase + 8 * g1first : nullptr;
+  [[maybe_unused]] const uint16_t* g1z = ZM == 1 ? reinterpret_cast<const uint16_t*>(zbase) + 8 * g1first : nullptr;
   // Steps past the end load zero weights and zero scales: their (finite) products are multiplied
   // by 0, so compute() has no branch and its U mma chains can interleave.
   auto load = [&](Buf& bf) {
@@ -194,6 +223,20 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
       const uint8_t* qa = ok ? pwa : wa;
       bf.lo[u] = ld_w16(qa);
       bf.hi[u] = ld_w16(TILED ? qa + 512 : ok ? pwb : wb);
+      if constexpr (G1) {  // groups gi, gi + 1 of this lane (none where !gl: zero scales, zero mins)
+        const bool gok = ok && gl;
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          bf.gs[u][j] = gok ? __ldg(g1s + 8 * j) : 0u;
+          if constexpr (ZM == 1) bf.gz[u][j] = gok ? uint32_t(__ldg(g1z + 8 * j)) : 0x0808u;
+          if constexpr (ZM == 2) bf.gm[u][j] = gok ? __ldg(g1m + 8 * j) : 0u;
+        }
+        g1s += g1stride;
+        if constexpr (ZM == 1) g1z += g1stride;
+        if constexpr (ZM == 2) g1m += g1stride;
+        pwa += wstride, s_load += kWarps;
+        continue;
+      }
       // rows g and g + 8 are neighbours in the tile's group (qmeta_index): one load for both
       const uint32_t sp = ok ? __ldg(sbase + 8 * gi) : 0u;
       bf.sa[u] = half16_to_f(sp & 0xffffu, sdt), bf.sb[u] = half16_to_f(sp >> 16, sdt);
@@ -220,11 +263,61 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   const bf16* px = px0 + size_t(s_first) * kStep;
   int s_comp = s_first;
   float acc[4] = {0.f, 0.f, 0.f, 0.f};
-  extern __shared__ uint4 h1_sx[];  // H1: the staged x (stage_x_h1), then the per-step sums
+  // H1: the staged x (stage_x_h1), then the per-step (G1: per-group) sums; G1: first kG1Zeros uint4 of
+  // zeros, the B fragments of the lanes whose group is another (read at an offset of 4 so that their
+  // banks are not those of the lanes reading sx)
+  extern __shared__ uint4 h1_dyn[];
+  uint4* h1_sx = h1_dyn + (G1 ? kG1Zeros : 0);
   float2* h1_cst = reinterpret_cast<float2*>(h1_sx + 16 * (s_end - s_begin));
+  // 16-bit pair (row g, row g + 8) as floats (sdt 2: f16, else bf16)
+  [[maybe_unused]] auto pair_f = [sdt](uint32_t p) {
+    if (sdt == 2) {
+      __half2 h;
+      memcpy(&h, &p, 4);
+      return __half22float2(h);
+    }
+    return make_float2(__uint_as_float(p << 16), __uint_as_float(p & 0xffff0000u));
+  };
   auto compute = [&](const Buf& bf) {
     float st[U][4];  // one accumulator per step: U independent mma chains
-    if constexpr (H1) {
+    if constexpr (G1) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int sr = s_comp < s_end ? s_comp - s_begin : 0;  // past the end: step 0 (the scales are 0)
+        const uint4* px4 = (mine ? h1_sx + 16 * sr : h1_dyn + 4) + c;
+        uint4 xs[4];
+#pragma unroll
+        for (int w = 0; w < 4; ++w) xs[w] = px4[4 * w];
+        // (C, U) of groups gi, gi + 1 (lanes !gl: those of the step's first two, times scale 0)
+        const float4 cu = *reinterpret_cast<const float4*>(h1_cst + sr * gps + (gl ? 2 * c : 0));
+        st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
+#pragma unroll
+        for (int w = 0; w < 4; ++w) {
+          const uint4 X = xs[w];
+          const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w), la8 = la >> 8, lb8 = lb >> 8;
+          mma_f16(st[u], h16_pair(la, 0x000F000Fu), h16_pair(lb, 0x000F000Fu), h16_pair(la, 0x00F000F0u),
+                  h16_pair(lb, 0x00F000F0u), X.x, X.y);
+          mma_f16(st[u], h16_pair(la8, 0x000F000Fu), h16_pair(lb8, 0x000F000Fu), h16_pair(la8, 0x00F000F0u),
+                  h16_pair(lb8, 0x00F000F0u), X.z, X.w);
+        }
+        s_comp += kWarps;
+        // st: (row g, group gi), (row g, gi + 1), (row g + 8, gi), (row g + 8, gi + 1)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          const float2 sc = pair_f(bf.gs[u][j]);
+          const float C = j ? cu.z : cu.x, Us = j ? cu.w : cu.y;
+          if constexpr (ZM == 2) {  // s (D - C) - m U
+            const float2 m = pair_f(bf.gm[u][j]);
+            acc[0] = fmaf(sc.x, st[u][j] - C, fmaf(-m.x, Us, acc[0]));
+            acc[2] = fmaf(sc.y, st[u][2 + j] - C, fmaf(-m.y, Us, acc[2]));
+          } else {  // s (D - C - z U)
+            const float za = ZM == 1 ? float(bf.gz[u][j] & 0xffu) : 8.f, zb = ZM == 1 ? float(bf.gz[u][j] >> 8) : 8.f;
+            acc[0] = fmaf(sc.x, st[u][j] - fmaf(za, Us, C), acc[0]);
+            acc[2] = fmaf(sc.y, st[u][2 + j] - fmaf(zb, Us, C), acc[2]);
+          }
+        }
+      }
+    } else if constexpr (H1) {
       float corr[U][2];
 #pragma unroll
       for (int u = 0; u < U; ++u) {
@@ -321,8 +414,11 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
   __shared__ float4 s_pre[2 * kFoldThreads];  // the folded norm's partials (consumer), copied while the loop runs
   if (fold.rms_ss) fold_prefetch(fold, B, s_pre);
   [[maybe_unused]] float h1_back = 1.f;  // H1: 2^e
-  if constexpr (H1)
-    h1_back = stage_x_h1(x, s_begin * kStep, s_end - s_begin, h1_sx, h1_cst);
+  if constexpr (G1) {
+    for (int i = threadIdx.x; i < kG1Zeros; i += kWarps * 32) h1_dyn[i] = make_uint4(0u, 0u, 0u, 0u);
+  }
+  if constexpr (H1)  // (its barriers also publish the zeros)
+    h1_back = stage_x_h1(x, s_begin * kStep, s_end - s_begin, h1_sx, h1_cst, G1 ? (W.group == 32 ? 2 : 3) : 4);
   for (int t0 = 0; s_begin + warp + kWarps * t0 < s_end; t0 += 2 * U) {
     compute(b0);
     load(b0);
@@ -331,6 +427,10 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
     load(b1);
   }
   pdl_trigger();  // late: the next kernel launches as this one drains (common.h)
+  if constexpr (G1) {  // lane c = 0 (batch column 0) takes lane c = 1's groups too
+    acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], 1);
+    acc[2] += __shfl_xor_sync(0xffffffffu, acc[2], 1);
+  }
   if constexpr (H1) acc[0] *= h1_back, acc[2] *= h1_back;
 
   finish_tile<EPI, kWarps>(acc, tile, B, N, out, ldo, split, splits, ws, counters, fold, K, s_pre);
@@ -378,27 +478,39 @@ bool group_mul_exact(int group, int K) {
   return group > 0 && ((group & (group - 1)) == 0 || uint64_t(K) * uint64_t(group) <= (uint64_t(1) << 32));
 }
 
-// H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), the staged x within 40 KB of
-// shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 chooses (default on: +4.8% int4 g128 b1 decode,
-// H100, 2026-12-06). Returns the dynamic shared memory bytes it needs, 0 where it does not run.
+// H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), or G1: groups of 32 / 64 (zero points
+// or mins); the staged x within 40 KB of shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 (H1; default on:
+// +4.8% int4 g128 b1 decode, H100, 2026-12-06) / IGNIS_INT4_G1=0|1 (G1; default off until measured) choose.
+// Returns the dynamic shared memory bytes it needs, 0 where it does not run.
 size_t h1_smem(const QGemvArgs& a, int splits) {
   static const int env = [] {
     const char* e = std::getenv("IGNIS_INT4_H1");
     return e ? std::atoi(e) : 1;
   }();
-  const int want = a.h1 >= 0 ? a.h1 : env;
-  if (!want || a.B != 1 || !a.W.tiled || a.W.group < kStep || a.W.mins) return 0;
+  static const int env_g1 = [] {
+    const char* e = std::getenv("IGNIS_INT4_G1");
+    return e ? std::atoi(e) : 0;
+  }();
+  const bool g1 = a.W.group == 32 || a.W.group == 64;
+  const int want = a.h1 >= 0 ? a.h1 : g1 ? env_g1 : env;
+  if (!want || a.B != 1 || !a.W.tiled || (!g1 && (a.W.group < kStep || a.W.mins))) return 0;
   const int nsteps = a.W.K / kStep, per = (nsteps + splits - 1) / splits + 1;  // a split's steps, at most
-  const size_t bytes = size_t(per) * (16 * sizeof(uint4) + sizeof(float2));
+  const int sums = g1 ? kStep / a.W.group : 1;  // (C, U) pairs a step
+  const size_t bytes = (g1 ? kG1Zeros * sizeof(uint4) : 0) + size_t(per) * (16 * sizeof(uint4) + sums * sizeof(float2));
   return bytes <= 40 * 1024 ? bytes : 0;  // + the kernel's static shared memory (~4 KB): within the 48 KB default
 }
 
 template <int EPI, int U, int ZM, int MINB, bool TILED>
 void launch_t(const QGemvArgs& a, dim3 grid, int sdt, uint32_t gmul, int ldo, cudaStream_t stream) {
-  if constexpr (TILED && ZM != 2) {
-    if (const size_t smem = h1_smem(a, int(grid.y)))
-      return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, true, true>, grid, dim3(kWarps * 32), smem, stream,
-                    a.W, sdt, gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
+  if constexpr (TILED) {
+    if (const size_t smem = h1_smem(a, int(grid.y))) {
+      if (a.W.group < kStep)  // G1
+        return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, true, true>, grid, dim3(kWarps * 32), smem, stream,
+                      a.W, sdt, gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
+      if constexpr (ZM != 2)
+        return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, false, true, true>, grid, dim3(kWarps * 32), smem, stream,
+                      a.W, sdt, gmul, static_cast<const bf16*>(a.x), a.B, a.out, ldo, a.ws, a.counters, fold_args(a));
+    }
   }
   if (a.W.group < kStep)
     return launch(gemv_int4_tc_kernel<EPI, U, ZM, MINB, true, TILED>, grid, dim3(kWarps * 32), 0, stream, a.W, sdt,
