@@ -230,6 +230,7 @@ for stage in "$@"; do
     abg1)  # the G1 form of the int4 tensor-core GEMV (batch 1, groups of 32 / 64, mins): its tests, memcheck +
            # racecheck, then b1 / b8 decode of Q4_0 / Q4_K / int4 g32 with IGNIS_INT4_G1=0 / 1 alternated, bf16 beside
       TAIL=8 run g1_tests $B/ignis_gpu_tests --gtest_filter='CudaQuant.*:CudaLlama.*Gguf*:CudaLlama.*Quant*'
+      IGNIS_INT4_G1=1 TAIL=4 run g1_model_tests $B/ignis_gpu_tests --gtest_filter='CudaLlama.*Gguf*:CudaLlama.*Quant*'
       run g1_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16Form*'
       run g1_racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16FormMins'
       for i in 1 2; do
