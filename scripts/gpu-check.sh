@@ -233,7 +233,7 @@ for stage in "$@"; do
       IGNIS_INT4_G1=1 TAIL=4 run g1_model_tests $B/ignis_gpu_tests --gtest_filter='CudaLlama.*Gguf*:CudaLlama.*Quant*'
       run g1_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16Form*'
       run g1_racecheck compute-sanitizer --tool racecheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaQuant.Int4Batch1Fp16FormMins'
-      for i in 1 2; do
+      for i in $(seq ${AB_ROUNDS:-2}); do
         for q in ${G1_FORMATS:-q4_k q4_0 "int4 --group 32" bf16}; do
           for h in 0 1; do
             [ "$q" = bf16 ] && [ $h = 0 ] && continue
