@@ -81,6 +81,20 @@ __device__ __forceinline__ uint32_t h16_pair(uint32_t w, uint32_t mask) {
   return t;
 }
 
+// H1 / G1: one 128-k step of rows g (lo) and g + 8 (hi) against the staged x words xs (stage_x_h1's order):
+// per word, (k0, k1) at 1024 + q against x' (k0, k1), (k2, k3) at 1024 + 16 q against x' / 16, then k4..k7.
+__device__ __forceinline__ void mma_h1_step(float (&st)[4], const uint4& lo, const uint4& hi, const uint4 (&xs)[4]) {
+#pragma unroll
+  for (int w = 0; w < 4; ++w) {
+    const uint4 X = xs[w];
+    const uint32_t la = word_of4(lo, w), lb = word_of4(hi, w), la8 = la >> 8, lb8 = lb >> 8;
+    mma_f16(st, h16_pair(la, 0x000F000Fu), h16_pair(lb, 0x000F000Fu), h16_pair(la, 0x00F000F0u),
+            h16_pair(lb, 0x00F000F0u), X.x, X.y);
+    mma_f16(st, h16_pair(la8, 0x000F000Fu), h16_pair(lb8, 0x000F000Fu), h16_pair(la8, 0x00F000F0u),
+            h16_pair(lb8, 0x00F000F0u), X.z, X.w);
+  }
+}
+
 // H1: stages x[k0, k0 + 128 nst) (batch 1) into sx as fp16 in the consumer's order (uint4 index
 // 16 step + 4 w + c holds lane c's word w of the step: k = 128 step + 32 c + 8 w + 0..7, so the 4 lanes
 // c of a load read 64 consecutive bytes, no bank conflict) and, per run of 2^lg chunks of 8 values (lg 4:
@@ -291,15 +305,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
         // (C, U) of groups gi, gi + 1 (lanes !gl: those of the step's first two, times scale 0)
         const float4 cu = *reinterpret_cast<const float4*>(h1_cst + sr * gps + (gl ? 2 * c : 0));
         st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const uint4 X = xs[w];
-          const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w), la8 = la >> 8, lb8 = lb >> 8;
-          mma_f16(st[u], h16_pair(la, 0x000F000Fu), h16_pair(lb, 0x000F000Fu), h16_pair(la, 0x00F000F0u),
-                  h16_pair(lb, 0x00F000F0u), X.x, X.y);
-          mma_f16(st[u], h16_pair(la8, 0x000F000Fu), h16_pair(lb8, 0x000F000Fu), h16_pair(la8, 0x00F000F0u),
-                  h16_pair(lb8, 0x00F000F0u), X.z, X.w);
-        }
+        mma_h1_step(st[u], bf.lo[u], bf.hi[u], xs);
         s_comp += kWarps;
         // st: (row g, group gi), (row g, gi + 1), (row g + 8, gi), (row g + 8, gi + 1)
 #pragma unroll
@@ -333,16 +339,7 @@ __global__ void __launch_bounds__(kWarps * 32, MINB) gemv_int4_tc_kernel(QWeight
           corr[u][0] = corr[u][1] = fmaf(8.f, cu.y, cu.x);
         }
         st[u][0] = st[u][1] = st[u][2] = st[u][3] = 0.f;
-#pragma unroll
-        for (int w = 0; w < 4; ++w) {
-          const uint4 X = xs[w];
-          const uint32_t la = word_of4(bf.lo[u], w), lb = word_of4(bf.hi[u], w), la8 = la >> 8, lb8 = lb >> 8;
-          // (k0, k1) at 1024 + q against x' (k0, k1); (k2, k3) at 1024 + 16 q against x' / 16; then k4..k7
-          mma_f16(st[u], h16_pair(la, 0x000F000Fu), h16_pair(lb, 0x000F000Fu), h16_pair(la, 0x00F000F0u),
-                  h16_pair(lb, 0x00F000F0u), X.x, X.y);
-          mma_f16(st[u], h16_pair(la8, 0x000F000Fu), h16_pair(lb8, 0x000F000Fu), h16_pair(la8, 0x00F000F0u),
-                  h16_pair(lb8, 0x00F000F0u), X.z, X.w);
-        }
+        mma_h1_step(st[u], bf.lo[u], bf.hi[u], xs);
         s_comp += kWarps;
       }
       // batch column 0 only (v[0]: row g, v[2]: row g + 8); columns 1..7 stay 0

@@ -486,6 +486,22 @@ TEST(CudaQuant, Int4TiledLayout) {
   EXPECT_THROW(tile_int4(bad, scratch.get(), 16, nullptr), Error) << "scratch smaller than a tile";
 }
 
+// y = x W^T (batch 1, f32 out) on the int4 tensor-core GEMV with the fp16 form h1 off (0) or on (1), split-K
+// into `splits` given the workspace and the (zeroed) counters.
+std::vector<float> tc_batch1(const QWeight& t, const DeviceBuffer& dx, int splits, int h1, DeviceBuffer& ws,
+                             DeviceBuffer& counters) {
+  DeviceBuffer dout(size_t(t.N) * 4);
+  poison(dout);
+  QGemvArgs a;
+  a.W = t, a.impl = QGemvImpl::kTensorCore, a.h1 = h1;
+  a.x = dx.get(), a.B = 1, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
+  a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
+  a.counters = counters.as<unsigned>(), a.n_counters = t.N;
+  a.splits = splits;
+  gemv_quant(a, nullptr);
+  return download(DType::F32, dout.get(), size_t(t.N));
+}
+
 // The batch-1 fp16 form of the int4 tensor-core GEMV (gemv_int4_tc.cu, H1: nibbles OR-ed into fp16 1024,
 // the offsets removed through per-step sums of x staged with a power-of-two scale) against the double
 // reference and against the bf16 form, for inputs far outside fp16's range and far below it, one outlier
@@ -526,18 +542,7 @@ TEST(CudaQuant, Int4Batch1Fp16Form) {
       for (int splits : {1, 3}) {
         SCOPED_TRACE("mag=" + std::to_string(mag) + " splits=" + std::to_string(splits));
         std::vector<float> got[2];
-        for (int h1 = 0; h1 < 2; ++h1) {
-          DeviceBuffer dout(size_t(cs.N) * 4);
-          poison(dout);
-          QGemvArgs a;
-          a.W = t, a.impl = QGemvImpl::kTensorCore, a.h1 = h1;
-          a.x = dx.get(), a.B = 1, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
-          a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
-          a.counters = counters.as<unsigned>(), a.n_counters = cs.N;
-          a.splits = splits;
-          gemv_quant(a, nullptr);
-          got[h1] = download(DType::F32, dout.get(), size_t(cs.N));
-        }
+        for (int h1 = 0; h1 < 2; ++h1) got[h1] = tc_batch1(t, dx, splits, h1, ws, counters);
         EXPECT_LE(rel_err(got[1], y), 1e-4) << "fp16 form against the double reference";
         EXPECT_LE(rel_err(got[1], got[0]), cs.group < 128 ? 1e-2 : 1e-4) << "fp16 form against the bf16 form";
         // and it did run: its fp16 rounding of x and its offsets never give all N sums bit for bit
@@ -597,18 +602,7 @@ TEST(CudaQuant, Int4Batch1Fp16FormMins) {
       for (int splits : {1, 3}) {
         SCOPED_TRACE("mag=" + std::to_string(mag) + " splits=" + std::to_string(splits));
         std::vector<float> got[2];
-        for (int h1 = 0; h1 < 2; ++h1) {
-          DeviceBuffer dout(size_t(N) * 4);
-          poison(dout);
-          QGemvArgs a;
-          a.W = t, a.impl = QGemvImpl::kTensorCore, a.h1 = h1;
-          a.x = dx.get(), a.B = 1, a.epi = GemvEpilogue::kStoreF32, a.out = dout.get();
-          a.ws = ws.as<float>(), a.ws_floats = ws.size() / 4;
-          a.counters = counters.as<unsigned>(), a.n_counters = N;
-          a.splits = splits;
-          gemv_quant(a, nullptr);
-          got[h1] = download(DType::F32, dout.get(), size_t(N));
-        }
+        for (int h1 = 0; h1 < 2; ++h1) got[h1] = tc_batch1(t, dx, splits, h1, ws, counters);
         EXPECT_LE(rel_err(got[1], y), 1e-4) << "G1 form against the double reference";
         EXPECT_LE(rel_err(got[0], y), 1e-2) << "bf16 form against the double reference";
         EXPECT_NE(got[1], got[0]) << "the G1 form was not taken";
