@@ -477,7 +477,8 @@ bool group_mul_exact(int group, int K) {
 
 // H1 (top of the file): batch 1, tiled, groups of 128+ (not mins), or G1: groups of 32 / 64 (zero points
 // or mins); the staged x within 40 KB of shared memory; QGemvArgs::h1 or IGNIS_INT4_H1=0|1 (H1; default on:
-// +4.8% int4 g128 b1 decode, H100, 2026-12-06) / IGNIS_INT4_G1=0|1 (G1; default off until measured) choose.
+// +4.8% int4 g128 b1 decode, H100, 2026-12-06) / IGNIS_INT4_G1=0|1 (G1; default on: Q4_K b1 decode +27%,
+// Q4_0 / int4 g32 +13%, H100, 2026-12-07) choose.
 // Returns the dynamic shared memory bytes it needs, 0 where it does not run.
 size_t h1_smem(const QGemvArgs& a, int splits) {
   static const int env = [] {
@@ -486,7 +487,7 @@ size_t h1_smem(const QGemvArgs& a, int splits) {
   }();
   static const int env_g1 = [] {
     const char* e = std::getenv("IGNIS_INT4_G1");
-    return e ? std::atoi(e) : 0;
+    return e ? std::atoi(e) : 1;
   }();
   const bool g1 = a.W.group == 32 || a.W.group == 64;
   const int want = a.h1 >= 0 ? a.h1 : g1 ? env_g1 : env;

@@ -121,7 +121,7 @@ struct QGemvArgs {
   int splits = 0;
   // Batch 1, tiled int4 with groups of 128 k or more (H1), or of 32 / 64 with zero points or mins (G1): the fp16
   // forms of the tensor-core GEMV (gemv_int4_tc.cu, "batch 1 on fp16"): -1 as IGNIS_INT4_H1 (H1, default on) /
-  // IGNIS_INT4_G1 (G1, default off) say, 0 off, 1 on where it applies.
+  // IGNIS_INT4_G1 (G1, default on) say, 0 off, 1 on where it applies.
   int h1 = -1;
   // The folded RMSNorm, as GemvArgs' rms_ss / next_* (kernels.h; bf16 next_h), on the kernels that batch 1
   // takes for int8 / int4 (the CUDA-core and int4 tensor-core kernels: quant_fold_ok).
