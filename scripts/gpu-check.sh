@@ -7,7 +7,7 @@
 #   scripts/gpu-check.sh test      GPU kernel/model tests, HF parity (cpu, cuda f32, cuda bf16)
 #   scripts/gpu-check.sh smollm2   CPU vs GPU greedy text on SmolLM2-135M-Instruct (needs $IGNIS_MODEL)
 #   scripts/gpu-check.sh sanitize  compute-sanitizer memcheck + racecheck on the GPU tests ($SAN_SHARDS processes at once;
-#                                  racecheck skips cuBLASLt's nvjet kernels: it flags their TMA/mbarrier pipelines, not ours)
+#                                  races inside cuBLASLt's nvjet kernels are not counted: scripts/racecheck-ours.sh)
 #   scripts/gpu-check.sh bench     ignis synthetic benchmark table (llama-2-7b)
 #   scripts/gpu-check.sh abfold    folded RMSNorm (batch 1): tests, memcheck, decode tok/s with IGNIS_NORM_FOLD=0 / 1
 #   scripts/gpu-check.sh abattn    decode attention warp vs tile kernel: tests, memcheck, racecheck, tok/s IGNIS_ATTN_DECODE=tile / warp
@@ -19,6 +19,7 @@
 #   scripts/gpu-check.sh quantbench  synthetic int8 / int4 g128 benchmark tables
 #   scripts/gpu-check.sh abquant   int8 / int4 decode tok/s and GEMV GB/s with each quantized GEMV (bulk / tc / simple)
 #   scripts/gpu-check.sh quantsplit  int4 tensor-core GEMV with and without split-K (GB/s alone, decode tok/s)
+#   scripts/gpu-check.sh ncuint4   Nsight Compute sections (SOL, occupancy, stalls) of one layer's int4 GEMVs in decode
 #   scripts/gpu-check.sh ncu       per-kernel durations of batch-1 decode steps (Nsight Compute), summed by kernel
 #   scripts/gpu-check.sh abtiled   int4 tiled nibble order vs row-major: tests, load patterns, GEMV GB/s, decode tok/s
 #   scripts/gpu-check.sh abrms     decode tok/s with the float4 RMSNorm kernel or the scalar one
@@ -260,6 +261,15 @@ for stage in "$@"; do
           --gtest_filter='CudaQuant.DISABLED_QuantGemvBandwidth' > "$LOG/ncu_$k.txt" 2>&1
         grep -E "^  [a-z_]+|Registers Per|Achieved Occ|Theoretical Occ|Block Limit Reg|Warp Cycles Per Issued|Memory Throughput|DRAM Throughput|Duration|stalled" "$LOG/ncu_$k.txt" | cut -c1-160 | head -24
       done ;;
+    ncuint4)  # Nsight Compute on the int4 tensor-core GEMVs inside batch-1 decode (graph nodes one by one): one layer's
+              # 4 products (q/k/v, o, gate/up, down), SOL, occupancy, warp stalls; NCU_Q: --quant arguments
+      timeout 240 ncu --graph-profiling node --section LaunchStats --section Occupancy --section WarpStateStats \
+        --section SpeedOfLight --section MemoryWorkloadAnalysis -k 'regex:gemv_int4_tc' --launch-skip 400 --launch-count 4 \
+        $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant ${NCU_Q:-int4 --group 128} -p 8 -n 8 -r 1 --batch 1 \
+        > "$LOG/ncuint4.txt" 2>&1
+      echo "ncu exit $?"
+      grep -E "gemv_int4_tc_kernel|Grid Size|Registers Per|Achieved Occ|Theoretical Occ|Block Limit|Warp Cycles Per Issued|Memory Throughput|DRAM Throughput|Duration|Stall|stall|L2 Hit|Issued Ipc|Executed Ipc" \
+        "$LOG/ncuint4.txt" | sed 's/(anonymous namespace):://; s/ignis::cuda:://' | cut -c1-150 | head -90 ;;
     quantbench)  # synthetic weight-only quantized models (issue 5); int4 also with the CUDA-core GEMV
       TAIL=6 run bench_int8 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int8
       TAIL=6 run bench_int4 $B/ignis bench --synthetic "${SHAPE:-llama-2-7b}" --quant int4 --group 128
@@ -403,7 +413,7 @@ for stage in "$@"; do
     sanitize)
       # SAN_SHARDS=N: each tool over N test shards at once (the tools are CPU-bound; the GPU has room)
       run_sharded memcheck ${SAN_SHARDS:-1} timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories*'
-      run_sharded racecheck ${SAN_SHARDS:-1} timeout ${SAN_TIMEOUT:-1200} compute-sanitizer --tool racecheck --kernel-name-exclude kns=nvjet --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
+      run_sharded racecheck ${SAN_SHARDS:-1} timeout ${SAN_TIMEOUT:-1200} scripts/racecheck-ours.sh $B/ignis_gpu_tests --gtest_filter='CudaKernels.*:CudaQuant.*:CudaChain.*:CudaGptqCalibKernels.*:CudaLlama.Stories260KBf16GreedyMatchesCpu' ;;
     bench)
       TAIL=60 run bench_7b $B/ignis bench --synthetic llama-2-7b ;;
     tune)
@@ -418,7 +428,7 @@ for stage in "$@"; do
     bert|bertcheck)
       TAIL=40 run bert_tests $B/ignis_gpu_tests --gtest_filter='CudaEncoder*'
       run bert_memcheck compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*:CudaEncoder.BucketReplay*'
-      [ -n "${BERT_RACECHECK:-}" ] && run bert_racecheck compute-sanitizer --tool racecheck --kernel-name-exclude kns=nvjet --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*'
+      [ -n "${BERT_RACECHECK:-}" ] && run bert_racecheck scripts/racecheck-ours.sh $B/ignis_gpu_tests --gtest_filter='CudaEncoderKernels.*'
       [ "$stage" = bertcheck ] && continue
       TAIL=45 run peers_bert python3 bench/peers_bert.py --ignis $B/ignis --out "$LOG" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
