@@ -367,7 +367,7 @@ for stage in "$@"; do
       TAIL=20 run bert_eager $B/ignis bench-encoder --synthetic bert-base --dtype f16 --no-graphs -r 30 --shapes 1x16,1x128,8x128,32x128 ;;
     bertquick)  # ignis encoder latencies only (no peers): BERT-base fp16, the shapes (PDLQ=1: also with PDL)
       TAIL=30 run bert_bench $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
-      [ -n "${PDLQ:-}" ] && IGNIS_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
+      [ -n "${PDLQ:-}" ] && IGNIS_ENC_PDL=1 TAIL=30 run bert_bench_pdl $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 ;;
     deps)  # GPU images without the -dev packages: unpack carried .debs ($IGNIS_DEBS) into /
       for f in "${IGNIS_DEBS:-.devcarry/debs}"/*.deb; do dpkg -x "$f" /; done; ldconfig ;;
     build)

@@ -12,11 +12,19 @@ namespace ignis::cuda {
 
 bool pdl_enabled() {
   static const bool on = [] {
-    // Off unless IGNIS_PDL=1: on an H200 (2026-12-02, Llama-2-7B bf16 decode, gpu-check.sh abpdl)
-    // PDL cost 12% at batch 1 (223 vs 254 tok/s) and 27% at batch 8 (1202 vs 1640) with every
-    // kernel triggering at its start. With the GEMVs triggering after their main loop (as now) it
-    // is even at batch 1 (248.4 vs 249.5, same call) and still 13% slower at batch 8 (1442 vs 1654).
+    // On unless IGNIS_PDL=0. H100 (2026-12-07, Llama-2-7B decode tok/s, IGNIS_PDL=0 / 1 alternated, twice,
+    // docs/PERF.md): bf16 b1 205.1 / 207.2, b8 1,398 / 1,457; int4 g128 b1 412.7 / 428.4, b8 2,396 / 2,485;
+    // int8 b1 329.4 / 333.3; Q4_K b1 389.2 / 406.4. (On an H200 on 2026-12-02, with older kernels, it
+    // was even at b1 and 13% slower at b8: 1,442 vs 1,654 tok/s; not re-measured there since.)
     const char* e = std::getenv("IGNIS_PDL");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
+bool pdl_encoder() {
+  static const bool on = [] {
+    const char* e = std::getenv("IGNIS_ENC_PDL");
     return e && std::strcmp(e, "1") == 0;
   }();
   return on;

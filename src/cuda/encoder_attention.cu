@@ -258,7 +258,7 @@ void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
   // blocks per head than the bucket could have tiles.
   const int per_sm = std::max(1, (200 * 1024) / smem);
   const int gx = std::max(1, std::min(a.rows, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
-  launch(enc_flash_kernel<T, HD>, dim3(gx, a.nh), dim3(kThreads), size_t(smem), stream, a);
+  launch_enc(enc_flash_kernel<T, HD>, dim3(gx, a.nh), dim3(kThreads), size_t(smem), stream, a);
 }
 
 constexpr int kGenericMaxHd = 256;
@@ -349,7 +349,7 @@ void encoder_attention(const EncAttnArgs& a, cudaStream_t stream) {
   IGNIS_CHECK(a.hd <= kGenericMaxHd, "encoder_attention: head size ", a.hd, " is larger than ", kGenericMaxHd);
   constexpr int kWarps = 4;
   IGNIS_ENC_DISPATCH(a.dtype, T, {
-    launch(enc_attn_generic_kernel<T>, dim3(ceil_div(a.rows, kWarps), a.nh), dim3(32 * kWarps), 0, stream, a);
+    launch_enc(enc_attn_generic_kernel<T>, dim3(ceil_div(a.rows, kWarps), a.nh), dim3(32 * kWarps), 0, stream, a);
   });
 }
 

@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include <type_traits>
+#include <utility>
 
 #include "cuda/common.h"
 
@@ -22,6 +23,14 @@ __device__ __forceinline__ T f2t(float v) {
     return __float2half_rn(v);
   else
     return __float2bfloat16_rn(v);
+}
+
+// Every encoder kernel launch: launch() with the encoder's PDL switch (pdl_encoder(), off by default:
+// the passes interleave cuBLASLt GEMMs, and PDL measured slower at small shapes).
+template <typename... KArgs, typename... Args>
+void launch_enc(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
+  launch_with(cudaLaunchAttributeProgrammaticStreamSerialization, pdl_encoder(), kernel, grid, block, smem, stream,
+              std::forward<Args>(args)...);
 }
 
 // Index b of the sequence holding packed row r: offsets[b] <= r < offsets[b + 1], B sequences.

@@ -68,7 +68,7 @@ void encoder_pool(DType t, const void* hidden, const int* offsets, int B, int H,
   IGNIS_CHECK(H > 0 && H <= 16384, "encoder_pool: hidden size ", H, " out of range");
   const int threads = std::min(1024, ((H + 31) / 32) * 32);
   IGNIS_ENC_DISPATCH(t, T, {
-    launch(pool_kernel<T>, dim3(B), dim3(threads), size_t(H) * sizeof(float), stream, static_cast<const T*>(hidden),
+    launch_enc(pool_kernel<T>, dim3(B), dim3(threads), size_t(H) * sizeof(float), stream, static_cast<const T*>(hidden),
            offsets, H, mean, normalize, out);
   });
 }
@@ -83,10 +83,10 @@ void encoder_head_linear(DType t, DType x_dtype, const void* x, const int* offse
   const int blocks = ceil_div(int64_t(B) * N * 32, threads);
   IGNIS_ENC_DISPATCH(t, TW, {
     if (x_dtype == DType::F32) {
-      launch(head_linear_kernel<float, TW>, dim3(blocks), dim3(threads), 0, stream, static_cast<const float*>(x),
+      launch_enc(head_linear_kernel<float, TW>, dim3(blocks), dim3(threads), 0, stream, static_cast<const float*>(x),
              offsets, B, static_cast<const TW*>(W), static_cast<const TW*>(bias), N, K, act, out);
     } else {
-      launch(head_linear_kernel<TW, TW>, dim3(blocks), dim3(threads), 0, stream, static_cast<const TW*>(x), offsets,
+      launch_enc(head_linear_kernel<TW, TW>, dim3(blocks), dim3(threads), 0, stream, static_cast<const TW*>(x), offsets,
              B, static_cast<const TW*>(W), static_cast<const TW*>(bias), N, K, act, out);
     }
   });

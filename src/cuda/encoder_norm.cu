@@ -292,12 +292,12 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream) {
   if (a.rows <= 0) return;
   IGNIS_ENC_DISPATCH(a.dtype, T, {
     if (warp_mode(a.rows, a.hidden))
-      launch(embed_ln_kernel<T, true>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0,
+      launch_enc(embed_ln_kernel<T, true>, dim3(ceil_div(a.rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0,
              stream, a);
     else if (eager_mode(a.rows, a.hidden))
-      launch(embed_ln_eager_kernel<T>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+      launch_enc(embed_ln_eager_kernel<T>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
     else
-      launch(embed_ln_kernel<T, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
+      launch_enc(embed_ln_kernel<T, false>, dim3(a.rows), dim3(ln_threads(a.hidden)), 0, stream, a);
   });
 }
 
@@ -306,13 +306,13 @@ template <typename T>
 void launch_add_ln(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                    const int* n_dev, cudaStream_t stream) {
   if (warp_mode(rows, hidden))
-    launch(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
+    launch_enc(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
            x, gamma, beta, rows, hidden, eps, n_dev);
   else if (eager_mode(rows, hidden))
-    launch(add_ln_eager_kernel<T>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+    launch_enc(add_ln_eager_kernel<T>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
            hidden, eps, n_dev);
   else
-    launch(add_ln_kernel<T, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
+    launch_enc(add_ln_kernel<T, false>, dim3(rows), dim3(ln_threads(hidden)), 0, stream, src, x, gamma, beta, rows,
            hidden, eps, n_dev);
 }
 }  // namespace
@@ -347,7 +347,7 @@ void encoder_bias_act(DType t, void* y, const void* bias, int rows, int cols, En
   const int threads = 256;
   const int blocks = std::max(1, std::min(ceil_div(int64_t(rows) * cols, threads), sm_count() * 8));
   IGNIS_ENC_DISPATCH(t, T, {
-    launch(bias_act_kernel<T>, dim3(blocks), dim3(threads), 0, stream, static_cast<T*>(y),
+    launch_enc(bias_act_kernel<T>, dim3(blocks), dim3(threads), 0, stream, static_cast<T*>(y),
            static_cast<const T*>(bias), rows, cols, act, n_dev);
   });
 }

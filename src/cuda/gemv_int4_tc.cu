@@ -451,15 +451,18 @@ char variant(int blocks) {
   return blocks >= 4 * sm_count() ? 'c' : 'a';
 }
 
-// Split-K: enough (tile, split) blocks for variant c's 6 per SM where the tiles alone are fewer (the
-// 7B wo / down shapes have 256 tiles for 132 SMs), at least 2 steps per warp in a split, and what the
-// workspace holds. IGNIS_QGEMV_SPLITS=n forces n (A/B measurements; 1 = no split, 0 = chosen).
+// Split-K, only where the tiles alone leave SMs idle (fewer tiles than SMs): enough (tile, split) blocks
+// for variant c's 6 per SM, at least 2 steps per warp in a split, and what the workspace holds.
+// IGNIS_QGEMV_SPLITS=n forces n (A/B measurements; 1 = no split, 0 = chosen). The 7B wo / down shapes
+// (256 tiles for 132 SMs) used to be split 3 ways: unsplit, int4 g128 decoded faster (H100, 2026-12-07:
+// b1 450.3 vs 428.3 tok/s, b8 2,720 vs 2,487; 2 / 4 / 6 splits forced on every shape: 331 / 277 / 275).
 int splits_for(const QGemvArgs& a, int tiles) {
   static const int forced = [] {
     const char* e = std::getenv("IGNIS_QGEMV_SPLITS");
     return e ? std::max(0, std::atoi(e)) : 0;
   }();
   if (!a.ws || !a.counters || a.n_counters < tiles) return 1;
+  if (a.splits <= 0 && !forced && tiles >= sm_count()) return 1;
   const int nsteps = a.W.K / kStep;
   int s = a.splits > 0 ? a.splits : forced ? forced : (6 * sm_count() + tiles / 2) / tiles;
   s = std::min({s, 16, a.splits > 0 ? nsteps : std::max(1, nsteps / (2 * kWarps))});
