@@ -24,6 +24,8 @@
 // time (dot product across the warp, online softmax in fp32). O(S^2 hd) with no reuse: used for
 // the fp32 parity mode and as an independent cross-check of the flash kernel in the tests.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "cuda/encoder_common.cuh"
 #include "cuda/encoder_kernels.h"
@@ -254,10 +256,20 @@ void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
     return true;
   }();
   (void)configured;
-  // About two waves of resident blocks (shared memory bound), split over the heads; never more
-  // blocks per head than the bucket could have tiles.
+  // About two waves of resident blocks (shared memory bound), split over the heads; in buckets of up to
+  // 512 rows one block per head for every 16 rows (blocks loop over the work items, so any count is
+  // correct): the bucket's tiles are only known on the device, and a block per row (up to 128 rows per
+  // sequence of 1) meant ~1,000 blocks, almost all empty, for a 128-row bucket of 12 heads. H100
+  // (2026-12-07, BERT-base fp16, two runs each): 1x128 0.407 vs 0.424 ms, 1x256 0.471-0.474 vs
+  // 0.483-0.488, 1x512 0.652-0.671 vs 0.691, 32x16 0.503-0.506 vs 0.515; the 1,024-row bucket (8x128:
+  // 0.712-0.727 vs 0.707) keeps the old bound. IGNIS_ENC_ATTN_GRID=rows restores it everywhere (A/B).
+  static const bool per_row = [] {
+    const char* e = std::getenv("IGNIS_ENC_ATTN_GRID");
+    return e && std::strcmp(e, "rows") == 0;
+  }();
   const int per_sm = std::max(1, (200 * 1024) / smem);
-  const int gx = std::max(1, std::min(a.rows, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
+  const int bound = per_row || a.rows > 512 ? a.rows : ceil_div(a.rows, 16);
+  const int gx = std::max(1, std::min(bound, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
   launch_enc(enc_flash_kernel<T, HD>, dim3(gx, a.nh), dim3(kThreads), size_t(smem), stream, a);
 }
 
