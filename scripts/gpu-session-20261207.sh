@@ -3,12 +3,7 @@
 # without cuBLASLt's kernels, decode tok/s of bf16 / int4 g128 / int8 / Q4_K with PDL off / on, BERT-base fp16
 # latencies, then Nsight Compute on the int4 decode step (per-kernel durations and one layer's GEMV sections).
 # Usage on the GPU machine: bash scripts/gpu-session-20261207.sh (binaries from scripts/devpack.sh).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export IGNIS_DATA=$PWD/.devcarry/data LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
-timeout 60 scripts/gpu-check.sh prebuilt >/dev/null 2>&1
-B=/tmp/ignis-prebuilt/build-gpu; export LD_LIBRARY_PATH=/tmp/ignis-prebuilt/lib IGNIS_BUILD=$B
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+source "$(dirname "$0")/gpu-session-setup.sh"
 $B/ignis_gpu_tests --gtest_filter='CudaLlama.*:CudaQuant.*:CudaGptq*' > "$LOG/quant_tests.log" 2>&1; echo "quant/model tests rc=$?"; tail -3 "$LOG/quant_tests.log"
 scripts/racecheck-ours.sh $B/ignis_gpu_tests \
   --gtest_filter='CudaEncoderKernels.*' > "$LOG/bert_racecheck.log" 2>&1; echo "bert racecheck rc=$?"; tail -1 "$LOG/bert_racecheck.log"

@@ -3,12 +3,7 @@
 # BERT-base fp16 latencies with IGNIS_PDL=0 / 1 alternated, all GPU tests with PDL on, then int4 g128 decode with
 # PDL on and the split-K / register-variant knobs of the int4 tensor-core GEMV (the wo / down shapes' split).
 # Usage on the GPU machine: bash scripts/gpu-session-20261207b.sh (binaries from scripts/devpack.sh).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export IGNIS_DATA=$PWD/.devcarry/data LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
-timeout 60 scripts/gpu-check.sh prebuilt >/dev/null 2>&1
-B=/tmp/ignis-prebuilt/build-gpu; export LD_LIBRARY_PATH=/tmp/ignis-prebuilt/lib IGNIS_BUILD=$B
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+source "$(dirname "$0")/gpu-session-setup.sh"
 for i in 1 2; do for p in 0 1; do
   IGNIS_PDL=$p timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 > "$LOG/bert_pdl${p}_$i.txt" 2>&1
   echo "bert PDL=$p run $i"; grep -E "^ *[0-9]+ *x|ragged" "$LOG/bert_pdl${p}_$i.txt" | head -14

@@ -4,12 +4,7 @@
 # shapes on variant a (default) or c; int8 / bf16 with PDL on / off; TTFT of a 512-token bf16 prompt with PDL
 # on / off; BERT-base fp16 latencies (the encoder keeps PDL off).
 # Usage on the GPU machine: bash scripts/gpu-session-20261207c.sh (binaries from scripts/devpack.sh).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export IGNIS_DATA=$PWD/.devcarry/data LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
-timeout 60 scripts/gpu-check.sh prebuilt >/dev/null 2>&1
-B=/tmp/ignis-prebuilt/build-gpu; export LD_LIBRARY_PATH=/tmp/ignis-prebuilt/lib IGNIS_BUILD=$B
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+source "$(dirname "$0")/gpu-session-setup.sh"
 timeout 240 $B/ignis_gpu_tests > "$LOG/gpu_tests.log" 2>&1; echo "all GPU tests: rc=$?"; grep -E "PASSED|FAILED" "$LOG/gpu_tests.log" | tail -5
 for q in "int4 --group 128" q4_k q4_0; do
   AB_VARIANTS="- IGNIS_QGEMV_VARIANT=c" AB_ARGS="--synthetic llama-2-7b -p 8 --quant $q" timeout 100 scripts/gpu-check.sh abenv 2>&1 | grep synthetic

@@ -1,15 +1,10 @@
 #!/usr/bin/env bash
-# Device call C of the 2026-12-07 afternoon session (rerunnable; written for the H200 that came): the new
+# Device call C of the 2026-12-07 afternoon session (rerunnable; it ran on an H100): the new
 # defaults (PDL on for the decoder, unsplit int4 wo / down) against IGNIS_PDL=0 for every weight format, BERT-base
 # fp16 latencies with the attention grid of a block per 16 bucket rows (new) or per row (IGNIS_ENC_ATTN_GRID=rows),
 # all GPU tests.
 # Usage on the GPU machine: bash scripts/gpu-session-20261207d.sh (binaries from scripts/devpack.sh).
-set -uo pipefail
-cd "$(dirname "$0")/.."
-export IGNIS_DATA=$PWD/.devcarry/data LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
-timeout 60 scripts/gpu-check.sh prebuilt >/dev/null 2>&1
-B=/tmp/ignis-prebuilt/build-gpu; export LD_LIBRARY_PATH=/tmp/ignis-prebuilt/lib IGNIS_BUILD=$B
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+source "$(dirname "$0")/gpu-session-setup.sh"
 timeout 240 $B/ignis_gpu_tests > "$LOG/gpu_tests.log" 2>&1; echo "all GPU tests: rc=$?"; grep -E "PASSED|FAILED" "$LOG/gpu_tests.log" | tail -5
 for q in "" "--quant int4 --group 128" "--quant int8" "--quant q4_k" "--quant q4_0"; do
   AB_VARIANTS="- IGNIS_PDL=0" AB_ARGS="--synthetic llama-2-7b -p 8 $q" timeout 100 scripts/gpu-check.sh abenv 2>&1 | grep synthetic
