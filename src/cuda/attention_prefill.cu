@@ -12,6 +12,7 @@
 // Bytes: Q, O once; K and V once per query tile (n/64 times per kv head, L2-resident).
 // Launch: grid (ceil(n / 64), nh), 128 threads, 5 * 64 * (hd + 8) * 2 bytes of shared memory.
 #include "cuda/common.h"
+#include "cuda/flash_common.cuh"
 #include "cuda/kernels.h"
 
 namespace ignis::cuda {
@@ -20,46 +21,20 @@ namespace {
 constexpr int kBM = 64, kBN = 64, kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ uint32_t smem_addr(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(smem_addr(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;" ::"n"(N));
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
-__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_addr(p)));
-}
+using namespace flash;
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  flash::mma16816<bf16>(d, a, b0, b1);
 }
-__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) { return pack2<bf16>(lo, hi); }
 
 template <int HD>
-__global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(kThreads, HD == 128 ? 2 : 4) flash_attn_kernel(AttnArgs a) {
   constexpr int LD = HD + 8;      // shared row stride in elements
   constexpr int CH = HD / 8;      // 16-byte chunks per row
   constexpr int KS = HD / 16;     // k-steps over the head dim
   constexpr int DB = HD / 8;      // 8-wide output column blocks
+  constexpr int RP = kThreads / CH, NP = kBN / RP;  // rows copied per pass of the block, passes per tile
+  static_assert(kThreads % CH == 0 && kBN % RP == 0 && kBM % RP == 0, "copy passes must tile the rows");
   extern __shared__ float4 smem_raw[];
   bf16* Qs = reinterpret_cast<bf16*>(smem_raw);
   bf16* Ks = Qs + kBM * LD;       // [2][kBN][LD]
@@ -80,18 +55,26 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
   const bf16* K = static_cast<const bf16*>(a.k_cache) + cache_off;
   const bf16* V = static_cast<const bf16*>(a.v_cache) + cache_off;
 
-  for (int e = tid; e < kBM * CH; e += kThreads) {
-    const int r = e / CH, col = (e % CH) * 8;
-    cp_async16(Qs + r * LD + col, r < rows ? Q + r * qstride + col : Q, r < rows);
+  // Thread tid copies 16-byte chunk lc of rows lr, lr + RP, ... of every tile (running pointers,
+  // compile-time shared offsets; see encoder_attention.cu for what the generic loop cost).
+  const int lr = tid / CH, lc = (tid % CH) * 8;
+  {
+    const bf16* src = Q + size_t(lr) * qstride + lc;
+#pragma unroll
+    for (int i = 0; i < kBM / RP; ++i, src += size_t(RP) * qstride) {
+      const int r = lr + i * RP;
+      cp_async16(Qs + r * LD + lc, r < rows ? src : Q, r < rows);
+    }
   }
   auto load_kv = [&](int j, int buf) {
-    bf16* kd = Ks + buf * kBN * LD;
-    bf16* vd = Vs + buf * kBN * LD;
-    for (int e = tid; e < kBN * CH; e += kThreads) {
-      const int r = e / CH, col = (e % CH) * 8, key = j * kBN + r;
-      const bool ok = key < kv_end;  // rows past the end are zero-filled (never NaN garbage)
-      cp_async16(kd + r * LD + col, ok ? K + size_t(key) * HD + col : K, ok);
-      cp_async16(vd + r * LD + col, ok ? V + size_t(key) * HD + col : V, ok);
+    bf16* kd = Ks + buf * kBN * LD + lr * LD + lc;
+    bf16* vd = Vs + buf * kBN * LD + lr * LD + lc;
+    const size_t off = (size_t(j) * kBN + lr) * HD + lc;
+#pragma unroll
+    for (int i = 0; i < NP; ++i) {
+      const bool ok = j * kBN + lr + i * RP < kv_end;  // rows past the end are zero-filled (never NaN garbage)
+      cp_async16(kd + i * RP * LD, ok ? K + off + i * RP * HD : K, ok);
+      cp_async16(vd + i * RP * LD, ok ? V + off + i * RP * HD : V, ok);
     }
   };
   load_kv(0, 0);
@@ -107,14 +90,14 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
 
   for (int j = 0; j < n_tiles; ++j) {
+    // One barrier per key tile: it publishes tile j (and Q) and tells every warp that all are done
+    // with tile j - 1, whose buffer the copy of tile j + 1 then overwrites while tile j is computed.
+    cp_async_wait<0>();
+    __syncthreads();
     if (j + 1 < n_tiles) {
       load_kv(j + 1, (j + 1) & 1);
       cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
     }
-    __syncthreads();
     if (j == 0) {
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) ldsm_x4(qa[ks], Qs + (warp * 16 + (lane & 15)) * LD + ks * 16 + (lane >> 4) * 8);
@@ -136,7 +119,9 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
           mma16816(s[nb + 1], qa[ks], b[2], b[3]);
         }
       }
-      // causal mask, scale, running max
+      // causal mask (none where the tile's last key is visible to the warp's first row), running max
+      // of the raw scores (the scale is positive: it is applied inside the exponent below)
+      const bool visible = (j + 1) * kBN - 1 <= warp_last - 15;
       float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
       for (int nb = 0; nb < 8; ++nb) {
@@ -144,7 +129,7 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
         for (int e = 0; e < 4; ++e) {
           const int key = j * kBN + nb * 8 + 2 * c + (e & 1);
           const int qp = e < 2 ? qpos0 : qpos1;
-          const float v = key <= qp ? s[nb][e] * sl2 : -INFINITY;
+          const float v = visible || key <= qp ? s[nb][e] : -INFINITY;
           s[nb][e] = v;
           if (e < 2)
             mx0 = fmaxf(mx0, v);
@@ -158,15 +143,16 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
         mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
       }
       const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-      // key 0 is never masked, so mn is finite once the first tile is seen; guard anyway
-      const float b0 = mn0 == -INFINITY ? 0.f : mn0, b1 = mn1 == -INFINITY ? 0.f : mn1;
-      const float al0 = exp2f(m0 - b0), al1 = exp2f(m1 - b1);
+      // b = the running max in the log2 domain; key 0 is never masked, so mn is finite once the first
+      // tile is seen; guard anyway. p = 2^(s * scale * log2e - b): one FFMA and one MUFU per score.
+      const float b0 = mn0 == -INFINITY ? 0.f : mn0 * sl2, b1 = mn1 == -INFINITY ? 0.f : mn1 * sl2;
+      const float al0 = fast_exp2(m0 * sl2 - b0), al1 = fast_exp2(m1 * sl2 - b1);
       m0 = mn0, m1 = mn1;
       float rs0 = 0.f, rs1 = 0.f;
 #pragma unroll
       for (int nb = 0; nb < 8; ++nb) {
-        s[nb][0] = exp2f(s[nb][0] - b0), s[nb][1] = exp2f(s[nb][1] - b0);
-        s[nb][2] = exp2f(s[nb][2] - b1), s[nb][3] = exp2f(s[nb][3] - b1);
+        s[nb][0] = fast_exp2(fmaf(s[nb][0], sl2, -b0)), s[nb][1] = fast_exp2(fmaf(s[nb][1], sl2, -b0));
+        s[nb][2] = fast_exp2(fmaf(s[nb][2], sl2, -b1)), s[nb][3] = fast_exp2(fmaf(s[nb][3], sl2, -b1));
         rs0 += s[nb][0] + s[nb][1];
         rs1 += s[nb][2] + s[nb][3];
       }
@@ -192,7 +178,6 @@ __global__ void __launch_bounds__(kThreads) flash_attn_kernel(AttnArgs a) {
         }
       }
     }
-    __syncthreads();  // the next iteration overwrites the buffer just read
   }
 
 #pragma unroll
