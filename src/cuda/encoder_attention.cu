@@ -45,11 +45,22 @@ namespace {
 using namespace enc;
 using namespace flash;
 
-constexpr int kBM = kEncoderAttnTile, kBN = 64, kThreads = 128;
+constexpr int kBN = 64;
+// Buckets of up to this many rows run 2-warp blocks (flash_warps).
+constexpr int kSmallAttnRows = 1024;
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <typename T, int HD>
-__global__ void __launch_bounds__(kThreads, HD == 128 ? 2 : 4) enc_flash_kernel(EncAttnArgs a) {
+// NW warps a block (4 or 2): the block's query rows are kBM = 16 NW, a slice of a host tile of
+// kEncoderAttnTile rows (work item = (tile, slice)); buckets of up to 1,024 rows use 2-warp blocks, so
+// that more SMs share their few tiles. H100 (2026-12-07, BERT-base fp16, IGNIS_ENC_ATTN_NW forced, four
+// runs each, median ms, NW = 4 / 2 / 1): 1x128 0.396 / 0.387 / 0.390, 1x256 0.445 / 0.435 / 0.445, 8x16
+// 0.440 / 0.430 / 0.433, 8x128 0.698 / 0.680 / 0.704, 32x16 0.572 / 0.560 / 0.573, 1x512 0.572 / 0.572 /
+// 0.628; from 2,048 rows 4 warps win (8x256 1.022 / 1.080, 32x512 7.56 / 8.27). 1-warp blocks never won
+// and are not built.
+template <typename T, int HD, int NW>
+__global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) enc_flash_kernel(EncAttnArgs a) {
+  constexpr int kThreads = 32 * NW, kBM = 16 * NW, kSlices = kEncoderAttnTile / kBM;
+  static_assert(kEncoderAttnTile % kBM == 0, "a host tile is a whole number of block slices");
   constexpr int LD = HD + 8;  // shared row stride in elements
   constexpr int CH = HD / 8;  // 16-byte chunks per row
   constexpr int KS = HD / 16; // k-steps over the head dim
@@ -68,13 +79,15 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 2 : 4) enc_flash_kernel(
   const int h = blockIdx.y;
   const int H = a.nh * HD;
   const size_t ld = size_t(3) * H;  // row stride of qkv
-  const int n_work = a.batch.counts[2];
+  const int n_work = a.batch.counts[2] * kSlices;
   const float sl2 = a.scale * kLog2e;
 
-  for (int t = blockIdx.x; t < n_work; t += gridDim.x) {
-    const int b = a.batch.tiles[2 * t], q0 = a.batch.tiles[2 * t + 1];
+  for (int w = blockIdx.x; w < n_work; w += gridDim.x) {
+    const int t = w / kSlices;
+    const int b = a.batch.tiles[2 * t], q0 = a.batch.tiles[2 * t + 1] + (w % kSlices) * kBM;
     const int s0 = a.batch.offsets[b], len = a.batch.offsets[b + 1] - s0;
     const int rows = min(kBM, len - q0);
+    if (rows <= 0) continue;  // a slice past the end of a short sequence (uniform over the block)
     const int n_tiles = (len + kBN - 1) / kBN;
     const T* Q = static_cast<const T*>(a.qkv) + size_t(s0 + q0) * ld + h * HD;
     const T* K = static_cast<const T*>(a.qkv) + size_t(s0) * ld + H + h * HD;
@@ -220,19 +233,20 @@ __global__ void __launch_bounds__(kThreads, HD == 128 ? 2 : 4) enc_flash_kernel(
   }
 }
 
-template <typename T, int HD>
-void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
+template <typename T, int HD, int NW>
+void launch_flash_nw(const EncAttnArgs& a, cudaStream_t stream) {
+  constexpr int kBM = 16 * NW;
   const int smem = (kBM + 4 * kBN) * (HD + 8) * 2;
   static const bool configured = [smem] {
-    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
   // About two waves of resident blocks (shared memory bound), split over the heads; in buckets of up to
-  // 512 rows one block per head for every 16 rows (blocks loop over the work items, so any count is
+  // 512 rows one block per head for every 16 * NW rows (blocks loop over the work items, so any count is
   // correct): the bucket's tiles are only known on the device, and a block per row (up to 128 rows per
   // sequence of 1) meant ~1,000 blocks, almost all empty, for a 128-row bucket of 12 heads. H100
-  // (2026-12-07, BERT-base fp16, two runs each): 1x128 0.407 vs 0.424 ms, 1x256 0.471-0.474 vs
+  // (2026-12-07, BERT-base fp16, two runs each, 4 warps): 1x128 0.407 vs 0.424 ms, 1x256 0.471-0.474 vs
   // 0.483-0.488, 1x512 0.652-0.671 vs 0.691, 32x16 0.503-0.506 vs 0.515; the 1,024-row bucket (8x128:
   // 0.712-0.727 vs 0.707) keeps the old bound. IGNIS_ENC_ATTN_GRID=rows restores it everywhere (A/B).
   static const bool per_row = [] {
@@ -240,9 +254,30 @@ void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
     return e && std::strcmp(e, "rows") == 0;
   }();
   const int per_sm = std::max(1, (200 * 1024) / smem);
-  const int bound = per_row || a.rows > 512 ? a.rows : ceil_div(a.rows, 16);
+  const int bound = per_row || a.rows > 512 ? a.rows : ceil_div(a.rows, kBM);
   const int gx = std::max(1, std::min(bound, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
-  launch_enc(enc_flash_kernel<T, HD>, dim3(gx, a.nh), dim3(kThreads), size_t(smem), stream, a);
+  launch_enc(enc_flash_kernel<T, HD, NW>, dim3(gx, a.nh), dim3(32 * NW), size_t(smem), stream, a);
+}
+
+// Warps a block for a bucket of `rows` rows: the caller's choice (tests), else IGNIS_ENC_ATTN_NW = 2 / 4
+// (A/B runs), else 2-warp blocks up to kSmallAttnRows rows.
+int flash_warps(int rows, int asked) {
+  if (asked == 2 || asked == 4) return asked;
+  static const int forced = [] {
+    const char* e = std::getenv("IGNIS_ENC_ATTN_NW");
+    const int v = e ? std::atoi(e) : 0;
+    return v == 2 || v == 4 ? v : 0;
+  }();
+  if (forced) return forced;
+  return rows <= kSmallAttnRows ? 2 : 4;
+}
+
+template <typename T, int HD>
+void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
+  switch (flash_warps(a.rows, a.warps)) {
+    case 2: launch_flash_nw<T, HD, 2>(a, stream); break;
+    default: launch_flash_nw<T, HD, 4>(a, stream); break;
+  }
 }
 
 constexpr int kGenericMaxHd = 256;

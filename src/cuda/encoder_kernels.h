@@ -79,6 +79,7 @@ struct EncAttnArgs {
   int nh = 0, hd = 0;
   float scale = 1.f;
   EncAttnImpl impl = EncAttnImpl::kAuto;
+  int warps = 0;              // flash kernel: warps a block (2 or 4; 0 = chosen by the bucket size)
 };
 // Tensor-core flash kernel: F16 / BF16, head size 32, 64 or 128. Else the generic kernel (any dtype,
 // head size <= 256, one warp per query row: slow, for fp32 parity and odd shapes).

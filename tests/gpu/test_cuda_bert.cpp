@@ -149,15 +149,20 @@ TEST(CudaEncoderKernels, AttentionRagged) {
         std::vector<float> want(size_t(n) * H);
         encref::attention(q.data(), off.data(), B, c.nh, hd, 1.f / std::sqrt(float(hd)), want.data());
         DeviceBuffer dq = up(dt, q);
-        for (EncAttnImpl impl : {EncAttnImpl::kFlash, EncAttnImpl::kGeneric}) {
+        // the flash kernel with each block shape (warps 0 = chosen by the bucket size), then the generic one
+        const std::vector<std::pair<EncAttnImpl, int>> runs = {
+            {EncAttnImpl::kFlash, 0}, {EncAttnImpl::kFlash, 2}, {EncAttnImpl::kFlash, 4}, {EncAttnImpl::kGeneric, 0}};
+        for (const auto& [impl, warps] : runs) {
           if (impl == EncAttnImpl::kFlash && !encoder_flash_supported(dt, hd)) continue;
           SCOPED_TRACE(std::string(dname(dt)) + (impl == EncAttnImpl::kFlash ? " flash" : " generic") +
+                       " warps=" + std::to_string(warps) +
                        " hd=" + std::to_string(hd) + " nh=" + std::to_string(c.nh) + " B=" + std::to_string(B) +
                        " n=" + std::to_string(n));
           DeviceBuffer out = poisoned(size_t(rows) * H * esz(dt));
           EncAttnArgs a;
           a.dtype = dt, a.qkv = dq.get(), a.out = out.get(), a.batch = db.view(), a.rows = rows;
           a.nh = c.nh, a.hd = hd, a.scale = 1.f / std::sqrt(float(hd)), a.impl = impl;
+          a.warps = warps;
           encoder_attention(a, nullptr);
           const std::vector<float> got = down(dt, out.get(), size_t(rows) * H);
           EXPECT_LE(rel_err(std::vector<float>(got.begin(), got.begin() + size_t(n) * H), want), ktol(dt));
