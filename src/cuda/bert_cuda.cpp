@@ -19,8 +19,6 @@
 #include "cuda/device.h"
 #include "cuda/encoder_gemm.h"
 #include "cuda/encoder_kernels.h"
-#include "cuda/kernels.h"
-#include "cuda/l2_prefetch.h"
 
 namespace ignis {
 namespace {
@@ -47,21 +45,6 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
       break;
     default: fail("encoder weight '", name, "': dtype ", dtype_name(t.dtype()), " is not supported (F32, F16, BF16)");
   }
-  return v;
-}
-
-// L2 prefetch (l2_prefetch.h) at buckets of up to max_rows rows: the embedding kernel prefetches
-// layer 0, and the attention kernel of layer l the rest of layer l (Wo, W1, W2) and layer l + 1's
-// q/k/v (~14 MB for BERT-base), so the latency-bound GEMMs of small buckets read their weights from
-// L2. The prefetches are issued inside those kernels: a separate prefetch kernel on a side branch of
-// the graph (fork at each layer, join at the end) made every shape slower, 1x128 0.396 -> 0.415 ms,
-// 32x16 0.557 -> 0.658 (H100, 2026-12-07, docs/results/prefetch-H100-20261207.txt).
-// IGNIS_ENC_PREFETCH=max_rows (0 = off) for measurements.
-int prefetch_max_rows() {
-  static const int v = [] {
-    const char* e = std::getenv("IGNIS_ENC_PREFETCH");
-    return e ? std::max(0, int(std::strtol(e, nullptr, 10))) : 0;  // off until measured (see above)
-  }();
   return v;
 }
 
@@ -174,12 +157,6 @@ class CudaEncoderImpl final : public CudaEncoder {
   const void *word_ = nullptr, *pos_tab_ = nullptr, *type_tab_ = nullptr;
   const float *emb_g_ = nullptr, *emb_b_ = nullptr;
   std::vector<LayerW> layers_;
-  // Each layer's weights are one block of the pool: wqkv first, then wo, ..., ln2_b (upload_weights).
-  struct LayerSpan {
-    const char *begin, *wo, *end;
-  };
-  std::vector<LayerSpan> layer_span_;
-  bool prefetch_on(int nb) const { return opt_.l2_prefetch && nb <= prefetch_max_rows() && device_has_bulk_copy(); }
   const void *head_w1_ = nullptr, *head_b1_ = nullptr, *head_w2_ = nullptr, *head_b2_ = nullptr;
 
   int cap_ = 0;  // rows of the activation buffers: bucket_of(max_tokens)
@@ -299,11 +276,8 @@ void CudaEncoderImpl::upload_weights(const EncoderSource& src) {
   auto fptr = [base](size_t off) { return reinterpret_cast<const float*>(base + off); };
   word_ = ptr(word), pos_tab_ = ptr(pos), type_tab_ = ptr(type), emb_g_ = fptr(emb_g), emb_b_ = fptr(emb_b);
   layers_.resize(size_t(L_));
-  layer_span_.resize(size_t(L_));
   for (int l = 0; l < L_; ++l) {
     const LayerOff& o = lo[size_t(l)];
-    // put() lays a layer's tensors out one after the other, wqkv first and ln2_b (H floats) last
-    layer_span_[size_t(l)] = {base + o.wqkv, base + o.wo, base + o.ln2_b + size_t(H) * sizeof(float)};
     LayerW& w = layers_[size_t(l)];
     w.wqkv = ptr(o.wqkv), w.bqkv = ptr(o.bqkv), w.wo = ptr(o.wo), w.bo = ptr(o.bo);
     w.w1 = ptr(o.w1), w.b1 = ptr(o.b1), w.w2 = ptr(o.w2), w.b2 = ptr(o.b2);
@@ -391,10 +365,6 @@ std::string CudaEncoderImpl::describe() const {
     << (encoder_flash_supported(dt_, hd_) && !opt_.generic_attention ? "flash" : "generic") << " attention, "
     << (gelu_fused_ ? "GELU in the GEMM epilogue" : "GELU as a kernel") << (gelu_fused_ && !gelu_tanh_ ? " (tanh approximation)" : "")
     << ", CUDA graphs " << (opt_.cuda_graphs ? "on" : "off");
-  if (opt_.l2_prefetch && device_has_bulk_copy() && prefetch_max_rows() > 0) {
-    s << ", L2 prefetch of the weights";
-    if (prefetch_max_rows() < cap_) s << " up to " << prefetch_max_rows() << " rows";
-  }
   return s.str();
 }
 
@@ -472,7 +442,6 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
   rb.offsets = in + lay.offsets;
   rb.tiles = in + lay.tiles;
   int launches = 0;
-  const bool pf = prefetch_on(nb);
 
   EmbedLnArgs e;
   e.dtype = dt_;
@@ -483,7 +452,6 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
   e.rows = nb, e.hidden = H_, e.vocab = cfg_.vocab_size, e.max_positions = cfg_.max_positions;
   e.type_vocab = cfg_.type_vocab_size, e.eps = cfg_.layer_norm_eps;
   e.out = x_.get();
-  if (pf) e.prefetch.add(layer_span_[0].begin, size_t(layer_span_[0].end - layer_span_[0].begin));
   encoder_embed_layernorm(e, stream_);
   ++launches;
 
@@ -512,16 +480,9 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
     }
     return n + 1;
   };
-  for (int l = 0; l < L_; ++l) {
-    const LayerW& w = layers_[size_t(l)];
+  for (const LayerW& w : layers_) {
     int k = 0;
     k += gemm_.matmul(dt_, w.wqkv, x_.get(), qkv_.get(), nb, 3 * H_, H_, w.bqkv, GemmEpilogue::kBias, stream_);
-    at.prefetch = PrefetchList{};
-    if (pf) {  // from wo of this layer up to the next layer's wo (its wqkv, bqkv included), or this layer's end
-      const LayerSpan& s = layer_span_[size_t(l)];
-      const char* to = l + 1 < L_ ? layer_span_[size_t(l) + 1].wo : s.end;
-      at.prefetch.add(s.wo, size_t(to - s.wo));
-    }
     encoder_attention(at, stream_), ++k;
     k += project_add_ln(w.wo, ctx_.get(), H_, w.bo, w.ln1_g, w.ln1_b, s_wo);
     if (gelu_fused_) {

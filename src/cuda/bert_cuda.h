@@ -12,9 +12,8 @@
 //   cuBLASLt  ffn  = GELU(x W1^T + b1)                (bias + GELU epilogue; see exact_gelu)
 //   cuBLASLt  tmp  = ffn W2^T + b2                    (bias epilogue)
 //   x = LayerNorm(tmp + x)
-// plus one embedding-gather + LayerNorm kernel in front. On sm_90+, the embedding kernel and each
-// attention kernel also prefetch the weights of the products after them into L2 (l2_prefetch.h).
-// The head (pooling / classifier) runs after, eagerly, with the real batch size.
+// plus one embedding-gather + LayerNorm kernel in front. The head (pooling / classifier) runs
+// after, eagerly, with the real batch size.
 //
 // CUDA graphs: the total token count n is rounded up to a bucket (64, 128, ... then steps of 1/16
 // of the power of two below n: at most ~6% of padded rows, which only the GEMMs see). The layers
@@ -46,8 +45,6 @@ struct EncoderCudaOptions {
   bool generic_attention = false;  // the simple attention kernel instead of the tensor-core one (tests)
   bool split_k = true;          // F16/BF16, small buckets: FFN2 as fp32 k slices that the add + LayerNorm
                                 // sums (one kernel fewer; bert_cuda.cpp, split_k); false: plain products
-  bool l2_prefetch = true;      // sm_90+: the weights prefetched into L2 a kernel or more before their
-                                // products (bert_cuda.cpp, prefetch_max_rows)
 };
 
 class CudaEncoder : public EncoderModel {

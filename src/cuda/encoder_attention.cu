@@ -73,7 +73,6 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) en
   T* Vs = Ks + 2 * kBN * LD;  // [2][kBN][LD]
 
   pdl_trigger();
-  prefetch_l2_grid(a.prefetch);  // the weights of the products after this kernel (bert_cuda.cpp)
   pdl_wait();
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, c = lane & 3;
   const int lr = tid / CH, lc = (tid % CH) * 8;  // this thread's copy row / column (elements)

@@ -13,7 +13,6 @@
 #include <cstdint>
 
 #include "core/dtype.h"
-#include "cuda/l2_prefetch.h"
 
 namespace ignis::cuda {
 
@@ -46,7 +45,6 @@ struct EmbedLnArgs {
   int rows = 0, hidden = 0, vocab = 0, max_positions = 0, type_vocab = 0;
   float eps = 1e-12f;
   void* out = nullptr;             // T [rows, hidden]
-  PrefetchList prefetch;           // warmed into L2 for the kernels after this one (l2_prefetch.h)
 };
 void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream);
 
@@ -82,7 +80,6 @@ struct EncAttnArgs {
   float scale = 1.f;
   EncAttnImpl impl = EncAttnImpl::kAuto;
   int warps = 0;              // flash kernel: warps a block (2 or 4; 0 = chosen by the bucket size)
-  PrefetchList prefetch;      // flash kernel: warmed into L2 for the kernels after this one (l2_prefetch.h)
 };
 // Tensor-core flash kernel: F16 / BF16, head size 32, 64 or 128. Else the generic kernel (any dtype,
 // head size <= 256, one warp per query row: slow, for fp32 parity and odd shapes).

@@ -147,7 +147,6 @@ __device__ __forceinline__ void layernorm_store(const RowThreads<WARP>& rt, floa
 template <typename T, bool WARP, bool EAGER>
 __device__ __forceinline__ void embed_ln_body(const EmbedLnArgs& a) {
   pdl_trigger();
-  prefetch_l2_grid(a.prefetch);  // weights: independent of earlier kernels
   pdl_wait();
   const RowThreads<WARP> rt;
   const int r = rt.row;

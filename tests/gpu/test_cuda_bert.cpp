@@ -541,25 +541,6 @@ TEST(CudaEncoder, SplitKMatchesPlainProducts) {
   }
 }
 
-// The L2 prefetches change no value: with and without them, eager pass and graph replay, the hidden
-// states are bit-identical (same kernels, same order; only where the weights are read from). Run
-// under memcheck by the device scripts (the prefetches touch no byte outside the weights).
-TEST(CudaEncoder, L2PrefetchChangesNothing) {
-  REQUIRE_GPU();
-  std::mt19937 rng(24);
-  Fixture f = make_fixture(EncoderFamily::Bert, EncoderHead::Embedding);
-  const EncoderBatch batch = random_batch({1, 7, 64, 129, 300}, f.src.config.vocab_size, 2, rng);
-  EncoderCudaOptions o;
-  o.max_tokens = 1024;
-  auto with = make_cuda_encoder_model(f.src, o);
-  o.l2_prefetch = false;
-  auto without = make_cuda_encoder_model(f.src, o);
-  const std::vector<float> a = to_vec(without->hidden_states(batch));
-  EXPECT_LE(rel_err(a, ref_hidden(f, batch)), model_tol(DType::F16));
-  EXPECT_EQ(to_vec(with->hidden_states(batch)), a) << "eager pass";
-  EXPECT_EQ(to_vec(with->hidden_states(batch)), a) << "graph replay";
-}
-
 TEST(CudaEncoder, GenericAttentionMatchesFlash) {
   REQUIRE_GPU();
   std::mt19937 rng(22);

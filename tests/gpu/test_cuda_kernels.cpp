@@ -12,7 +12,6 @@
 
 #include "cuda/gemm.h"
 #include "cuda/kernels.h"
-#include "cuda/l2_prefetch.h"
 #include "cuda/philox.h"
 #include "cuda/ref.h"
 #include "gpu_test_util.h"
@@ -730,40 +729,4 @@ TEST(CudaKernels, DISABLED_GemvBandwidth) {
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
-}
-
-// PrefetchList's chunking (host code, shared with the device-side prefetch_l2): the chunks of a range
-// tile its 16-byte aligned interior exactly, in order, each a multiple of 16 bytes and at most kChunk.
-TEST(CudaKernels, PrefetchListChunks) {
-  std::mt19937_64 rng(5);
-  for (int trial = 0; trial < 200; ++trial) {
-    PrefetchList L;
-    std::vector<std::pair<uint64_t, uint64_t>> want;  // aligned [begin, end) of each range
-    const int n = 1 + int(rng() % PrefetchList::kMax);
-    for (int r = 0; r < n; ++r) {
-      const uint64_t p = 0x10000000ull + (rng() % (1u << 24));
-      const uint64_t bytes = trial % 4 == 0 ? rng() % 40 : rng() % (3 * PrefetchList::kChunk + 100);
-      ASSERT_TRUE(L.add(reinterpret_cast<const void*>(p), bytes));
-      const uint64_t a = (p + 15) / 16 * 16, b = (p + bytes) / 16 * 16;
-      want.emplace_back(a, std::max(a, b));
-    }
-    EXPECT_FALSE(n == PrefetchList::kMax && L.add(nullptr, 16)) << "a full list takes no more ranges";
-    uint64_t i = 0;
-    for (const auto& [a, b] : want) {
-      uint64_t at = a;
-      while (at < b) {
-        ASSERT_LT(i, L.total_chunks());
-        uint64_t addr;
-        uint32_t bytes;
-        L.chunk(i++, addr, bytes);
-        EXPECT_EQ(addr, at);
-        EXPECT_EQ(bytes % 16, 0u);
-        EXPECT_GT(bytes, 0u);
-        EXPECT_LE(bytes, PrefetchList::kChunk);
-        at += bytes;
-      }
-      EXPECT_EQ(at, b);
-    }
-    EXPECT_EQ(i, L.total_chunks());
-  }
 }
