@@ -48,6 +48,17 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
   return v;
 }
 
+// The residual add before each LayerNorm (plain products, i.e. not split-K): in the product's epilogue
+// (cuBLASLt beta = 1 with C = x, EncoderGemm::matmul's residual), so the LayerNorm reads one tensor
+// instead of two. IGNIS_ENC_RESFOLD=0 adds it in the LayerNorm instead (measurements).
+bool residual_in_gemm() {
+  static const bool on = [] {
+    const char* e = std::getenv("IGNIS_ENC_RESFOLD");
+    return !(e && std::strcmp(e, "0") == 0);
+  }();
+  return on;
+}
+
 // Weights of one layer (device pointers into the weight pool).
 // Split-K for the products before an add + LayerNorm at small buckets (launch-bound): FFN2 (and
 // optionally the attention output projection) runs as `splits` fp32 k slices in one batched cuBLASLt
@@ -474,6 +485,9 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
     if (splits) {
       n += gemm_.matmul_split(dt_, W, in, parts, nb, H_, K, splits, stream_);
       encoder_add_parts_layernorm(dt_, parts, splits, bias, x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
+    } else if (residual_in_gemm()) {  // tmp = in W^T + bias + x, then x = LayerNorm(tmp)
+      n += gemm_.matmul(dt_, W, in, tmp_.get(), nb, H_, K, bias, GemmEpilogue::kBias, stream_, x_.get());
+      encoder_layernorm_from(dt_, tmp_.get(), x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
     } else {
       n += gemm_.matmul(dt_, W, in, tmp_.get(), nb, H_, K, bias, GemmEpilogue::kBias, stream_);
       encoder_add_layernorm(dt_, tmp_.get(), x_.get(), g, b, nb, H_, eps, rb.counts, stream_);

@@ -200,9 +200,11 @@ __global__ void __launch_bounds__(kEagerThreads, 1) embed_ln_eager_kernel(EmbedL
 }
 
 // What is added to x before the LayerNorm: a (T [rows, hidden]) or, after a split-K product, the bias
-// (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x).
+// (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x). With
+// replace, x's old values are not read: x = LayerNorm(a).
 template <typename T>
 struct AddSrc {
+  bool replace = false;
   const T* a = nullptr;
   const float* parts = nullptr;
   int nparts = 0;
@@ -230,7 +232,7 @@ __device__ __forceinline__ void add_ln_body(const AddSrc<T>& src, T* x, const fl
     const int g = rt.group(i);
     v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.f;
     if (g < G) {
-      load4(xr + 4 * g, v[i]);
+      if (!src.replace) load4(xr + 4 * g, v[i]);
       float y[4];
       if (ar) {
         load4(ar + 4 * g, y);
@@ -324,6 +326,18 @@ void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, 
   IGNIS_ENC_DISPATCH(t, T, {
     AddSrc<T> src;
     src.a = static_cast<const T*>(a);
+    launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
+  });
+}
+
+void encoder_layernorm_from(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
+                            int hidden, float eps, const int* n_dev, cudaStream_t stream) {
+  check_hidden(hidden, "encoder_layernorm_from");
+  IGNIS_CHECK(a && a != x, "encoder_layernorm_from: needs a source other than x");
+  if (rows <= 0) return;
+  IGNIS_ENC_DISPATCH(t, T, {
+    AddSrc<T> src;
+    src.replace = true, src.a = static_cast<const T*>(a);
     launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
   });
 }

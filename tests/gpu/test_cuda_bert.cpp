@@ -237,6 +237,15 @@ TEST(CudaEncoderKernels, AddLayerNorm) {
         encref::add_layernorm(with_a ? a.data() : nullptr, want.data(), g.data(), be.data(), n, H, 1e-5f);
         const std::vector<float> got = down(dt, dx.get(), size_t(rows) * H);
         EXPECT_LE(rel_err(got, want), ktol(dt));  // rows >= n: untouched in both
+        if (!with_a) continue;
+        // x = LayerNorm(a): x's old values unread, rows >= n keep them
+        DeviceBuffer dx2 = up(dt, x);
+        encoder_layernorm_from(dt, da.get(), dx2.get(), dg.as<float>(), db.as<float>(), rows, H, 1e-5f,
+                               dn.as<int>(), nullptr);
+        std::vector<float> want2 = a;
+        encref::add_layernorm(nullptr, want2.data(), g.data(), be.data(), n, H, 1e-5f);
+        std::copy(x.begin() + size_t(n) * H, x.end(), want2.begin() + size_t(n) * H);
+        EXPECT_LE(rel_err(down(dt, dx2.get(), size_t(rows) * H), want2), ktol(dt)) << "layernorm_from";
       }
   }
 }
@@ -286,6 +295,16 @@ TEST(CudaEncoderKernels, GemmEpilogues) {
         encref::linear(x.data(), W.data(), epi == GemmEpilogue::kNone ? nullptr : b.data(), c.M, c.N, c.K,
                        epi == GemmEpilogue::kBiasGelu ? encref::Act::kGeluTanh : encref::Act::kNone, want.data());
         EXPECT_LE(rel_err(down(dt, dy.get(), want.size()), want), dt == DType::F32 ? 1e-5 : 1e-2);
+        if (epi != GemmEpilogue::kBiasGelu) {  // the residual added by cuBLASLt (beta = 1): y = x W^T + b + res
+          std::vector<float> res = random_vec(size_t(c.M) * c.N, rng, -1.f, 1.f);
+          round_dt(dt, res);
+          DeviceBuffer dres = up(dt, res), dy2 = poisoned(size_t(c.M) * c.N * esz(dt));
+          gemm.matmul(dt, dW.get(), dx.get(), dy2.get(), c.M, c.N, c.K, epi == GemmEpilogue::kNone ? nullptr : db.get(),
+                      epi, nullptr, dres.get());
+          std::vector<float> want2 = want;
+          for (size_t i = 0; i < want2.size(); ++i) want2[i] += res[i];
+          EXPECT_LE(rel_err(down(dt, dy2.get(), want2.size()), want2), dt == DType::F32 ? 1e-5 : 1e-2) << "residual";
+        }
         if (epi != GemmEpilogue::kNone && !gemm.fused(dt, c.M, c.N, c.K, epi))
           std::printf("note: %s %dx%dx%d epilogue %d runs as a separate kernel (no cuBLASLt algorithm)\n", dname(dt),
                       c.M, c.N, c.K, int(epi));
