@@ -2,6 +2,7 @@
 # Device call L of 2026-12-07: the residual add before each encoder LayerNorm moved into the cuBLASLt epilogue
 # (beta = 1, C = x; the LayerNorm then reads one tensor): the encoder GPU tests, memcheck on the changed kernels'
 # tests, BERT-base fp16 latencies with IGNIS_ENC_RESFOLD=0 (the add in the LayerNorm, as before) / 1, alternated.
+# (The packed binaries were built from 615fbf0, where the fold is on by default, so the tests run it.)
 # Usage on the GPU machine: bash scripts/gpu-session-20261207l.sh (binaries from scripts/devpack.sh).
 source "$(dirname "$0")/gpu-session-setup.sh"
 timeout 120 $B/ignis_gpu_tests --gtest_filter='CudaEncoder*' > "$LOG/gpu_tests.log" 2>&1

@@ -50,11 +50,11 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
 
 // The residual add before each LayerNorm (plain products, i.e. not split-K): in the product's epilogue
 // (cuBLASLt beta = 1 with C = x, EncoderGemm::matmul's residual), so the LayerNorm reads one tensor
-// instead of two. IGNIS_ENC_RESFOLD=0 adds it in the LayerNorm instead (measurements).
+// instead of two. Off by default until measured on a GPU; IGNIS_ENC_RESFOLD=1 turns it on.
 bool residual_in_gemm() {
   static const bool on = [] {
     const char* e = std::getenv("IGNIS_ENC_RESFOLD");
-    return !(e && std::strcmp(e, "0") == 0);
+    return e && std::strcmp(e, "1") == 0;
   }();
   return on;
 }

@@ -7,11 +7,13 @@
 // One forward pass, per layer (7 launches):
 //   cuBLASLt  qkv  = x Wqkv^T + bqkv                  (bias epilogue)
 //   flash attention over the packed sequences         (encoder_attention.cu, 1 kernel)
-//   cuBLASLt  tmp  = ctx Wo^T + bo + x                (bias epilogue, the residual as C with beta = 1)
-//   x = LayerNorm(tmp)                                (encoder_norm.cu)
+//   cuBLASLt  tmp  = ctx Wo^T + bo                    (bias epilogue)
+//   x = LayerNorm(tmp + x)                            (encoder_norm.cu)
 //   cuBLASLt  ffn  = GELU(x W1^T + b1)                (bias + GELU epilogue; see exact_gelu)
-//   cuBLASLt  tmp  = ffn W2^T + b2 + x                (bias epilogue, residual; small buckets: split-K
-//   x = LayerNorm(tmp)                                 slices that the LayerNorm sums with b2 and x)
+//   cuBLASLt  tmp  = ffn W2^T + b2                    (bias epilogue; small buckets: split-K slices that
+//   x = LayerNorm(tmp + x)                             the LayerNorm sums with b2 and x)
+// (IGNIS_ENC_RESFOLD=1: the residual x added by cuBLASLt instead, C = x with beta = 1, and the
+// LayerNorm reads tmp only.)
 // plus one embedding-gather + LayerNorm kernel in front. The head (pooling / classifier) runs
 // after, eagerly, with the real batch size.
 //
