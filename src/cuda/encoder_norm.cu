@@ -9,7 +9,9 @@
 // Traffic per row: embeddings 3 reads of H values + 1 write; add+LN 2 reads + 1 write (after a
 // split-K product: x, the bias and S fp32 slices read, the slices summed here instead of by a
 // separate reduction kernel of cuBLASLt's).
-// Two launch shapes:
+// Launch shapes:
+//  - streaming (add + LayerNorm, from 12 rows per SM, H a multiple of 16 bytes, no split-K slices):
+//    resident blocks whose warps loop over rows, two rows in flight per warp (see add_ln_stream_kernel);
 //  - warp per row (H <= 4 * kMaxG * 32 = 1024, every BERT-base / MiniLM / large size) when the
 //    bucket has 12 rows per SM or more (warp_mode): 8 rows per 256-thread block, reductions by
 //    shuffles only. A block per row measured ~41 us per LayerNorm at 16384 x 768 on an H100, about
@@ -25,6 +27,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "cuda/encoder_common.cuh"
 #include "cuda/encoder_kernels.h"
@@ -267,6 +270,210 @@ __global__ void __launch_bounds__(kEagerThreads, 1)
   add_ln_body<T, false, true>(src, x, gamma, beta, rows, hidden, eps, n_dev);
 }
 
+// ---- the streaming form of the add + LayerNorm (warp per row, resident blocks looping over rows) ----
+// Why: the warp form above measured 31 us per LayerNorm at 16384 x 768 fp16 on an H100 (Nsight Compute,
+// 2026-12-07, fold on: one 25 MB read + one 25 MB write, 1.6 TB/s, half the copy rate): each warp loads
+// its row, then waits through two reductions and the gamma / beta loads with nothing in flight, and
+// exits. Here a grid of resident blocks loops over the rows (warp w of W: rows w, w + W, ...); the next
+// row's 16-byte loads are issued before the current row is reduced (two register buffers holding the
+// raw bytes, converted only when their row is worked on), and gamma / beta sit in shared memory, loaded
+// once per block. Two sources (TWO): v = x + a; one: v = a (a may be x itself: each row is read before
+// it is written, by the same warp). Rows at or past n are not touched. Needs hidden % E == 0 (E values
+// of T in 16 bytes) and NG >= hidden / E / 32 groups a lane (launch_add_ln picks NG).
+constexpr int kStreamWarps = 8;
+constexpr int kStreamMaxNG = 8;
+
+template <typename T>
+constexpr int kVals16 = int(16 / sizeof(T));  // values of T in 16 bytes
+
+template <typename T>
+__device__ __forceinline__ void unpack16(uint4 u, float (&o)[kVals16<T>]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4) {
+      o[i] = __uint_as_float(w[i]);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const float2 f = __half22float2(*reinterpret_cast<const __half2*>(&w[i]));
+      o[2 * i] = f.x, o[2 * i + 1] = f.y;
+    } else {
+      const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+      o[2 * i] = f.x, o[2 * i + 1] = f.y;
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ uint4 pack16(const float (&v)[kVals16<T>]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    if constexpr (sizeof(T) == 4) {
+      w[i] = __float_as_uint(v[i]);
+    } else if constexpr (std::is_same_v<T, __half>) {
+      const __half2 h = __floats2half2_rn(v[2 * i], v[2 * i + 1]);
+      w[i] = *reinterpret_cast<const uint32_t*>(&h);
+    } else {
+      const __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * i], v[2 * i + 1]);
+      w[i] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+template <int NG, bool TWO>
+struct StreamRow {  // one row's raw bytes for this lane: groups lane + 32 i
+  uint4 a[NG];
+  uint4 x[TWO ? NG : 1];
+};
+
+template <typename T, int NG, bool TWO>
+__global__ void __launch_bounds__(32 * kStreamWarps)
+    add_ln_stream_kernel(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
+                         const int* n_dev) {
+  constexpr int E = kVals16<T>;
+  extern __shared__ float4 s_gb[];  // gamma [hidden], then beta [hidden] (fp32)
+  pdl_trigger();
+  const int H4 = hidden / 4;
+  for (int i = int(threadIdx.x); i < H4; i += int(blockDim.x)) {  // constants: before the PDL wait
+    s_gb[i] = __ldg(reinterpret_cast<const float4*>(gamma) + i);
+    s_gb[H4 + i] = __ldg(reinterpret_cast<const float4*>(beta) + i);
+  }
+  __syncthreads();
+  pdl_wait();
+  const float* sg = reinterpret_cast<const float*>(s_gb);
+  const float* sb = sg + hidden;
+  const int n = min(rows, n_dev ? __ldg(n_dev) : rows);
+  const int lane = int(threadIdx.x & 31), G = hidden / E;
+  const int W = int(gridDim.x) * kStreamWarps;
+  auto load = [&](int r, StreamRow<NG, TWO>& b) {
+    const uint4* pa = reinterpret_cast<const uint4*>(a + size_t(r) * hidden);
+    const uint4* px = reinterpret_cast<const uint4*>(x + size_t(r) * hidden);
+#pragma unroll
+    for (int i = 0; i < NG; ++i) {
+      const int g = lane + 32 * i;
+      if (g < G) {
+        b.a[i] = __ldg(pa + g);
+        if constexpr (TWO) b.x[i] = px[g];  // x is written by this kernel: not through the read-only path
+      }
+    }
+  };
+  auto finish = [&](int r, const StreamRow<NG, TWO>& b) {
+    float v[NG][E];
+    float s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NG; ++i) {
+      const int g = lane + 32 * i;
+#pragma unroll
+      for (int e = 0; e < E; ++e) v[i][e] = 0.f;
+      if (g < G) {
+        unpack16<T>(b.a[i], v[i]);
+        if constexpr (TWO) {
+          float t[E];
+          unpack16<T>(b.x[i], t);
+#pragma unroll
+          for (int e = 0; e < E; ++e) v[i][e] += t[e];
+        }
+#pragma unroll
+        for (int e = 0; e < E; ++e) s += v[i][e];
+      }
+    }
+    const float mean = warp_sum(s) / float(hidden);
+    float q = 0.f;
+#pragma unroll
+    for (int i = 0; i < NG; ++i)
+      if (lane + 32 * i < G) {
+#pragma unroll
+        for (int e = 0; e < E; ++e) q += (v[i][e] - mean) * (v[i][e] - mean);
+      }
+    const float rstd = rsqrtf(warp_sum(q) / float(hidden) + eps);
+    uint4* px = reinterpret_cast<uint4*>(x + size_t(r) * hidden);
+#pragma unroll
+    for (int i = 0; i < NG; ++i) {
+      const int g = lane + 32 * i;
+      if (g < G) {
+        float y[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) y[e] = (v[i][e] - mean) * rstd * sg[g * E + e] + sb[g * E + e];
+        px[g] = pack16<T>(y);
+      }
+    }
+  };
+  // two rows in flight per warp: b0 / b1 alternate, the next row's loads issued before this row's work
+  StreamRow<NG, TWO> b0, b1;
+  int r = int(blockIdx.x) * kStreamWarps + int(threadIdx.x >> 5);
+  if (r < n) load(r, b0);
+#pragma unroll 1
+  for (; r < n; r += 2 * W) {
+    const int r1 = r + W, r2 = r1 + W;
+    if (r1 < n) load(r1, b1);
+    finish(r, b0);
+    if (r1 >= n) break;
+    if (r2 < n) load(r2, b0);
+    finish(r1, b1);
+  }
+}
+
+// Blocks of the streaming form: as many as fit on the device at once (at most one a block's 8 rows).
+template <typename T, int NG, bool TWO>
+int stream_blocks(int rows, size_t smem) {
+  static const int per_sm = [smem] {
+    int b = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, add_ln_stream_kernel<T, NG, TWO>, 32 * kStreamWarps,
+                                                             smem));
+    return std::max(1, b);
+  }();
+  return std::max(1, std::min(ceil_div(rows, kStreamWarps), per_sm * sm_count()));
+}
+
+template <typename T, int NG, bool TWO>
+void launch_stream(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
+                   const int* n_dev, cudaStream_t stream) {
+  const size_t smem = 2 * size_t(hidden) * sizeof(float);
+  launch_enc(add_ln_stream_kernel<T, NG, TWO>, dim3(stream_blocks<T, NG, TWO>(rows, smem)), dim3(32 * kStreamWarps),
+             smem, stream, a, x, gamma, beta, rows, hidden, eps, n_dev);
+}
+
+// Buckets served by the streaming form: those of the warp form (12 rows per SM or more) by default;
+// IGNIS_ENC_LN_STREAM_MIN=rows moves the threshold (A/B measurements).
+bool stream_mode(int rows) {
+  static const int min_rows = [] {
+    const char* e = std::getenv("IGNIS_ENC_LN_STREAM_MIN");
+    return e && *e ? std::max(1, std::atoi(e)) : 12 * sm_count();
+  }();
+  return rows >= min_rows;
+}
+
+// The streaming form for this call, if it serves it (a stream_mode bucket, no split-K slices, hidden a
+// multiple of E and of at most 32 kStreamMaxNG E values; IGNIS_ENC_LN=warp keeps the plain warp form).
+template <typename T>
+bool try_stream(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
+                const int* n_dev, cudaStream_t stream) {
+  static const bool off = [] {
+    const char* e = std::getenv("IGNIS_ENC_LN");
+    return e && std::strcmp(e, "warp") == 0;
+  }();
+  constexpr int E = kVals16<T>;
+  if (off || src.parts || hidden % E != 0 || hidden / E > 32 * kStreamMaxNG) return false;
+  const bool two = src.a && !src.replace;
+  const T* a = src.a ? src.a : x;  // neither: LayerNorm(x)
+  const int ng = ceil_div(hidden / E, 32);
+  auto go = [&](auto ng_c) {
+    constexpr int NG = decltype(ng_c)::value;
+    if (two)
+      launch_stream<T, NG, true>(a, x, gamma, beta, rows, hidden, eps, n_dev, stream);
+    else
+      launch_stream<T, NG, false>(a, x, gamma, beta, rows, hidden, eps, n_dev, stream);
+  };
+  if (ng <= 1) go(std::integral_constant<int, 1>{});
+  else if (ng <= 2) go(std::integral_constant<int, 2>{});
+  else if (ng <= 3) go(std::integral_constant<int, 3>{});
+  else if (ng <= 4) go(std::integral_constant<int, 4>{});
+  else if (ng <= 6) go(std::integral_constant<int, 6>{});
+  else go(std::integral_constant<int, 8>{});
+  return true;
+}
+
 template <typename T>
 __global__ void bias_act_kernel(T* y, const T* bias, int rows, int cols, EncAct act, const int* n_dev) {
   pdl_trigger();
@@ -307,6 +514,7 @@ namespace {
 template <typename T>
 void launch_add_ln(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                    const int* n_dev, cudaStream_t stream) {
+  if (stream_mode(rows) && try_stream(src, x, gamma, beta, rows, hidden, eps, n_dev, stream)) return;
   if (warp_mode(rows, hidden))
     launch_enc(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
            x, gamma, beta, rows, hidden, eps, n_dev);

@@ -217,11 +217,13 @@ TEST(CudaEncoderKernels, AddLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(13);
   // 70 rows: a block per row (EAGER up to H 2048, lazy above, 16384 the largest); 12 per SM + 13: a warp
-  // per row (encoder_norm.cu, warp_mode), H <= 1024
+  // per row (encoder_norm.cu, warp_mode), H <= 1024, in the streaming form where H is a multiple of the
+  // values in 16 bytes (8 for f16 / bf16, 4 for f32; H = 36 at 16 bits: the plain warp form); 20,000 rows:
+  // more rows than resident warps, so each warp of the streaming form loops over several (both buffers).
   const int big = 12 * sm_count() + 13;
   for (auto [H, rows, n] : {std::tuple{32, 70, 61}, {384, 70, 61}, {768, 70, 61}, {4096, 70, 61}, {16384, 3, 2},
-                            {32, big, big - 9},
-                            {768, big, big - 9}}) {
+                            {32, big, big - 9}, {36, big, big - 9}, {1024, big, big - 9},
+                            {768, big, big - 9}, {768, 20000, 19001}}) {
     std::vector<float> a0 = random_vec(size_t(rows) * H, rng, -2.f, 2.f), x0 = random_vec(size_t(rows) * H, rng, 1.f, 3.f);
     std::vector<float> g = random_vec(size_t(H), rng, 0.5f, 1.5f), be = random_vec(size_t(H), rng, -0.5f, 0.5f);
     for (DType dt : {DType::F16, DType::BF16, DType::F32})
