@@ -10,7 +10,7 @@
 // split-K product: x, the bias and S fp32 slices read, the slices summed here instead of by a
 // separate reduction kernel of cuBLASLt's).
 // Launch shapes:
-//  - streaming (add + LayerNorm, from 12 rows per SM, H a multiple of 16 bytes, no split-K slices):
+//  - streaming (add + LayerNorm, from 512 rows, H a multiple of 16 bytes, no split-K slices):
 //    resident blocks whose warps loop over rows, two rows in flight per warp (see add_ln_stream_kernel);
 //  - warp per row (H <= 4 * kMaxG * 32 = 1024, every BERT-base / MiniLM / large size) when the
 //    bucket has 12 rows per SM or more (warp_mode): 8 rows per 256-thread block, reductions by
@@ -332,19 +332,23 @@ __global__ void __launch_bounds__(32 * kStreamWarps)
     add_ln_stream_kernel(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                          const int* n_dev) {
   constexpr int E = kVals16<T>;
-  extern __shared__ float4 s_gb[];  // gamma [hidden], then beta [hidden] (fp32)
+  // gamma and beta (fp32) in shared memory, in the order the lanes read them: the float4 h of group
+  // g = lane + 32 i at [(i Q + h) 32 + lane] (Q = E / 4 float4 a group), so each LDS.128 of a warp reads
+  // 512 consecutive bytes, without bank conflicts. (The first form read gamma[g E + e] one float at a time:
+  // 8-way conflicts at E = 8, ~380 shared-memory wavefronts a row, ~28 us of them per SM at 16384 x 768;
+  // that form took 26.8 us there, 1.9 TB/s, H100 2026-12-07.) Beta follows gamma.
+  constexpr int Q = E / 4, kSlots = NG * Q * 32;
+  extern __shared__ float4 s_gb[];  // [2][kSlots]
   pdl_trigger();
-  const int H4 = hidden / 4;
-  for (int i = int(threadIdx.x); i < H4; i += int(blockDim.x)) {  // constants: before the PDL wait
-    s_gb[i] = __ldg(reinterpret_cast<const float4*>(gamma) + i);
-    s_gb[H4 + i] = __ldg(reinterpret_cast<const float4*>(beta) + i);
+  const int lane = int(threadIdx.x & 31), G = hidden / E;
+  for (int j = int(threadIdx.x); j < G * Q; j += int(blockDim.x)) {  // constants: before the PDL wait
+    const int g = j / Q, h = j % Q, slot = ((g / 32) * Q + h) * 32 + g % 32;
+    s_gb[slot] = __ldg(reinterpret_cast<const float4*>(gamma) + j);
+    s_gb[kSlots + slot] = __ldg(reinterpret_cast<const float4*>(beta) + j);
   }
   __syncthreads();
   pdl_wait();
-  const float* sg = reinterpret_cast<const float*>(s_gb);
-  const float* sb = sg + hidden;
   const int n = min(rows, n_dev ? __ldg(n_dev) : rows);
-  const int lane = int(threadIdx.x & 31), G = hidden / E;
   const int W = int(gridDim.x) * kStreamWarps;
   auto load = [&](int r, StreamRow<NG, TWO>& b) {
     const uint4* pa = reinterpret_cast<const uint4*>(a + size_t(r) * hidden);
@@ -394,7 +398,13 @@ __global__ void __launch_bounds__(32 * kStreamWarps)
       if (g < G) {
         float y[E];
 #pragma unroll
-        for (int e = 0; e < E; ++e) y[e] = (v[i][e] - mean) * rstd * sg[g * E + e] + sb[g * E + e];
+        for (int h = 0; h < Q; ++h) {
+          const float4 ga = s_gb[(i * Q + h) * 32 + lane], be = s_gb[kSlots + (i * Q + h) * 32 + lane];
+          y[4 * h + 0] = (v[i][4 * h + 0] - mean) * rstd * ga.x + be.x;
+          y[4 * h + 1] = (v[i][4 * h + 1] - mean) * rstd * ga.y + be.y;
+          y[4 * h + 2] = (v[i][4 * h + 2] - mean) * rstd * ga.z + be.z;
+          y[4 * h + 3] = (v[i][4 * h + 3] - mean) * rstd * ga.w + be.w;
+        }
         px[g] = pack16<T>(y);
       }
     }
@@ -429,17 +439,18 @@ int stream_blocks(int rows, size_t smem) {
 template <typename T, int NG, bool TWO>
 void launch_stream(const T* a, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                    const int* n_dev, cudaStream_t stream) {
-  const size_t smem = 2 * size_t(hidden) * sizeof(float);
+  const size_t smem = 2 * size_t(NG) * (kVals16<T> / 4) * 32 * sizeof(float4);  // gamma, beta: [2][NG Q 32] float4
   launch_enc(add_ln_stream_kernel<T, NG, TWO>, dim3(stream_blocks<T, NG, TWO>(rows, smem)), dim3(32 * kStreamWarps),
              smem, stream, a, x, gamma, beta, rows, hidden, eps, n_dev);
 }
 
-// Buckets served by the streaming form: those of the warp form (12 rows per SM or more) by default;
+// Buckets served by the streaming form: from 512 rows (H100, 2026-12-07, BERT-base fp16, first form: 8x128
+// 0.724 -> 0.667 ms with it from 512 rows instead of the block per row; 1x512 0.573-0.578 either way);
 // IGNIS_ENC_LN_STREAM_MIN=rows moves the threshold (A/B measurements).
 bool stream_mode(int rows) {
   static const int min_rows = [] {
     const char* e = std::getenv("IGNIS_ENC_LN_STREAM_MIN");
-    return e && *e ? std::max(1, std::atoi(e)) : 12 * sm_count();
+    return e && *e ? std::max(1, std::atoi(e)) : 512;
   }();
   return rows >= min_rows;
 }

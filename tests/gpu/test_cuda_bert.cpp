@@ -217,7 +217,7 @@ TEST(CudaEncoderKernels, AddLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(13);
   // 70 rows: a block per row (EAGER up to H 2048, lazy above, 16384 the largest); 12 per SM + 13: a warp
-  // per row (encoder_norm.cu, warp_mode), H <= 1024, in the streaming form where H is a multiple of the
+  // per row (encoder_norm.cu, warp_mode), H <= 1024; from 512 rows the streaming form where H is a multiple of the
   // values in 16 bytes (8 for f16 / bf16, 4 for f32; H = 36 at 16 bits: the plain warp form); 20,000 rows:
   // more rows than resident warps, so each warp of the streaming form loops over several (both buffers).
   const int big = 12 * sm_count() + 13;
