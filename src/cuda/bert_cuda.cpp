@@ -48,21 +48,6 @@ std::vector<float> to_float(const Tensor& t, const std::string& name) {
   return v;
 }
 
-// The residual add before each LayerNorm (plain products, i.e. not split-K) can run in the product's
-// epilogue (cuBLASLt beta = 1 with C = x, EncoderGemm::matmul's residual), so the LayerNorm reads one
-// tensor instead of two. Off by default: with the plain warp LayerNorm it gained 1-2% from 4,096 rows and
-// lost 1-3% below (H100, 2026-12-07, docs/results/resfold-H100-20261207.txt); with the streaming LayerNorm
-// (near the copy rate) nothing: 32x512 7.15-7.21 ms on vs 7.17-7.22 off, 32x128 1.64-1.67 vs 1.65-1.66,
-// 32x256 3.30-3.39 vs 3.22-3.34, ragged 32 x 16..512 3.92-3.93 vs 3.86-3.87 (same call,
-// docs/results/lnstream2-peers-H100-20261207.txt). IGNIS_ENC_RESFOLD=1: on at every bucket (A/B).
-bool residual_in_gemm() {
-  static const bool on = [] {
-    const char* e = std::getenv("IGNIS_ENC_RESFOLD");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  return on;
-}
-
 // Weights of one layer (device pointers into the weight pool).
 // Split-K for the products before an add + LayerNorm at small buckets (launch-bound): FFN2 (and
 // optionally the attention output projection) runs as `splits` fp32 k slices in one batched cuBLASLt
@@ -489,9 +474,6 @@ void CudaEncoderImpl::enqueue_layers(int nb) {
     if (splits) {
       n += gemm_.matmul_split(dt_, W, in, parts, nb, H_, K, splits, stream_);
       encoder_add_parts_layernorm(dt_, parts, splits, bias, x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
-    } else if (residual_in_gemm()) {  // tmp = in W^T + bias + x, then x = LayerNorm(tmp)
-      n += gemm_.matmul(dt_, W, in, tmp_.get(), nb, H_, K, bias, GemmEpilogue::kBias, stream_, x_.get());
-      encoder_layernorm_from(dt_, tmp_.get(), x_.get(), g, b, nb, H_, eps, rb.counts, stream_);
     } else {
       n += gemm_.matmul(dt_, W, in, tmp_.get(), nb, H_, K, bias, GemmEpilogue::kBias, stream_);
       encoder_add_layernorm(dt_, tmp_.get(), x_.get(), g, b, nb, H_, eps, rb.counts, stream_);

@@ -12,8 +12,6 @@
 //   cuBLASLt  ffn  = GELU(x W1^T + b1)                (bias + GELU epilogue; see exact_gelu)
 //   cuBLASLt  tmp  = ffn W2^T + b2                    (bias epilogue; small buckets: split-K slices that
 //   x = LayerNorm(tmp + x)                             the LayerNorm sums with b2 and x)
-// (IGNIS_ENC_RESFOLD=1: the residual x added by cuBLASLt instead, C = x with beta = 1, and the
-// LayerNorm reads tmp only; measured no faster, see bert_cuda.cpp.)
 // plus one embedding-gather + LayerNorm kernel in front. The head (pooling / classifier) runs
 // after, eagerly, with the real batch size.
 //

@@ -125,12 +125,10 @@ bool make_plan(cublasLtHandle_t handle, size_t ws_bytes, DType t, int M, int N, 
 }  // namespace
 
 int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias,
-                        GemmEpilogue epi, cudaStream_t stream, const void* residual) {
+                        GemmEpilogue epi, cudaStream_t stream) {
   if (M <= 0 || N <= 0) return 0;
   IGNIS_CHECK(K > 0, "EncoderGemm: K must be positive");
   IGNIS_CHECK(epi == GemmEpilogue::kNone || bias, "EncoderGemm: the epilogue needs a bias");
-  IGNIS_CHECK(!residual || (epi != GemmEpilogue::kBiasGelu && residual != y),
-              "EncoderGemm: a residual needs the kNone / kBias epilogue and its own buffer");
   const auto key = std::make_tuple(int(t), M, N, K, int(epi));
   auto& slot = impl_->plans[key];
   if (!slot) {
@@ -150,10 +148,8 @@ int EncoderGemm::matmul(DType t, const void* W, const void* x, void* y, int M, i
   Plan& p = *slot;
   if (p.fused && epi != GemmEpilogue::kNone)
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-  // D = alpha A B + beta C, then the bias: with a residual, C is the residual (same layout as D).
-  const float alpha = 1.f, beta = residual ? 1.f : 0.f;
-  const void* C = residual ? residual : y;
-  CUBLAS_CHECK(cublasLtMatmul(impl_->handle, p.desc, &alpha, W, p.a, x, p.b, &beta, C, p.c, y, p.c, &p.algo,
+  const float alpha = 1.f, beta = 0.f;
+  CUBLAS_CHECK(cublasLtMatmul(impl_->handle, p.desc, &alpha, W, p.a, x, p.b, &beta, y, p.c, y, p.c, &p.algo,
                               impl_->ws.get(), impl_->ws.size(), stream));
   if (p.fused || epi == GemmEpilogue::kNone) return 1;
   encoder_bias_act(t, y, bias, M, N, epi == GemmEpilogue::kBiasGelu ? EncAct::kGeluTanh : EncAct::kNone, nullptr,

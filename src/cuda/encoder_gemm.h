@@ -28,10 +28,9 @@ class EncoderGemm {
   EncoderGemm& operator=(const EncoderGemm&) = delete;
 
   // Pointers 256-byte aligned (cuBLASLt's default assumption). Returns the number of kernels it
-  // enqueued by our count (1, or 2 with the fallback bias kernel). residual (T [M, N], not y; kNone /
-  // kBias only): y = x W^T + bias + residual, the residual added by cuBLASLt (beta = 1, C = residual).
+  // enqueued by our count (1, or 2 with the fallback bias kernel).
   int matmul(DType t, const void* W, const void* x, void* y, int M, int N, int K, const void* bias, GemmEpilogue epi,
-             cudaStream_t stream, const void* residual = nullptr);
+             cudaStream_t stream);
   // Split-K product into fp32 partial sums, no reduction kernel: parts[s][M][N] = x[:, ks] W[:, ks]^T
   // over the k slice ks = [s K / splits, (s + 1) K / splits), s < splits, as one strided-batched cuBLASLt
   // call. The consumer adds the slices up (encoder_add_parts_layernorm folds them, and the bias, into the

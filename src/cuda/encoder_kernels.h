@@ -53,11 +53,6 @@ void encoder_embed_layernorm(const EmbedLnArgs& a, cudaStream_t stream);
 void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
                            int hidden, float eps, const int* n_dev, cudaStream_t stream);
 
-// x[r] = LayerNorm(a[r]) * gamma + beta for r < n (a, x: T [rows, hidden], not the same buffer): the
-// LayerNorm after a product whose epilogue already added the residual (EncoderGemm::matmul's residual).
-void encoder_layernorm_from(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
-                            int hidden, float eps, const int* n_dev, cudaStream_t stream);
-
 // x[r] = LayerNorm(x[r] + bias + sum_s parts[s][r]) * gamma + beta for r < n: the residual add + LayerNorm
 // after a split-K product (EncoderGemm::matmul_split), its reduction and bias folded in (one kernel
 // fewer). parts: float [nparts][rows, hidden], bias: T [hidden], x: T [rows, hidden].

@@ -61,20 +61,27 @@ constexpr int kEagerThreads = 256;
 // Warp per row (8 rows per 256-thread block) from 12 rows per SM up; below, a block per row. On an
 // H200 (2026-12-02, BERT-base fp16, whole passes) the warp form was faster from 2048 rows (32x512
 // 7.10 vs 7.42 ms, 32x128 1.61 vs 1.72) and slower below (1x128 0.51 vs 0.47 ms, 8x128 0.69 vs 0.66),
-// also with fewer rows per block. A warp holds rows of up to 4 * kMaxG * 32 values. IGNIS_ENC_LN=block
-// forces a block per row (A/B measurements).
+// also with fewer rows per block. A warp holds rows of up to 4 * kMaxG * 32 values.
 constexpr int kRowsPerBlock = 8;
+// IGNIS_ENC_LN (A/B measurements): "block" forces a block per row, "warp" the forms before the streaming
+// one (warp per row from 12 rows per SM, else a block per row); unset: the streaming form where it serves.
+enum class LnForm { kAuto, kWarp, kBlock };
+LnForm ln_form() {
+  static const LnForm f = [] {
+    const char* e = std::getenv("IGNIS_ENC_LN");
+    if (e && std::strcmp(e, "block") == 0) return LnForm::kBlock;
+    if (e && std::strcmp(e, "warp") == 0) return LnForm::kWarp;
+    return LnForm::kAuto;
+  }();
+  return f;
+}
 // A block per row up to 512 rows loads everything before it waits (EAGER: 1x16 0.384 vs 0.406 ms, 1x128
 // 0.429 vs 0.448, 1x512 0.642 vs 0.654, 32x16 0.493 vs 0.506) but was slower at 1024 rows (8x128 0.691
 // vs 0.667; H200, 2026-12-03, docs/results/abbert-tune-ln-H200-20261203.txt).
 constexpr int kEagerMaxRows = 512;
 bool eager_mode(int rows, int hidden) { return rows <= kEagerMaxRows && ln_threads(hidden) <= kEagerThreads; }
 bool warp_mode(int rows, int hidden) {
-  static const bool block = [] {
-    const char* e = std::getenv("IGNIS_ENC_LN");
-    return e && std::strcmp(e, "block") == 0;
-  }();
-  return !block && hidden <= 4 * kMaxG * 32 && rows >= 12 * sm_count();
+  return ln_form() != LnForm::kBlock && hidden <= 4 * kMaxG * 32 && rows >= 12 * sm_count();
 }
 
 template <bool WARP>
@@ -203,11 +210,9 @@ __global__ void __launch_bounds__(kEagerThreads, 1) embed_ln_eager_kernel(EmbedL
 }
 
 // What is added to x before the LayerNorm: a (T [rows, hidden]) or, after a split-K product, the bias
-// (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x). With
-// replace, x's old values are not read: x = LayerNorm(a).
+// (T [hidden]) and the fp32 slices parts[s] (each [rows, hidden]); neither: LayerNorm(x).
 template <typename T>
 struct AddSrc {
-  bool replace = false;
   const T* a = nullptr;
   const float* parts = nullptr;
   int nparts = 0;
@@ -235,7 +240,7 @@ __device__ __forceinline__ void add_ln_body(const AddSrc<T>& src, T* x, const fl
     const int g = rt.group(i);
     v[i][0] = v[i][1] = v[i][2] = v[i][3] = 0.f;
     if (g < G) {
-      if (!src.replace) load4(xr + 4 * g, v[i]);
+      load4(xr + 4 * g, v[i]);
       float y[4];
       if (ar) {
         load4(ar + 4 * g, y);
@@ -272,14 +277,15 @@ __global__ void __launch_bounds__(kEagerThreads, 1)
 
 // ---- the streaming form of the add + LayerNorm (warp per row, resident blocks looping over rows) ----
 // Why: the warp form above measured 31 us per LayerNorm at 16384 x 768 fp16 on an H100 (Nsight Compute,
-// 2026-12-07, fold on: one 25 MB read + one 25 MB write, 1.6 TB/s, half the copy rate): each warp loads
+// 2026-12-07, with the residual already added by the GEMM: one 25 MB read + one 25 MB write, 1.6 TB/s,
+// half the copy rate): each warp loads
 // its row, then waits through two reductions and the gamma / beta loads with nothing in flight, and
 // exits. Here a grid of resident blocks loops over the rows (warp w of W: rows w, w + W, ...); the next
 // row's 16-byte loads are issued before the current row is reduced (two register buffers holding the
 // raw bytes, converted only when their row is worked on), and gamma / beta sit in shared memory, loaded
-// once per block. Two sources (TWO): v = x + a; one: v = a (a may be x itself: each row is read before
-// it is written, by the same warp). Rows at or past n are not touched. Needs hidden % E == 0 (E values
-// of T in 16 bytes) and NG >= hidden / E / 32 groups a lane (launch_add_ln picks NG). Measured: 17.6 us
+// once per block. TWO: v = x + a; else v = x (a is x itself: each row is read before it is written, by
+// the same warp). Rows at or past n are not touched. Needs hidden % E == 0 (E values
+// of T in 16 bytes) and NG >= hidden / E / 32 groups a lane (try_stream picks NG). Measured: 17.6 us
 // at 16384 x 768 fp16 (2.8 TB/s, about the copy rate; H100, 2026-12-07, docs/PERF.md).
 constexpr int kStreamWarps = 8;
 constexpr int kStreamMaxNG = 8;
@@ -445,30 +451,21 @@ void launch_stream(const T* a, T* x, const float* gamma, const float* beta, int 
              smem, stream, a, x, gamma, beta, rows, hidden, eps, n_dev);
 }
 
-// Buckets served by the streaming form: from 512 rows (H100, 2026-12-07, BERT-base fp16, first form: 8x128
-// 0.724 -> 0.667 ms with it from 512 rows instead of the block per row; 1x512 0.573-0.578 either way);
-// IGNIS_ENC_LN_STREAM_MIN=rows moves the threshold (A/B measurements).
-bool stream_mode(int rows) {
-  static const int min_rows = [] {
-    const char* e = std::getenv("IGNIS_ENC_LN_STREAM_MIN");
-    return e && *e ? std::max(1, std::atoi(e)) : 512;
-  }();
-  return rows >= min_rows;
-}
+// Buckets served by the streaming form: from kStreamMinRows rows (H100, 2026-12-07, BERT-base fp16, first
+// form: 8x128 0.724 -> 0.667 ms with it from 512 rows instead of the block per row; 1x512 0.573-0.578 either way).
+constexpr int kStreamMinRows = 512;
 
-// The streaming form for this call, if it serves it (a stream_mode bucket, no split-K slices, hidden a
-// multiple of E and of at most 32 kStreamMaxNG E values; IGNIS_ENC_LN=warp keeps the plain warp form).
+// The streaming form for this call, if it serves it (IGNIS_ENC_LN unset, a bucket of kStreamMinRows rows or
+// more, no split-K slices, hidden a multiple of E and of at most 32 kStreamMaxNG E values).
 template <typename T>
 bool try_stream(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                 const int* n_dev, cudaStream_t stream) {
-  static const bool off = [] {
-    const char* e = std::getenv("IGNIS_ENC_LN");
-    return e && std::strcmp(e, "warp") == 0;
-  }();
   constexpr int E = kVals16<T>;
-  if (off || src.parts || hidden % E != 0 || hidden / E > 32 * kStreamMaxNG) return false;
-  const bool two = src.a && !src.replace;
-  const T* a = src.a ? src.a : x;  // neither: LayerNorm(x)
+  if (ln_form() != LnForm::kAuto || rows < kStreamMinRows || src.parts || hidden % E != 0 ||
+      hidden / E > 32 * kStreamMaxNG)
+    return false;
+  const bool two = src.a != nullptr;
+  const T* a = two ? src.a : x;  // neither: LayerNorm(x)
   const int ng = ceil_div(hidden / E, 32);
   auto go = [&](auto ng_c) {
     constexpr int NG = decltype(ng_c)::value;
@@ -526,7 +523,7 @@ namespace {
 template <typename T>
 void launch_add_ln(const AddSrc<T>& src, T* x, const float* gamma, const float* beta, int rows, int hidden, float eps,
                    const int* n_dev, cudaStream_t stream) {
-  if (stream_mode(rows) && try_stream(src, x, gamma, beta, rows, hidden, eps, n_dev, stream)) return;
+  if (try_stream(src, x, gamma, beta, rows, hidden, eps, n_dev, stream)) return;
   if (warp_mode(rows, hidden))
     launch_enc(add_ln_kernel<T, true>, dim3(ceil_div(rows, kRowsPerBlock)), dim3(32 * kRowsPerBlock), 0, stream, src,
            x, gamma, beta, rows, hidden, eps, n_dev);
@@ -546,18 +543,6 @@ void encoder_add_layernorm(DType t, const void* a, void* x, const float* gamma, 
   IGNIS_ENC_DISPATCH(t, T, {
     AddSrc<T> src;
     src.a = static_cast<const T*>(a);
-    launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
-  });
-}
-
-void encoder_layernorm_from(DType t, const void* a, void* x, const float* gamma, const float* beta, int rows,
-                            int hidden, float eps, const int* n_dev, cudaStream_t stream) {
-  check_hidden(hidden, "encoder_layernorm_from");
-  IGNIS_CHECK(a && a != x, "encoder_layernorm_from: needs a source other than x");
-  if (rows <= 0) return;
-  IGNIS_ENC_DISPATCH(t, T, {
-    AddSrc<T> src;
-    src.replace = true, src.a = static_cast<const T*>(a);
     launch_add_ln(src, static_cast<T*>(x), gamma, beta, rows, hidden, eps, n_dev, stream);
   });
 }

@@ -216,10 +216,10 @@ TEST(CudaEncoderKernels, EmbedLayerNorm) {
 TEST(CudaEncoderKernels, AddLayerNorm) {
   REQUIRE_GPU();
   std::mt19937 rng(13);
-  // 70 rows: a block per row (EAGER up to H 2048, lazy above, 16384 the largest); 12 per SM + 13: a warp
-  // per row (encoder_norm.cu, warp_mode), H <= 1024; from 512 rows the streaming form where H is a multiple of the
-  // values in 16 bytes (8 for f16 / bf16, 4 for f32; H = 36 at 16 bits: the plain warp form); 20,000 rows:
-  // more rows than resident warps, so each warp of the streaming form loops over several (both buffers).
+  // 70 rows: a block per row (EAGER up to H 2048, lazy above, 16384 the largest). From 512 rows the
+  // streaming form (encoder_norm.cu) where H is a multiple of the values in 16 bytes (8 for f16 / bf16, 4
+  // for f32), else at 12 per SM + 13 the plain warp per row (warp_mode, H <= 1024; here H = 36 at 16 bits);
+  // 20,000 rows: more rows than resident warps, so each streaming warp loops over several (both buffers).
   const int big = 12 * sm_count() + 13;
   for (auto [H, rows, n] : {std::tuple{32, 70, 61}, {384, 70, 61}, {768, 70, 61}, {4096, 70, 61}, {16384, 3, 2},
                             {32, big, big - 9}, {36, big, big - 9}, {1024, big, big - 9},
@@ -239,15 +239,6 @@ TEST(CudaEncoderKernels, AddLayerNorm) {
         encref::add_layernorm(with_a ? a.data() : nullptr, want.data(), g.data(), be.data(), n, H, 1e-5f);
         const std::vector<float> got = down(dt, dx.get(), size_t(rows) * H);
         EXPECT_LE(rel_err(got, want), ktol(dt));  // rows >= n: untouched in both
-        if (!with_a) continue;
-        // x = LayerNorm(a): x's old values unread, rows >= n keep them
-        DeviceBuffer dx2 = up(dt, x);
-        encoder_layernorm_from(dt, da.get(), dx2.get(), dg.as<float>(), db.as<float>(), rows, H, 1e-5f,
-                               dn.as<int>(), nullptr);
-        std::vector<float> want2 = a;
-        encref::add_layernorm(nullptr, want2.data(), g.data(), be.data(), n, H, 1e-5f);
-        std::copy(x.begin() + size_t(n) * H, x.end(), want2.begin() + size_t(n) * H);
-        EXPECT_LE(rel_err(down(dt, dx2.get(), size_t(rows) * H), want2), ktol(dt)) << "layernorm_from";
       }
   }
 }
@@ -297,16 +288,6 @@ TEST(CudaEncoderKernels, GemmEpilogues) {
         encref::linear(x.data(), W.data(), epi == GemmEpilogue::kNone ? nullptr : b.data(), c.M, c.N, c.K,
                        epi == GemmEpilogue::kBiasGelu ? encref::Act::kGeluTanh : encref::Act::kNone, want.data());
         EXPECT_LE(rel_err(down(dt, dy.get(), want.size()), want), dt == DType::F32 ? 1e-5 : 1e-2);
-        if (epi != GemmEpilogue::kBiasGelu) {  // the residual added by cuBLASLt (beta = 1): y = x W^T + b + res
-          std::vector<float> res = random_vec(size_t(c.M) * c.N, rng, -1.f, 1.f);
-          round_dt(dt, res);
-          DeviceBuffer dres = up(dt, res), dy2 = poisoned(size_t(c.M) * c.N * esz(dt));
-          gemm.matmul(dt, dW.get(), dx.get(), dy2.get(), c.M, c.N, c.K, epi == GemmEpilogue::kNone ? nullptr : db.get(),
-                      epi, nullptr, dres.get());
-          std::vector<float> want2 = want;
-          for (size_t i = 0; i < want2.size(); ++i) want2[i] += res[i];
-          EXPECT_LE(rel_err(down(dt, dy2.get(), want2.size()), want2), dt == DType::F32 ? 1e-5 : 1e-2) << "residual";
-        }
         if (epi != GemmEpilogue::kNone && !gemm.fused(dt, c.M, c.N, c.K, epi))
           std::printf("note: %s %dx%dx%d epilogue %d runs as a separate kernel (no cuBLASLt algorithm)\n", dname(dt),
                       c.M, c.N, c.K, int(epi));
