@@ -72,9 +72,7 @@ run_sharded() {  # run_sharded NAME N CMD...: a gtest binary under CMD in N proc
   echo "$name $rc $((SECONDS - t0))" >> "$LOG/summary.txt"
   [ $rc = 0 ] || status=1
 }
-decode_rows() {  # `ignis bench --json` on stdin -> "b1:253.3(80%) b8:..." (decode tok/s, % of copy per row)
-  python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d:%.1f(%.0f%%)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))'
-}
+source scripts/gpu-lib.sh  # decode_rows, enc_bench
 for stage in "$@"; do
   case "$stage" in
     prebuilt)  # binaries + the shared libraries the image lacks, built and packed by scripts/devpack.sh

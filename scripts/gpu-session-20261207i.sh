@@ -4,21 +4,14 @@
 # off (IGNIS_ENC_PREFETCH=0) and on, alternated, and once on with PDL (IGNIS_ENC_PDL=1).
 # Usage on the GPU machine: bash scripts/gpu-session-20261207i.sh (binaries from scripts/devpack.sh).
 source "$(dirname "$0")/gpu-session-setup.sh"
+ENC_REPS=30
 timeout 240 $B/ignis_gpu_tests > "$LOG/gpu_tests.log" 2>&1; echo "all GPU tests: rc=$?"; grep -E "PASSED|FAILED" "$LOG/gpu_tests.log" | tail -5
 F='CudaKernels.PrefetchListChunks:CudaKernels.L2PrefetchLeavesMemory:CudaEncoder.L2PrefetchChangesNothing'
 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 1 $B/ignis_gpu_tests --gtest_filter="$F" > "$LOG/memcheck_prefetch.log" 2>&1
 echo "memcheck prefetch: rc=$?"; grep -E "ERROR SUMMARY|PASSED|FAILED" "$LOG/memcheck_prefetch.log" | tail -3
-R=16,32,48,64,80,96,112,128,144,160,176,192,208,224,240,256,272,288,304,320,336,352,368,384,400,416,432,448,464,480,496,512
-bench() {  # $1 = label, the rest: environment assignments
-  local label=$1; shift
-  { env "$@" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30
-    env "$@" timeout 30 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 30 --ragged $R; } > "$LOG/enc_tmp.txt" 2>&1
-  echo "BERT-base fp16, $label:" | tee -a "$LOG/bench_encoder.txt"
-  grep -E "^ *([0-9]+x[0-9]+ +[0-9.]+ ms|ragged)" "$LOG/enc_tmp.txt" | tee -a "$LOG/bench_encoder.txt"
-}
 grep -m1 -i "prefetch\|attention," "$LOG/enc_tmp.txt" 2>/dev/null
-for i in 1 2; do bench "prefetch off, run $i" IGNIS_ENC_PREFETCH=0; bench "prefetch on, run $i" IGNIS_ENC_PREFETCH=1000000; done
-bench "prefetch on + PDL" IGNIS_ENC_PDL=1
+for i in 1 2; do enc_bench "prefetch off, run $i" IGNIS_ENC_PREFETCH=0; enc_bench "prefetch on, run $i" IGNIS_ENC_PREFETCH=1000000; done
+enc_bench "prefetch on + PDL" IGNIS_ENC_PDL=1
 grep -m2 -i "prefetch" "$LOG/enc_tmp.txt"
 # split-K of the attention output projection too (IGNIS_ENC_SPLITK=ffn2,wo,max_rows), prefetch on, small buckets
 S=1x16,1x128,1x256,1x512,8x16,8x64,8x128,32x16

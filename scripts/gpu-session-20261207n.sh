@@ -14,20 +14,12 @@ for tool in memcheck racecheck; do
     --gtest_filter='CudaEncoderKernels.AddLayerNorm' > "$LOG/$tool.log" 2>&1
   echo "$tool AddLayerNorm: rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/$tool.log" | tail -2
 done
-R=16,32,48,64,80,96,112,128,144,160,176,192,208,224,240,256,272,288,304,320,336,352,368,384,400,416,432,448,464,480,496,512
-bench() {  # $1 = label, the rest: environment assignments
-  local label=$1; shift
-  { env "$@" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 20
-    env "$@" timeout 30 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 20 --ragged $R; } > "$LOG/enc_tmp.txt" 2>&1
-  echo "BERT-base fp16, $label:"
-  grep -E "^ *([0-9]+x[0-9]+ +[0-9.]+ ms|ragged32 +[0-9.]+ ms)" "$LOG/enc_tmp.txt" | awk '{printf "%s %s | ", $1, $2} END {print ""}'
-}
 for i in 1 2; do
-  bench "plain warp LayerNorm, run $i" IGNIS_ENC_LN=warp
-  bench "streaming LayerNorm, run $i" IGNIS_X=0
+  enc_bench "plain warp LayerNorm, run $i" IGNIS_ENC_LN=warp
+  enc_bench "streaming LayerNorm, run $i" IGNIS_X=0
 done
-bench "streaming LayerNorm from 512 rows" IGNIS_ENC_LN_STREAM_MIN=512
-bench "streaming LayerNorm, fold off" IGNIS_ENC_RESFOLD=0
+enc_bench "streaming LayerNorm from 512 rows" IGNIS_ENC_LN_STREAM_MIN=512
+enc_bench "streaming LayerNorm, fold off" IGNIS_ENC_RESFOLD=0
 for sh in 32x512 8x128; do
   timeout 120 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
     --csv $B/ignis bench-encoder --synthetic bert-base --dtype f16 --shapes $sh -r 1 > "$LOG/bertncu_$sh.csv" 2> "$LOG/bertncu_$sh.err"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Device call P of 2026-12-07 (call O with more: it found no machine): the streaming add + LayerNorm with gamma / beta laid out by lane (no bank conflicts), from
+# Device call P of 2026-12-07 (an unrun call O, the same without peers, widened): the streaming add + LayerNorm with gamma / beta laid out by lane (no bank conflicts), from
 # 512 rows, and the residual fold from 4,096 rows. Encoder GPU tests (default; IGNIS_ENC_RESFOLD=1 too), memcheck / racecheck on
 # the LayerNorm test, BERT-base fp16 latencies alternated: IGNIS_ENC_LN=warp (the plain warp form, as before) /
 # default (streaming) / streaming with the fold off, two runs each, then Nsight Compute per-kernel durations at 32x512.
@@ -15,18 +15,10 @@ for tool in memcheck racecheck; do
     --gtest_filter='CudaEncoderKernels.AddLayerNorm' > "$LOG/$tool.log" 2>&1
   echo "$tool AddLayerNorm: rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$LOG/$tool.log" | tail -2
 done
-R=16,32,48,64,80,96,112,128,144,160,176,192,208,224,240,256,272,288,304,320,336,352,368,384,400,416,432,448,464,480,496,512
-bench() {  # $1 = label, the rest: environment assignments
-  local label=$1; shift
-  { env "$@" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 20
-    env "$@" timeout 30 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r 20 --ragged $R; } > "$LOG/enc_tmp.txt" 2>&1
-  echo "BERT-base fp16, $label:"
-  grep -E "^ *([0-9]+x[0-9]+ +[0-9.]+ ms|ragged32 +[0-9.]+ ms)" "$LOG/enc_tmp.txt" | awk '{printf "%s %s | ", $1, $2} END {print ""}'
-}
 for i in 1 2; do
-  bench "plain warp LayerNorm, run $i" IGNIS_ENC_LN=warp
-  bench "streaming LayerNorm, run $i" IGNIS_X=0
-  bench "streaming LayerNorm, fold off, run $i" IGNIS_ENC_RESFOLD=0
+  enc_bench "plain warp LayerNorm, run $i" IGNIS_ENC_LN=warp
+  enc_bench "streaming LayerNorm, run $i" IGNIS_X=0
+  enc_bench "streaming LayerNorm, fold off, run $i" IGNIS_ENC_RESFOLD=0
 done
 for sh in 32x512; do
   timeout 120 ncu --clock-control none --graph-profiling node --metrics gpu__time_duration.sum,dram__bytes_read.sum \
@@ -37,8 +29,5 @@ done
 timeout 230 python3 bench/peers_bert.py --ignis $B/ignis --out "$LOG" --budget 150 > "$LOG/peers_bert.log" 2>&1; echo "peers_bert: rc=$?"; tail -40 "$LOG/peers_bert.log"
 # On an H200 (issue 5's targets are H200 figures): decode tok/s of Llama-2-7B-shaped weights, bf16 and quantized
 if grep -q H200 "$LOG/device.txt"; then
-  for q in "" "--quant int4 --group 128" "--quant int8" "--quant q4_k"; do
-    v=$(timeout 60 $B/ignis bench --synthetic llama-2-7b -p 8 -n 128 -r 2 --batch 1 $q --json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print(" ".join("b%d: %.1f tok/s (%.0f%% of copy)" % (r["batch"], r["decode_tok_s"], 100*r["decode_frac_copy"]) for r in d["rows"]))')
-    echo "llama-2-7b ${q:-bf16}: $v"
-  done
+  decode_b1 "" "--quant int4 --group 128" "--quant int8" "--quant q4_k"
 fi

@@ -7,3 +7,4 @@ export IGNIS_DATA=$PWD/.devcarry/data LOG=${OUT:-gpu-logs}; mkdir -p "$LOG"
 timeout 60 scripts/gpu-check.sh prebuilt >/dev/null 2>&1
 B=/tmp/ignis-prebuilt/build-gpu; export LD_LIBRARY_PATH=/tmp/ignis-prebuilt/lib IGNIS_BUILD=$B
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/device.txt"
+source scripts/gpu-lib.sh  # decode_rows, enc_bench
