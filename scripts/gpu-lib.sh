@@ -7,13 +7,14 @@ decode_rows() {
 }
 
 # enc_bench LABEL [VAR=VAL ...]: BERT-base fp16 latencies of the shapes and of the ragged mix (32
-# sequences of 16, 32, ..., 512 tokens) under the given environment, -r ${ENC_REPS:-20}: the label and one
-# line of "shape ms |" on stdout, the tool's lines appended to $LOG/bench_encoder.txt.
+# sequences of 16, 32, ..., 512 tokens) under the given environment, -r ${ENC_REPS:-20}, with the CLI
+# ${ENC_BIN:-$B/ignis} (e.g. a build to A/B against): the label and one line of "shape ms |" on stdout, the
+# tool's lines appended to $LOG/bench_encoder.txt.
 enc_bench() {
   local label=$1; shift
-  local r=${ENC_REPS:-20} ragged; ragged=$(seq -s, 16 16 512)
-  { env "$@" timeout 60 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r $r
-    env "$@" timeout 30 $B/ignis bench-encoder --synthetic bert-base --dtype f16 -r $r --ragged $ragged; } > "$LOG/enc_tmp.txt" 2>&1
+  local r=${ENC_REPS:-20} ragged bin=${ENC_BIN:-$B/ignis}; ragged=$(seq -s, 16 16 512)
+  { env "$@" timeout 60 $bin bench-encoder --synthetic bert-base --dtype f16 -r $r
+    env "$@" timeout 30 $bin bench-encoder --synthetic bert-base --dtype f16 -r $r --ragged $ragged; } > "$LOG/enc_tmp.txt" 2>&1
   echo "BERT-base fp16, $label:" | tee -a "$LOG/bench_encoder.txt"
   grep -E "^ *([0-9]+x[0-9]+ +[0-9.]+ ms|ragged32 +[0-9.]+ ms)" "$LOG/enc_tmp.txt" | tee -a "$LOG/bench_encoder.txt" |
     awk '{printf "%s %s | ", $1, $2} END {print ""}'

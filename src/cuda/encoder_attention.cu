@@ -34,6 +34,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "cuda/encoder_common.cuh"
 #include "cuda/encoder_kernels.h"
@@ -57,8 +58,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // 0.440 / 0.430 / 0.433, 8x128 0.698 / 0.680 / 0.704, 32x16 0.572 / 0.560 / 0.573, 1x512 0.572 / 0.572 /
 // 0.628; from 2,048 rows 4 warps win (8x256 1.022 / 1.080, 32x512 7.56 / 8.27). 1-warp blocks never won
 // and are not built.
-template <typename T, int HD, int NW>
-__global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) enc_flash_kernel(EncAttnArgs a) {
+template <typename T, int HD, int NW, bool PIPE>
+__global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 : 4)) : 1) enc_flash_kernel(EncAttnArgs a) {
   constexpr int kThreads = 32 * NW, kBM = 16 * NW, kSlices = kEncoderAttnTile / kBM;
   static_assert(kEncoderAttnTile % kBM == 0, "a host tile is a whole number of block slices");
   constexpr int LD = HD + 8;  // shared row stride in elements
@@ -106,46 +107,34 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) en
         cp_async16(Qs + r * LD + lc, r < rows ? src : Q, r < rows);
       }
     }
-    auto load_kv = [&](int j, int buf) {
-      T* kd = Ks + buf * kBN * LD + lr * LD + lc;
-      T* vd = Vs + buf * kBN * LD + lr * LD + lc;
-      const T* ks = K + (size_t(j) * kBN + lr) * ld + lc;
+    // K and V tiles are copied separately (the pipelined form keeps K a tile ahead of V); rows past the
+    // end of the sequence are zero-filled (never NaN garbage).
+    auto load_tile = [&](const T* base, T* bufs, int j, int buf) {
+      T* d = bufs + buf * kBN * LD + lr * LD + lc;
+      const T* src = base + (size_t(j) * kBN + lr) * ld + lc;
 #pragma unroll
-      for (int i = 0; i < NP; ++i, ks += step) {
-        const bool ok = j * kBN + lr + i * RP < len;  // rows past the end are zero-filled (never NaN garbage)
-        cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
-        cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
+      for (int i = 0; i < NP; ++i, src += step) {
+        const bool ok = j * kBN + lr + i * RP < len;
+        cp_async16(d + i * RP * LD, ok ? src : base, ok);
       }
     };
-    load_kv(0, 0);
-    cp_async_commit();
 
     uint32_t qa[KS][4];
     float o[DB][4];
 #pragma unroll
     for (int i = 0; i < DB; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    float m0 = -INFINITY, m1 = -INFINITY;
+    float ls[4] = {0.f, 0.f, 0.f, 0.f};  // row sums of p (P times a column of ones)
 
-    for (int j = 0; j < n_tiles; ++j) {
-      // One barrier per key tile: it publishes tile j (and Q) and tells every warp that all are done
-      // with tile j - 1, whose buffer the copy of tile j + 1 then overwrites while tile j is computed.
-      cp_async_wait<0>();
-      __syncthreads();
-      if (j + 1 < n_tiles) {
-        load_kv(j + 1, (j + 1) & 1);
-        cp_async_commit();
-      }
-      if (j == 0) {
+    auto load_q = [&] {
 #pragma unroll
-        for (int ks = 0; ks < KS; ++ks)
-          ldsm_x4(qa[ks], Qs + (warp * 16 + (lane & 15)) * LD + ks * 16 + (lane >> 4) * 8);
-      }
-      const T* kt = Ks + (j & 1) * kBN * LD;
-      const T* vt = Vs + (j & 1) * kBN * LD;
-      // S = Q K^T for this warp's 16 rows x 64 keys
-      float s[8][4];
+      for (int ks = 0; ks < KS; ++ks)
+        ldsm_x4(qa[ks], Qs + (warp * 16 + (lane & 15)) * LD + ks * 16 + (lane >> 4) * 8);
+    };
+    // S = Q K^T for this warp's 16 rows x the 64 keys of the tile at kt
+    auto scores = [&](float (&sc)[8][4], const T* kt) {
 #pragma unroll
-      for (int nb = 0; nb < 8; ++nb) s[nb][0] = s[nb][1] = s[nb][2] = s[nb][3] = 0.f;
+      for (int nb = 0; nb < 8; ++nb) sc[nb][0] = sc[nb][1] = sc[nb][2] = sc[nb][3] = 0.f;
 #pragma unroll
       for (int ks = 0; ks < KS; ++ks) {
 #pragma unroll
@@ -153,58 +142,59 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) en
           uint32_t bb[4];
           const int mi = lane >> 3;
           ldsm_x4(bb, kt + ((nb + (mi >> 1)) * 8 + (lane & 7)) * LD + ks * 16 + (mi & 1) * 8);
-          mma16816<T>(s[nb], qa[ks], bb[0], bb[1]);
-          mma16816<T>(s[nb + 1], qa[ks], bb[2], bb[3]);
+          mma16816<T>(sc[nb], qa[ks], bb[0], bb[1]);
+          mma16816<T>(sc[nb + 1], qa[ks], bb[2], bb[3]);
         }
       }
-      // mask keys past the end of the sequence (only the last tile has any), running max of each row
-      // (raw scores: the scale is positive, so it is applied inside the exponent below)
-      const bool full = (j + 1) * kBN <= len;
-      float mx0 = -INFINITY, mx1 = -INFINITY;
+    };
+    // Online softmax of the scores of key tile j, then O += P V with the V tile at vt. MASK: the tile
+    // may reach past the end of the sequence (only a sequence's last tile can).
+    auto softmax_pv = [&](float (&s)[8][4], const T* vt, int j, auto mask_tag) {
+      if constexpr (decltype(mask_tag)::value) {
+        if ((j + 1) * kBN > len) {
 #pragma unroll
-      for (int nb = 0; nb < 8; ++nb) {
+          for (int nb = 0; nb < 8; ++nb)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = j * kBN + nb * 8 + 2 * c + (e & 1);
-          const float v = full || key < len ? s[nb][e] : -INFINITY;
-          s[nb][e] = v;
-          if (e < 2)
-            mx0 = fmaxf(mx0, v);
-          else
-            mx1 = fmaxf(mx1, v);
+            for (int e = 0; e < 4; ++e)
+              if (j * kBN + nb * 8 + 2 * c + (e & 1) >= len) s[nb][e] = -INFINITY;
         }
       }
+      // Running max of each row (raw scores: the scale is positive, so it is applied inside the exponent
+      // below), as a tree: 4 dependent FMNMX instead of a chain of 16.
+      float mx0[8], mx1[8];
+#pragma unroll
+      for (int nb = 0; nb < 8; ++nb) mx0[nb] = fmaxf(s[nb][0], s[nb][1]), mx1[nb] = fmaxf(s[nb][2], s[nb][3]);
+#pragma unroll
+      for (int w = 4; w >= 1; w >>= 1)
+#pragma unroll
+        for (int nb = 0; nb < w; ++nb) mx0[nb] = fmaxf(mx0[nb], mx0[nb + w]), mx1[nb] = fmaxf(mx1[nb], mx1[nb + w]);
 #pragma unroll
       for (int off = 1; off <= 2; off <<= 1) {
-        mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
-        mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
+        mx0[0] = fmaxf(mx0[0], __shfl_xor_sync(0xffffffffu, mx0[0], off));
+        mx1[0] = fmaxf(mx1[0], __shfl_xor_sync(0xffffffffu, mx1[0], off));
       }
-      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+      const float mn0 = fmaxf(m0, mx0[0]), mn1 = fmaxf(m1, mx1[0]);
       // b = the running max in the log2 domain; key 0 is in the first tile, so mn is finite from then
-      // on; guard anyway. p = 2^(s * scale * log2e - b): one FFMA and one MUFU per score.
+      // on; guard anyway. p = 2^(s * scale * log2e - b): one FFMA and one MUFU a score.
       const float b0 = mn0 == -INFINITY ? 0.f : mn0 * sl2, b1 = mn1 == -INFINITY ? 0.f : mn1 * sl2;
       const float al0 = fast_exp2(m0 * sl2 - b0), al1 = fast_exp2(m1 * sl2 - b1);
       m0 = mn0, m1 = mn1;
-      float rs0 = 0.f, rs1 = 0.f;
-#pragma unroll
-      for (int nb = 0; nb < 8; ++nb) {
-        s[nb][0] = fast_exp2(fmaf(s[nb][0], sl2, -b0)), s[nb][1] = fast_exp2(fmaf(s[nb][1], sl2, -b0));
-        s[nb][2] = fast_exp2(fmaf(s[nb][2], sl2, -b1)), s[nb][3] = fast_exp2(fmaf(s[nb][3], sl2, -b1));
-        rs0 += s[nb][0] + s[nb][1];
-        rs1 += s[nb][2] + s[nb][3];
-      }
-      l0 = l0 * al0 + rs0;
-      l1 = l1 * al1 + rs1;
 #pragma unroll
       for (int db = 0; db < DB; ++db) o[db][0] *= al0, o[db][1] *= al0, o[db][2] *= al1, o[db][3] *= al1;
-      // O += P V (the S accumulators re-packed as A fragments of P)
+      ls[0] *= al0, ls[1] *= al0, ls[2] *= al1, ls[3] *= al1;
+      // O += P V, a 16-key slice of P at a time: its exponents, packed as the A fragment, its V products
+      // and its row sums, as one more product against a B fragment of ones (exact sums of the rounded p
+      // the V products see, on the tensor pipe instead of a chain of 32 FADDs a lane).
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
         uint32_t pa[4];
-        pa[0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-        pa[1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-        pa[2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pa[3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+        const float(&sa)[4] = s[2 * kk];
+        const float(&sb)[4] = s[2 * kk + 1];
+        pa[0] = exp2_pack<T>(fmaf(sa[0], sl2, -b0), fmaf(sa[1], sl2, -b0));
+        pa[1] = exp2_pack<T>(fmaf(sa[2], sl2, -b1), fmaf(sa[3], sl2, -b1));
+        pa[2] = exp2_pack<T>(fmaf(sb[0], sl2, -b0), fmaf(sb[1], sl2, -b0));
+        pa[3] = exp2_pack<T>(fmaf(sb[2], sl2, -b1), fmaf(sb[3], sl2, -b1));
+        mma16816<T>(ls, pa, ones2<T>(), ones2<T>());
 #pragma unroll
         for (int db = 0; db < DB; db += 2) {
           uint32_t bb[4];
@@ -214,13 +204,79 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) en
           mma16816<T>(o[db + 1], pa, bb[2], bb[3]);
         }
       }
+    };
+    using Mask = std::true_type;
+    using NoMask = std::false_type;
+
+    float s[8][4];
+    if constexpr (!PIPE) {
+      // K and V of a tile in one loop (V's source is K's plus H: one running pointer for both)
+      auto load_kv = [&](int j, int buf) {
+        T* kd = Ks + buf * kBN * LD + lr * LD + lc;
+        T* vd = Vs + buf * kBN * LD + lr * LD + lc;
+        const T* ks = K + (size_t(j) * kBN + lr) * ld + lc;
+#pragma unroll
+        for (int i = 0; i < NP; ++i, ks += step) {
+          const bool ok = j * kBN + lr + i * RP < len;
+          cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
+          cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
+        }
+      };
+      load_kv(0, 0);
+      cp_async_commit();
+      for (int j = 0; j < n_tiles; ++j) {
+        // One barrier per key tile: it publishes tile j (and Q) and tells every warp that all are done
+        // with tile j - 1, whose buffer the copy of tile j + 1 then overwrites while tile j is computed.
+        cp_async_wait<0>();
+        __syncthreads();
+        if (j + 1 < n_tiles) {
+          load_kv(j + 1, (j + 1) & 1);
+          cp_async_commit();
+        }
+        if (j == 0) load_q();
+        scores(s, Ks + (j & 1) * kBN * LD);
+        softmax_pv(s, Vs + (j & 1) * kBN * LD, j, Mask{});
+      }
+    } else {
+      // Pipelined: the scores of tile j + 1 are computed in the same basic block as the softmax and
+      // P V of tile j (independent work the scheduler interleaves: tensor products beside MUFU / FMNMX
+      // chains), so K runs a tile ahead of V. At the barrier of step j, K tile j + 1 and V tile j have
+      // landed and every warp is done with K tile j (its scores were computed in step j - 1) and V tile
+      // j - 1, whose buffers then take K tile j + 2 and V tile j + 1.
+      load_tile(K, Ks, 0, 0);
+      cp_async_commit();
+      cp_async_wait<0>();
+      __syncthreads();
+      load_q();
+      if (n_tiles > 1) load_tile(K, Ks, 1, 1);
+      load_tile(V, Vs, 0, 0);
+      cp_async_commit();
+      // Step j: the softmax and P V of tile j from scores cur, the scores of tile j + 1 into nxt; true
+      // after the last tile. Two steps a loop iteration with cur / nxt swapped (no register copies).
+      auto step = [&](int j, float (&cur)[8][4], float (&nxt)[8][4]) {
+        cp_async_wait<0>();
+        __syncthreads();
+        if (j + 2 < n_tiles) load_tile(K, Ks, j + 2, j & 1);
+        if (j + 1 < n_tiles) load_tile(V, Vs, j + 1, (j + 1) & 1);
+        cp_async_commit();
+        const T* vt = Vs + (j & 1) * kBN * LD;
+        if (j + 1 < n_tiles) {  // tile j is full: only a sequence's last tile can need the mask
+          scores(nxt, Ks + ((j + 1) & 1) * kBN * LD);
+          softmax_pv(cur, vt, j, NoMask{});
+          return false;
+        }
+        softmax_pv(cur, vt, j, Mask{});
+        return true;
+      };
+      float s2[8][4];
+      scores(s, Ks);
+      for (int j = 0;; j += 2) {
+        if (step(j, s, s2) || step(j + 1, s2, s)) break;
+      }
     }
 
-#pragma unroll
-    for (int off = 1; off <= 2; off <<= 1) {
-      l0 += __shfl_xor_sync(0xffffffffu, l0, off);
-      l1 += __shfl_xor_sync(0xffffffffu, l1, off);
-    }
+    // every column of ls holds the row sum (lane (g, c): rows g, g + 8)
+    const float l0 = ls[0], l1 = ls[2];
     const float inv0 = 1.f / l0, inv1 = 1.f / l1;
     const int r0 = warp * 16 + g, r1 = r0 + 8;
     T* out = static_cast<T*>(a.out) + size_t(s0 + q0) * H + h * HD;
@@ -233,12 +289,12 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) en
   }
 }
 
-template <typename T, int HD, int NW>
+template <typename T, int HD, int NW, bool PIPE>
 void launch_flash_nw(const EncAttnArgs& a, cudaStream_t stream) {
   constexpr int kBM = 16 * NW;
   const int smem = (kBM + 4 * kBN) * (HD + 8) * 2;
   static const bool configured = [smem] {
-    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD, NW, PIPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
@@ -256,7 +312,7 @@ void launch_flash_nw(const EncAttnArgs& a, cudaStream_t stream) {
   const int per_sm = std::max(1, (200 * 1024) / smem);
   const int bound = per_row || a.rows > 512 ? a.rows : ceil_div(a.rows, kBM);
   const int gx = std::max(1, std::min(bound, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
-  launch_enc(enc_flash_kernel<T, HD, NW>, dim3(gx, a.nh), dim3(32 * NW), size_t(smem), stream, a);
+  launch_enc(enc_flash_kernel<T, HD, NW, PIPE>, dim3(gx, a.nh), dim3(32 * NW), size_t(smem), stream, a);
 }
 
 // Warps a block for a bucket of `rows` rows: the caller's choice (tests), else IGNIS_ENC_ATTN_NW = 2 / 4
@@ -272,11 +328,32 @@ int flash_warps(int rows, int asked) {
   return rows <= kSmallAttnRows ? 2 : 4;
 }
 
+// The pipelined form (PIPE) for a launch: the caller's choice (tests), else IGNIS_ENC_ATTN_PIPE = 0 / 1.
+// Head size 128 never (its 2-block form already holds 204 registers a thread).
+bool flash_pipe(int hd, int asked) {
+  if (hd > 64) return false;
+  if (asked == 0 || asked == 1) return asked == 1;
+  static const bool env = [] {
+    const char* e = std::getenv("IGNIS_ENC_ATTN_PIPE");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return env;
+}
+
 template <typename T, int HD>
 void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
+  const bool pipe = flash_pipe(HD, a.pipe);
+  if constexpr (HD <= 64) {
+    if (pipe) {
+      switch (flash_warps(a.rows, a.warps)) {
+        case 2: launch_flash_nw<T, HD, 2, true>(a, stream); return;
+        default: launch_flash_nw<T, HD, 4, true>(a, stream); return;
+      }
+    }
+  }
   switch (flash_warps(a.rows, a.warps)) {
-    case 2: launch_flash_nw<T, HD, 2>(a, stream); break;
-    default: launch_flash_nw<T, HD, 4>(a, stream); break;
+    case 2: launch_flash_nw<T, HD, 2, false>(a, stream); break;
+    default: launch_flash_nw<T, HD, 4, false>(a, stream); break;
   }
 }
 

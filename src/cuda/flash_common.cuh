@@ -73,4 +73,17 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
+// The pair (2^lo, 2^hi) packed as T (lo in the low half): one fp32 MUFU.EX2 each. (ex2.approx.f16x2
+// is no cheaper on sm_90: ptxas splits it into two MUFU.EX2.F16 and a PRMT, after a conversion of
+// the arguments; SASS of the encoder kernel, 2026-12-07.)
+template <typename T>
+__device__ __forceinline__ uint32_t exp2_pack(float lo, float hi) {
+  return pack2<T>(fast_exp2(lo), fast_exp2(hi));
+}
+// A register of two T ones (a B fragment of ones: the mma then sums the rows of A).
+template <typename T>
+__device__ __forceinline__ constexpr uint32_t ones2() {
+  return std::is_same_v<T, __half> ? 0x3C003C00u : 0x3F803F80u;
+}
+
 }  // namespace ignis::cuda::flash
