@@ -40,3 +40,7 @@ for k, v in by.items():
     print(f"  {k}: n={len(v)} median={st.median(v):.4g} (min {min(v):.4g}, max {max(v):.4g})")
 PY
 done
+# On an H200 (issue 5's targets are H200 figures): decode tok/s of Llama-2-7B-shaped weights, bf16 and quantized
+if grep -q H200 "$LOG/device.txt"; then
+  decode_b1 "" "--quant int4 --group 128" "--quant int8" "--quant q4_k" "--quant q4_0"
+fi

@@ -24,9 +24,13 @@
 // pointers (the generic chunk loop was ~320 of the ~850 instructions a warp issued per key tile), a
 // one-MUFU exp2 (flash_common.cuh) with the scale folded into its FFMA, one barrier per key tile:
 // 70.9M -> 42.0M instructions, 138 -> 125 us a layer; whole pass 32x512 7.74 -> 7.55-7.58 ms, 8x512
-// 2.05 -> 1.98, ragged 32 x 16..512 4.14 -> 4.08. What bounds it now: 4 warps per scheduler (128
+// 2.05 -> 1.98, ragged 32 x 16..512 4.14 -> 4.08. What bounded it then: 4 warps per scheduler (128
 // registers, 46 KB of shared memory a block) waiting on short scoreboards (MUFU / ldmatrix, 2.0
-// cycles per issue) and fixed-latency dependencies (1.8), tensor pipe 36% busy.
+// cycles per issue) and fixed-latency dependencies (1.8), tensor pipe 36% busy. Later (same day): the
+// row sums as one more mma against ones (no chain of 32 FADDs a lane), a tree row max (depth 4, not 16),
+// the mask and the copy predicates only on a sequence's last key tile (SASS: 412 -> 360 instructions a
+// warp per full key tile, no spills), and a pipelined form (PIPE, IGNIS_ENC_ATTN_PIPE=1): the next tile's
+// scores computed in the same basic block as this tile's softmax (166 registers, 3 blocks an SM).
 //
 // Generic kernel (any dtype, head size <= 256): one warp per (query row, head), keys one at a
 // time (dot product across the warp, online softmax in fp32). O(S^2 hd) with no reuse: used for
@@ -107,8 +111,9 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
         cp_async16(Qs + r * LD + lc, r < rows ? src : Q, r < rows);
       }
     }
-    // K and V tiles are copied separately (the pipelined form keeps K a tile ahead of V); rows past the
-    // end of the sequence are zero-filled (never NaN garbage).
+    // Rows past the end of the sequence are zero-filled (never NaN garbage).
+    // One K or V tile (the pipelined form; the plain one copies both at once, load_kv below), every chunk
+    // predicated (an unpredicated copy loop for full tiles beside it cost 12 bytes of spills at 168 registers).
     auto load_tile = [&](const T* base, T* bufs, int j, int buf) {
       T* d = bufs + buf * kBN * LD + lr * LD + lc;
       const T* src = base + (size_t(j) * kBN + lr) * ld + lc;
@@ -210,16 +215,26 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
 
     float s[8][4];
     if constexpr (!PIPE) {
-      // K and V of a tile in one loop (V's source is K's plus H: one running pointer for both)
+      // K and V of a tile in one loop (V's source is K's plus H: one running pointer for both); a tile
+      // wholly inside the sequence (all but its last) without a predicate a chunk (SASS: 382 -> 360
+      // instructions a warp issues per full key tile at head size 64)
       auto load_kv = [&](int j, int buf) {
         T* kd = Ks + buf * kBN * LD + lr * LD + lc;
         T* vd = Vs + buf * kBN * LD + lr * LD + lc;
         const T* ks = K + (size_t(j) * kBN + lr) * ld + lc;
+        if ((j + 1) * kBN <= len) {
 #pragma unroll
-        for (int i = 0; i < NP; ++i, ks += step) {
-          const bool ok = j * kBN + lr + i * RP < len;
-          cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
-          cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
+          for (int i = 0; i < NP; ++i, ks += step) {
+            cp_async16(kd + i * RP * LD, ks, true);
+            cp_async16(vd + i * RP * LD, ks + H, true);
+          }
+        } else {
+#pragma unroll
+          for (int i = 0; i < NP; ++i, ks += step) {
+            const bool ok = j * kBN + lr + i * RP < len;
+            cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
+            cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
+          }
         }
       };
       load_kv(0, 0);
