@@ -29,8 +29,11 @@
 // cycles per issue) and fixed-latency dependencies (1.8), tensor pipe 36% busy. Later (same day): the
 // row sums as one more mma against ones (no chain of 32 FADDs a lane), a tree row max (depth 4, not 16),
 // the mask and the copy predicates only on a sequence's last key tile (SASS: 412 -> 360 instructions a
-// warp per full key tile, no spills), and a pipelined form (PIPE, IGNIS_ENC_ATTN_PIPE=1): the next tile's
-// scores computed in the same basic block as this tile's softmax (166 registers, 3 blocks an SM).
+// warp per full key tile, no spills). H100 (2026-12-08, ncu at 32x512, the 4-warp bucket kernel): 125.5 ->
+// 118.4 us, 42.1M -> 37.3M instructions, tensor pipe 35.5 -> 40.3% busy; whole pass 7.24-7.35 -> 7.21-7.26
+// ms, ragged 3.92-3.93 -> 3.90. A pipelined form (the next tile's scores computed in the same basic block
+// as this tile's softmax, 166 registers, 3 blocks an SM) measured 127.1 us there, and -2% / +3% at 8x512 /
+// 8x128 end to end: not kept.
 //
 // Generic kernel (any dtype, head size <= 256): one warp per (query row, head), keys one at a
 // time (dot product across the warp, online softmax in fp32). O(S^2 hd) with no reuse: used for
@@ -38,7 +41,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <type_traits>
 
 #include "cuda/encoder_common.cuh"
 #include "cuda/encoder_kernels.h"
@@ -62,8 +64,8 @@ constexpr float kLog2e = 1.4426950408889634f;
 // 0.440 / 0.430 / 0.433, 8x128 0.698 / 0.680 / 0.704, 32x16 0.572 / 0.560 / 0.573, 1x512 0.572 / 0.572 /
 // 0.628; from 2,048 rows 4 warps win (8x256 1.022 / 1.080, 32x512 7.56 / 8.27). 1-warp blocks never won
 // and are not built.
-template <typename T, int HD, int NW, bool PIPE>
-__global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 : 4)) : 1) enc_flash_kernel(EncAttnArgs a) {
+template <typename T, int HD, int NW>
+__global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : 4) : 1) enc_flash_kernel(EncAttnArgs a) {
   constexpr int kThreads = 32 * NW, kBM = 16 * NW, kSlices = kEncoderAttnTile / kBM;
   static_assert(kEncoderAttnTile % kBM == 0, "a host tile is a whole number of block slices");
   constexpr int LD = HD + 8;  // shared row stride in elements
@@ -111,19 +113,6 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
         cp_async16(Qs + r * LD + lc, r < rows ? src : Q, r < rows);
       }
     }
-    // Rows past the end of the sequence are zero-filled (never NaN garbage).
-    // One K or V tile (the pipelined form; the plain one copies both at once, load_kv below), every chunk
-    // predicated (an unpredicated copy loop for full tiles beside it cost 12 bytes of spills at 168 registers).
-    auto load_tile = [&](const T* base, T* bufs, int j, int buf) {
-      T* d = bufs + buf * kBN * LD + lr * LD + lc;
-      const T* src = base + (size_t(j) * kBN + lr) * ld + lc;
-#pragma unroll
-      for (int i = 0; i < NP; ++i, src += step) {
-        const bool ok = j * kBN + lr + i * RP < len;
-        cp_async16(d + i * RP * LD, ok ? src : base, ok);
-      }
-    };
-
     uint32_t qa[KS][4];
     float o[DB][4];
 #pragma unroll
@@ -152,17 +141,15 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
         }
       }
     };
-    // Online softmax of the scores of key tile j, then O += P V with the V tile at vt. MASK: the tile
-    // may reach past the end of the sequence (only a sequence's last tile can).
-    auto softmax_pv = [&](float (&s)[8][4], const T* vt, int j, auto mask_tag) {
-      if constexpr (decltype(mask_tag)::value) {
-        if ((j + 1) * kBN > len) {
+    // Online softmax of the scores of key tile j, then O += P V with the V tile at vt. Keys past the end
+    // of the sequence (only its last tile has any) are masked to -inf.
+    auto softmax_pv = [&](float (&s)[8][4], const T* vt, int j) {
+      if ((j + 1) * kBN > len) {
 #pragma unroll
-          for (int nb = 0; nb < 8; ++nb)
+        for (int nb = 0; nb < 8; ++nb)
 #pragma unroll
-            for (int e = 0; e < 4; ++e)
-              if (j * kBN + nb * 8 + 2 * c + (e & 1) >= len) s[nb][e] = -INFINITY;
-        }
+          for (int e = 0; e < 4; ++e)
+            if (j * kBN + nb * 8 + 2 * c + (e & 1) >= len) s[nb][e] = -INFINITY;
       }
       // Running max of each row (raw scores: the scale is positive, so it is applied inside the exponent
       // below), as a tree: 4 dependent FMNMX instead of a chain of 16.
@@ -210,84 +197,43 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
         }
       }
     };
-    using Mask = std::true_type;
-    using NoMask = std::false_type;
-
     float s[8][4];
-    if constexpr (!PIPE) {
-      // K and V of a tile in one loop (V's source is K's plus H: one running pointer for both); a tile
-      // wholly inside the sequence (all but its last) without a predicate a chunk (SASS: 382 -> 360
-      // instructions a warp issues per full key tile at head size 64)
-      auto load_kv = [&](int j, int buf) {
-        T* kd = Ks + buf * kBN * LD + lr * LD + lc;
-        T* vd = Vs + buf * kBN * LD + lr * LD + lc;
-        const T* ks = K + (size_t(j) * kBN + lr) * ld + lc;
-        if ((j + 1) * kBN <= len) {
+    // K and V of a tile in one loop (V's source is K's plus H: one running pointer for both); a tile
+    // wholly inside the sequence (all but its last) without a predicate a chunk (SASS: 382 -> 360
+    // instructions a warp issues per full key tile at head size 64)
+    auto load_kv = [&](int j, int buf) {
+      T* kd = Ks + buf * kBN * LD + lr * LD + lc;
+      T* vd = Vs + buf * kBN * LD + lr * LD + lc;
+      const T* ks = K + (size_t(j) * kBN + lr) * ld + lc;
+      if ((j + 1) * kBN <= len) {
 #pragma unroll
-          for (int i = 0; i < NP; ++i, ks += step) {
-            cp_async16(kd + i * RP * LD, ks, true);
-            cp_async16(vd + i * RP * LD, ks + H, true);
-          }
-        } else {
+        for (int i = 0; i < NP; ++i, ks += step) {
+          cp_async16(kd + i * RP * LD, ks, true);
+          cp_async16(vd + i * RP * LD, ks + H, true);
+        }
+      } else {
 #pragma unroll
-          for (int i = 0; i < NP; ++i, ks += step) {
-            const bool ok = j * kBN + lr + i * RP < len;
-            cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
-            cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
-          }
+        for (int i = 0; i < NP; ++i, ks += step) {
+          const bool ok = j * kBN + lr + i * RP < len;
+          cp_async16(kd + i * RP * LD, ok ? ks : K, ok);
+          cp_async16(vd + i * RP * LD, ok ? ks + H : V, ok);
         }
-      };
-      load_kv(0, 0);
-      cp_async_commit();
-      for (int j = 0; j < n_tiles; ++j) {
-        // One barrier per key tile: it publishes tile j (and Q) and tells every warp that all are done
-        // with tile j - 1, whose buffer the copy of tile j + 1 then overwrites while tile j is computed.
-        cp_async_wait<0>();
-        __syncthreads();
-        if (j + 1 < n_tiles) {
-          load_kv(j + 1, (j + 1) & 1);
-          cp_async_commit();
-        }
-        if (j == 0) load_q();
-        scores(s, Ks + (j & 1) * kBN * LD);
-        softmax_pv(s, Vs + (j & 1) * kBN * LD, j, Mask{});
       }
-    } else {
-      // Pipelined: the scores of tile j + 1 are computed in the same basic block as the softmax and
-      // P V of tile j (independent work the scheduler interleaves: tensor products beside MUFU / FMNMX
-      // chains), so K runs a tile ahead of V. At the barrier of step j, K tile j + 1 and V tile j have
-      // landed and every warp is done with K tile j (its scores were computed in step j - 1) and V tile
-      // j - 1, whose buffers then take K tile j + 2 and V tile j + 1.
-      load_tile(K, Ks, 0, 0);
-      cp_async_commit();
+    };
+    load_kv(0, 0);
+    cp_async_commit();
+    for (int j = 0; j < n_tiles; ++j) {
+      // One barrier per key tile: it publishes tile j (and Q) and tells every warp that all are done
+      // with tile j - 1, whose buffer the copy of tile j + 1 then overwrites while tile j is computed.
       cp_async_wait<0>();
       __syncthreads();
-      load_q();
-      if (n_tiles > 1) load_tile(K, Ks, 1, 1);
-      load_tile(V, Vs, 0, 0);
-      cp_async_commit();
-      // Step j: the softmax and P V of tile j from scores cur, the scores of tile j + 1 into nxt; true
-      // after the last tile. Two steps a loop iteration with cur / nxt swapped (no register copies).
-      auto step = [&](int j, float (&cur)[8][4], float (&nxt)[8][4]) {
-        cp_async_wait<0>();
-        __syncthreads();
-        if (j + 2 < n_tiles) load_tile(K, Ks, j + 2, j & 1);
-        if (j + 1 < n_tiles) load_tile(V, Vs, j + 1, (j + 1) & 1);
+      if (j + 1 < n_tiles) {
+        load_kv(j + 1, (j + 1) & 1);
         cp_async_commit();
-        const T* vt = Vs + (j & 1) * kBN * LD;
-        if (j + 1 < n_tiles) {  // tile j is full: only a sequence's last tile can need the mask
-          scores(nxt, Ks + ((j + 1) & 1) * kBN * LD);
-          softmax_pv(cur, vt, j, NoMask{});
-          return false;
-        }
-        softmax_pv(cur, vt, j, Mask{});
-        return true;
-      };
-      float s2[8][4];
-      scores(s, Ks);
-      for (int j = 0;; j += 2) {
-        if (step(j, s, s2) || step(j + 1, s2, s)) break;
       }
+      if (j == 0) load_q();
+      scores(s, Ks + (j & 1) * kBN * LD);
+      softmax_pv(s, Vs + (j & 1) * kBN * LD, j);
     }
 
     // every column of ls holds the row sum (lane (g, c): rows g, g + 8)
@@ -304,12 +250,12 @@ __global__ void __launch_bounds__(32 * NW, NW == 4 ? (HD == 128 ? 2 : (PIPE ? 3 
   }
 }
 
-template <typename T, int HD, int NW, bool PIPE>
+template <typename T, int HD, int NW>
 void launch_flash_nw(const EncAttnArgs& a, cudaStream_t stream) {
   constexpr int kBM = 16 * NW;
   const int smem = (kBM + 4 * kBN) * (HD + 8) * 2;
   static const bool configured = [smem] {
-    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD, NW, PIPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    CUDA_CHECK(cudaFuncSetAttribute(enc_flash_kernel<T, HD, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return true;
   }();
   (void)configured;
@@ -327,7 +273,7 @@ void launch_flash_nw(const EncAttnArgs& a, cudaStream_t stream) {
   const int per_sm = std::max(1, (200 * 1024) / smem);
   const int bound = per_row || a.rows > 512 ? a.rows : ceil_div(a.rows, kBM);
   const int gx = std::max(1, std::min(bound, ceil_div(int64_t(sm_count()) * per_sm * 2, a.nh)));
-  launch_enc(enc_flash_kernel<T, HD, NW, PIPE>, dim3(gx, a.nh), dim3(32 * NW), size_t(smem), stream, a);
+  launch_enc(enc_flash_kernel<T, HD, NW>, dim3(gx, a.nh), dim3(32 * NW), size_t(smem), stream, a);
 }
 
 // Warps a block for a bucket of `rows` rows: the caller's choice (tests), else IGNIS_ENC_ATTN_NW = 2 / 4
@@ -343,32 +289,11 @@ int flash_warps(int rows, int asked) {
   return rows <= kSmallAttnRows ? 2 : 4;
 }
 
-// The pipelined form (PIPE) for a launch: the caller's choice (tests), else IGNIS_ENC_ATTN_PIPE = 0 / 1.
-// Head size 128 never (its 2-block form already holds 204 registers a thread).
-bool flash_pipe(int hd, int asked) {
-  if (hd > 64) return false;
-  if (asked == 0 || asked == 1) return asked == 1;
-  static const bool env = [] {
-    const char* e = std::getenv("IGNIS_ENC_ATTN_PIPE");
-    return e && std::strcmp(e, "1") == 0;
-  }();
-  return env;
-}
-
 template <typename T, int HD>
 void launch_flash(const EncAttnArgs& a, cudaStream_t stream) {
-  const bool pipe = flash_pipe(HD, a.pipe);
-  if constexpr (HD <= 64) {
-    if (pipe) {
-      switch (flash_warps(a.rows, a.warps)) {
-        case 2: launch_flash_nw<T, HD, 2, true>(a, stream); return;
-        default: launch_flash_nw<T, HD, 4, true>(a, stream); return;
-      }
-    }
-  }
   switch (flash_warps(a.rows, a.warps)) {
-    case 2: launch_flash_nw<T, HD, 2, false>(a, stream); break;
-    default: launch_flash_nw<T, HD, 4, false>(a, stream); break;
+    case 2: launch_flash_nw<T, HD, 2>(a, stream); break;
+    default: launch_flash_nw<T, HD, 4>(a, stream); break;
   }
 }
 

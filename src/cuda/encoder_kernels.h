@@ -80,8 +80,6 @@ struct EncAttnArgs {
   float scale = 1.f;
   EncAttnImpl impl = EncAttnImpl::kAuto;
   int warps = 0;              // flash kernel: warps a block (2 or 4; 0 = chosen by the bucket size)
-  int pipe = -1;              // flash kernel: 1 = scores of the next key tile computed beside the softmax
-                              // (head size <= 64), 0 = not, -1 = the default (IGNIS_ENC_ATTN_PIPE)
 };
 // Tensor-core flash kernel: F16 / BF16, head size 32, 64 or 128. Else the generic kernel (any dtype,
 // head size <= 256, one warp per query row: slow, for fp32 parity and odd shapes).

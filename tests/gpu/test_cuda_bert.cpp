@@ -149,27 +149,24 @@ TEST(CudaEncoderKernels, AttentionRagged) {
         std::vector<float> want(size_t(n) * H);
         encref::attention(q.data(), off.data(), B, c.nh, hd, 1.f / std::sqrt(float(hd)), want.data());
         DeviceBuffer dq = up(dt, q);
-        // the flash kernel with each block shape (warps 0 = chosen by the bucket size), plain and pipelined
-        // (pipe 1: the next tile's scores beside the softmax; head size 128 ignores it), then the generic one
+        // the flash kernel with each block shape (warps 0 = chosen by the bucket size), then the generic one
         struct Run {
           EncAttnImpl impl;
-          int warps, pipe;
+          int warps;
         };
-        const std::vector<Run> runs = {{EncAttnImpl::kFlash, 0, 0}, {EncAttnImpl::kFlash, 2, 0},
-                                       {EncAttnImpl::kFlash, 4, 0}, {EncAttnImpl::kFlash, 0, 1},
-                                       {EncAttnImpl::kFlash, 2, 1}, {EncAttnImpl::kFlash, 4, 1},
-                                       {EncAttnImpl::kGeneric, 0, 0}};
-        for (const auto& [impl, warps, pipe] : runs) {
+        const std::vector<Run> runs = {{EncAttnImpl::kFlash, 0}, {EncAttnImpl::kFlash, 2}, {EncAttnImpl::kFlash, 4},
+                                       {EncAttnImpl::kGeneric, 0}};
+        for (const auto& [impl, warps] : runs) {
           if (impl == EncAttnImpl::kFlash && !encoder_flash_supported(dt, hd)) continue;
           SCOPED_TRACE(std::string(dname(dt)) + (impl == EncAttnImpl::kFlash ? " flash" : " generic") +
-                       " warps=" + std::to_string(warps) + " pipe=" + std::to_string(pipe) +
+                       " warps=" + std::to_string(warps) +
                        " hd=" + std::to_string(hd) + " nh=" + std::to_string(c.nh) + " B=" + std::to_string(B) +
                        " n=" + std::to_string(n));
           DeviceBuffer out = poisoned(size_t(rows) * H * esz(dt));
           EncAttnArgs a;
           a.dtype = dt, a.qkv = dq.get(), a.out = out.get(), a.batch = db.view(), a.rows = rows;
           a.nh = c.nh, a.hd = hd, a.scale = 1.f / std::sqrt(float(hd)), a.impl = impl;
-          a.warps = warps, a.pipe = pipe;
+          a.warps = warps;
           encoder_attention(a, nullptr);
           const std::vector<float> got = down(dt, out.get(), size_t(rows) * H);
           EXPECT_LE(rel_err(std::vector<float>(got.begin(), got.begin() + size_t(n) * H), want), ktol(dt));
