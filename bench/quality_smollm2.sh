@@ -37,6 +37,10 @@ for m in rtn gptq; do
   "$IGNIS" quantize -m "$MODEL" --to int4 --group 64 --method "$m" --calib "$CALIB" --calib-tokens "$CALIB_TOKENS" \
     -o "$LOG_DIR/int4-g64-$m" >"$LOG_DIR/quantize-$m.log" 2>&1
 done
+# GPTQ with zero points and activation order (the best int4 grid on this model, 2026-12-08)
+rm -rf "$LOG_DIR/int4-g64-gptq-asym-ao"
+"$IGNIS" quantize -m "$MODEL" --to int4 --group 64 --method gptq --asym --act-order --calib "$CALIB" \
+  --calib-tokens "$CALIB_TOKENS" -o "$LOG_DIR/int4-g64-gptq-asym-ao" >"$LOG_DIR/quantize-gptq-asym-ao.log" 2>&1
 
 echo "perplexities over $TOKENS tokens..." >&2
 {
@@ -47,11 +51,12 @@ echo "perplexities over $TOKENS tokens..." >&2
   ppl int4-g64-rtn -m "$MODEL" --weights bf16 --quant int4 --group 64
   ppl int4-g64-rtn-folder -m "$LOG_DIR/int4-g64-rtn" --tokenizer "$MODEL"
   ppl int4-g64-gptq-folder -m "$LOG_DIR/int4-g64-gptq" --tokenizer "$MODEL"
+  ppl int4-g64-gptq-asym-ao -m "$LOG_DIR/int4-g64-gptq-asym-ao" --tokenizer "$MODEL"
 } | tee "$LOG_DIR/results.txt" >&2
 
 awk 'NR == FNR { p[$1] = $2; next } END {
   base = p["bf16"];
   printf "%-24s %12s %10s\n", "weights", "perplexity", "vs bf16";
-  n = split("bf16 f32 q4_1-file int8-rtn int4-g64-rtn int4-g64-rtn-folder int4-g64-gptq-folder", k, " ");
+  n = split("bf16 f32 q4_1-file int8-rtn int4-g64-rtn int4-g64-rtn-folder int4-g64-gptq-folder int4-g64-gptq-asym-ao", k, " ");
   for (i = 1; i <= n; ++i) printf "%-24s %12.4f %+9.2f%%\n", k[i], p[k[i]], 100 * (p[k[i]] / base - 1);
 }' "$LOG_DIR/results.txt" /dev/null
