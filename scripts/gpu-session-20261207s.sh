@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# (Since 418b711 the pipelined form is removed and IGNIS_ENC_ATTN_PIPE is ignored: rerun, its "pipelined" rows measure the plain form.)
 # Device call S of 2026-12-07 (second session of the day): the encoder flash attention with row sums on the tensor pipe
 # (P times a column of ones), a tree row max and the mask only on a sequence's last key tile (default), and its
 # pipelined form (IGNIS_ENC_ATTN_PIPE=1: the next tile's scores computed beside the softmax). Encoder GPU tests (both
